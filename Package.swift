@@ -1,0 +1,42 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "sspa-knowledge",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "sspa-knowledge", targets: ["SSPAKnowledgeCommand"]),
+        .library(name: "Knowledge", targets: ["Knowledge"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "COpenBLAS",
+            path: "Sources/COpenBLAS",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        .target(
+            name: "Knowledge",
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .executableTarget(
+            name: "SSPAKnowledgeCommand",
+            dependencies: [
+                "Knowledge",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "KnowledgeTests",
+            dependencies: ["Knowledge"],
+            exclude: ["__Snapshots__"]
+        ),
+    ]
+)

@@ -1,0 +1,112 @@
+import Foundation
+
+/// What `validate` finds in a run.
+public struct ValidationReport: Sendable {
+    public enum Severity: String, Sendable { case failure, warning }
+    public struct Finding: Sendable, Hashable {
+        public var severity: Severity
+        public var label: String
+        public var kind: String
+        public var detail: String
+    }
+
+    public var labelSet: String
+    public var runID: Int64
+    public var findings: [Finding] = []
+    public var labels = 0
+    public var descriptions = 0
+
+    public var failures: [Finding] { findings.filter { $0.severity == .failure } }
+    public var warnings: [Finding] { findings.filter { $0.severity == .warning } }
+}
+
+/// Checks a run's knowledge: empty, duplicate, short and refused entries, labels with no knowledge, failed labels.
+public enum KnowledgeValidator {
+    public static func validate(
+        labelSet: String, runID: Int64, knowledge: [LabelKnowledge],
+        flagged: [(label: String, attempt: Int, flag: String?, error: String?)], wanted: Int
+    ) -> ValidationReport {
+        var report = ValidationReport(labelSet: labelSet, runID: runID)
+        report.labels = knowledge.count
+        for entry in knowledge {
+            report.descriptions += entry.descriptions.count
+            func add(_ severity: ValidationReport.Severity, _ kind: String, _ detail: String) {
+                report.findings.append(.init(severity: severity, label: entry.label, kind: kind, detail: detail))
+            }
+            switch entry.state {
+            case nil: add(.failure, "missing", "not built yet; run `sspa-knowledge build` again to finish the run")
+            case "failed": add(.failure, "failed", "every request failed; run the build again to retry")
+            case "none": add(.failure, "no-knowledge", "the source has no knowledge of '\(entry.displayName)'; add a synonym in the label file or use an LLM")
+            case "short": add(.warning, "short", "\(entry.descriptions.count) of \(wanted) descriptions; `build --resample-short` asks again")
+            default: break
+            }
+            for (index, text) in entry.descriptions.enumerated() {
+                if text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                    add(.failure, "empty", "description \(index + 1) is empty")
+                }
+                if let first = entry.descriptions.firstIndex(where: { $0.lowercased() == text.lowercased() }), first < index {
+                    add(.failure, "duplicate", "description \(index + 1) repeats description \(first + 1)")
+                }
+            }
+        }
+        for request in flagged {
+            if let flag = request.flag {
+                report.findings.append(.init(severity: .warning, label: request.label, kind: flag, detail: "attempt \(request.attempt) was \(flag == "refusal" ? "a refusal" : flag); kept in the request log, not used"))
+            }
+        }
+        return report
+    }
+}
+
+/// Export formats.
+public enum ExportFormat: String, Sendable, CaseIterable {
+    /// CuPL JSON: `{"display name": ["sentence", …]}`, in label order.
+    case cupl
+    /// One JSON object per description.
+    case jsonl
+    /// `label_set,label,display_name,position,description`.
+    case csv
+}
+
+public enum KnowledgeExporter {
+    public static func render(_ knowledge: [LabelKnowledge], labelSet: String, format: ExportFormat) -> String {
+        switch format {
+        case .cupl:
+            // Written by hand, not JSONSerialization, so the keys keep label order.
+            var out = "{\n"
+            for (i, entry) in knowledge.enumerated() {
+                let items = entry.descriptions.map { "    " + jsonString($0) }.joined(separator: ",\n")
+                out += "  \(jsonString(entry.displayName)): [" + (items.isEmpty ? "]" : "\n" + items + "\n  ]")
+                out += i + 1 < knowledge.count ? ",\n" : "\n"
+            }
+            return out + "}\n"
+        case .jsonl:
+            var out = ""
+            for entry in knowledge {
+                for (position, text) in entry.descriptions.enumerated() {
+                    out += "{\"label_set\":\(jsonString(labelSet)),\"label\":\(jsonString(entry.label)),\"display_name\":\(jsonString(entry.displayName)),\"position\":\(position),\"description\":\(jsonString(text)),\"run_id\":\(entry.runID)}\n"
+                }
+            }
+            return out
+        case .csv:
+            var out = "label_set,label,display_name,position,description\n"
+            for entry in knowledge {
+                for (position, text) in entry.descriptions.enumerated() {
+                    out += [labelSet, entry.label, entry.displayName, String(position), text].map(csvField).joined(separator: ",") + "\n"
+                }
+            }
+            return out
+        }
+    }
+
+    static func jsonString(_ text: String) -> String {
+        let data = try? JSONSerialization.data(withJSONObject: [text], options: [.withoutEscapingSlashes])
+        let array = String(decoding: data ?? Data("[\"\"]".utf8), as: UTF8.self)
+        return String(array.dropFirst().dropLast())
+    }
+
+    static func csvField(_ text: String) -> String {
+        guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return text }
+        return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+}

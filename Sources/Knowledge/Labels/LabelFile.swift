@@ -1,0 +1,191 @@
+import Foundation
+
+/// One label of a label set: the dataset's raw name, the name people read, and synonyms that help find its sense.
+public struct Label: Sendable, Hashable, Codable {
+    public var rawName: String
+    public var displayName: String
+    public var synonyms: [String]
+    /// The 1-based line of the label file the label came from (0 when it did not come from a file).
+    public var line: Int
+
+    public init(rawName: String, displayName: String? = nil, synonyms: [String] = [], line: Int = 0) {
+        self.rawName = rawName
+        self.displayName = displayName ?? rawName
+        self.synonyms = synonyms
+        self.line = line
+    }
+
+    /// Every name the label goes by, display name first, without repeats (case-insensitive).
+    public var allNames: [String] {
+        var seen = Set<String>()
+        return ([displayName, rawName] + synonyms).filter { seen.insert($0.lowercased()).inserted }
+    }
+}
+
+/// An ordered list of labels with a name, as read from a label file.
+public struct LabelSet: Sendable, Hashable {
+    public var name: String
+    public var labels: [Label]
+    /// The template named by a `# template: NAME` comment before the first label, if any.
+    public var templateHint: String?
+    /// Where the labels came from (a file path), for messages and provenance.
+    public var source: String
+    /// SHA-256 of the file's bytes, for provenance.
+    public var sourceSHA256: String
+
+    public init(name: String, labels: [Label], templateHint: String? = nil, source: String = "", sourceSHA256: String = "") {
+        self.name = name
+        self.labels = labels
+        self.templateHint = templateHint
+        self.source = source
+        self.sourceSHA256 = sourceSHA256
+    }
+
+    public func label(named name: String) -> Label? {
+        labels.first { $0.rawName == name }
+            ?? labels.first { $0.displayName == name }
+            ?? labels.first { $0.rawName.lowercased() == name.lowercased() || $0.displayName.lowercased() == name.lowercased() }
+            ?? labels.first { $0.synonyms.contains { $0.lowercased() == name.lowercased() } }
+    }
+}
+
+/// An error in a label file, naming the file and line.
+public struct LabelFileError: Error, CustomStringConvertible, Equatable {
+    public var file: String
+    public var line: Int?
+    public var message: String
+
+    public var description: String {
+        if let line { return "\(file):\(line): \(message)" }
+        return "\(file): \(message)"
+    }
+}
+
+/// Parses label files: `raw name`, or `raw name => display name`, optionally followed by `| synonym, synonym`.
+///
+/// `#` starts a comment, blank lines are ignored, and CRLF line ends and a UTF-8 byte-order mark are accepted.
+/// A comment `# template: NAME` before the first label names the prompt template the set is meant for.
+public enum LabelFile {
+    /// Reads and parses a label file. The set is named after the file's stem unless `name` is given.
+    public static func load(_ path: String, name: String? = nil) throws -> LabelSet {
+        let url = URL(fileURLWithPath: path)
+        let data: Data
+        do {
+            data = try Data(contentsOf: url)
+        } catch {
+            throw LabelFileError(file: path, line: nil, message: "cannot read the label file (\(Self.reason(error))). Check the path.")
+        }
+        let stem = url.deletingPathExtension().lastPathComponent
+        return try parse(data, file: path, name: name ?? stem)
+    }
+
+    /// Parses label-file bytes. `file` is used in error messages only.
+    public static func parse(_ data: Data, file: String, name: String) throws -> LabelSet {
+        guard var text = String(data: data, encoding: .utf8) else {
+            let offset = firstInvalidUTF8Offset(data)
+            let line = data.prefix(offset).filter { $0 == 0x0A }.count + 1
+            throw LabelFileError(file: file, line: line, message: "the file is not valid UTF-8 (bad byte at offset \(offset)). Save it as UTF-8.")
+        }
+        if text.hasPrefix("\u{FEFF}") { text.removeFirst() }
+        let trimmedName = name.trimmingCharacters(in: .whitespaces)
+        guard !trimmedName.isEmpty else {
+            throw LabelFileError(file: file, line: nil, message: "the label set needs a name; pass --name.")
+        }
+
+        var labels: [Label] = []
+        var templateHint: String?
+        var rawSeen: [String: Int] = [:]
+        var displaySeen: [String: Int] = [:]
+        // Split on \n only and strip a trailing \r, so CRLF files read the same as LF files.
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        for (index, rawLine) in lines.enumerated() {
+            let lineNumber = index + 1
+            var line = Substring(rawLine)
+            if line.hasSuffix("\r") { line = line.dropLast() }
+            if let hash = line.firstIndex(of: "#") {
+                let comment = line[line.index(after: hash)...].trimmingCharacters(in: .whitespaces)
+                if labels.isEmpty, comment.lowercased().hasPrefix("template:") {
+                    let value = comment.dropFirst("template:".count).trimmingCharacters(in: .whitespaces)
+                    if !value.isEmpty { templateHint = value }
+                }
+                line = line[..<hash]
+            }
+            let content = line.trimmingCharacters(in: .whitespaces)
+            if content.isEmpty { continue }
+            let label = try parseLine(content, file: file, line: lineNumber)
+            if let previous = rawSeen[label.rawName] {
+                throw LabelFileError(file: file, line: lineNumber, message: "duplicate raw name '\(label.rawName)' (first on line \(previous)). Each label may appear once.")
+            }
+            let displayKey = label.displayName.lowercased()
+            if let previous = displaySeen[displayKey] {
+                throw LabelFileError(file: file, line: lineNumber, message: "duplicate display name '\(label.displayName)' (also on line \(previous)). Give each label its own display name.")
+            }
+            rawSeen[label.rawName] = lineNumber
+            displaySeen[displayKey] = lineNumber
+            labels.append(label)
+        }
+        guard !labels.isEmpty else {
+            throw LabelFileError(file: file, line: nil, message: "the file has no labels. Write one label per line: `raw name` or `raw name => display name`.")
+        }
+        return LabelSet(name: trimmedName, labels: labels, templateHint: templateHint, source: file, sourceSHA256: SHA256.hex(data))
+    }
+
+    static func parseLine(_ content: String, file: String, line: Int) throws -> Label {
+        var rest = Substring(content)
+        var synonyms: [String] = []
+        if let bar = rest.firstIndex(of: "|") {
+            let list = rest[rest.index(after: bar)...]
+            synonyms = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            if synonyms.isEmpty {
+                throw LabelFileError(file: file, line: line, message: "'|' must be followed by synonyms separated by commas.")
+            }
+            rest = rest[..<bar]
+        }
+        var display: String?
+        if let arrow = rest.range(of: "=>") {
+            let after = rest[arrow.upperBound...].trimmingCharacters(in: .whitespaces)
+            if after.isEmpty {
+                throw LabelFileError(file: file, line: line, message: "'=>' must be followed by a display name, as in `diningtable => dining table`.")
+            }
+            if after.contains("=>") {
+                throw LabelFileError(file: file, line: line, message: "more than one '=>' on the line.")
+            }
+            display = after
+            rest = rest[..<arrow.lowerBound]
+        }
+        let raw = rest.trimmingCharacters(in: .whitespaces)
+        if raw.isEmpty {
+            throw LabelFileError(file: file, line: line, message: "empty label name before '\(display != nil ? "=>" : "|")'.")
+        }
+        return Label(rawName: raw, displayName: display, synonyms: synonyms, line: line)
+    }
+
+    static func firstInvalidUTF8Offset(_ data: Data) -> Int {
+        var offset = 0
+        let bytes = [UInt8](data)
+        while offset < bytes.count {
+            let b = bytes[offset]
+            let length: Int
+            switch b {
+            case 0x00...0x7F: length = 1
+            case 0xC2...0xDF: length = 2
+            case 0xE0...0xEF: length = 3
+            case 0xF0...0xF4: length = 4
+            default: return offset
+            }
+            if offset + length > bytes.count { return offset }
+            for k in 1..<length where bytes[offset + k] & 0xC0 != 0x80 { return offset }
+            offset += length
+        }
+        return offset
+    }
+
+    static func reason(_ error: Error) -> String {
+        let ns = error as NSError
+        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(underlying.code)))
+        }
+        if ns.domain == NSCocoaErrorDomain, ns.code == NSFileReadNoSuchFileError { return "no such file" }
+        return ns.localizedDescription
+    }
+}

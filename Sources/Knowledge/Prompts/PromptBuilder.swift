@@ -1,0 +1,157 @@
+import Foundation
+
+/// One chat turn.
+public struct ChatMessage: Sendable, Hashable, Codable {
+    public enum Role: String, Sendable, Codable { case system, user, assistant }
+    public var role: Role
+    public var content: String
+    public init(role: Role, content: String) {
+        self.role = role
+        self.content = content
+    }
+}
+
+/// How demonstrations are picked from the template's pool.
+public enum DemoSelection: String, Sendable, CaseIterable, Codable {
+    /// The first K of the pool, in file order.
+    case fixed
+    /// K drawn with a seeded generator: the same seed and label give the same draw.
+    case random
+    /// The K whose names are lexically closest to the label (character trigram overlap).
+    case similar
+}
+
+/// A rendered prompt: the exact messages sent, and which demonstrations they show.
+public struct RenderedPrompt: Sendable, Hashable {
+    public var messages: [ChatMessage]
+    public var demonstrations: [String]
+
+    /// The messages as canonical JSON, the form stored in knowledge.db.
+    public var json: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: (try? encoder.encode(messages)) ?? Data(), as: UTF8.self)
+    }
+}
+
+/// Builds in-context prompts: system, then demonstrations as alternating user/assistant turns, then the query.
+public struct PromptBuilder: Sendable {
+    public var template: PromptTemplate
+    public var demos: Int
+    public var selection: DemoSelection
+    public var seed: UInt64
+    public var count: Int
+
+    public init(template: PromptTemplate, demos: Int? = nil, selection: DemoSelection = .fixed, seed: UInt64 = 0, count: Int? = nil) {
+        self.template = template
+        self.demos = demos ?? template.demonstrationCount
+        self.selection = selection
+        self.seed = seed
+        self.count = count ?? template.descriptionCount
+    }
+
+    public func render(for label: Label) -> RenderedPrompt {
+        let chosen = chooseDemonstrations(for: label)
+        var messages: [ChatMessage] = []
+        let system = TemplateText.render(template.system, values(for: label))
+        if !system.isEmpty { messages.append(ChatMessage(role: .system, content: system)) }
+        for demo in chosen {
+            let demoLabel = Label(rawName: demo.label)
+            messages.append(ChatMessage(role: .user, content: question(for: demoLabel)))
+            let answer = ["descriptions": Array(demo.descriptions.prefix(count))]
+            messages.append(ChatMessage(role: .assistant, content: Self.canonicalJSON(answer)))
+        }
+        messages.append(ChatMessage(role: .user, content: question(for: label)))
+        return RenderedPrompt(messages: messages, demonstrations: chosen.map(\.label))
+    }
+
+    func question(for label: Label) -> String {
+        let values = values(for: label)
+        let question = TemplateText.render(template.question, values)
+        let output = TemplateText.render(template.outputInstruction, values)
+        return output.isEmpty ? question : question + "\n" + output
+    }
+
+    func values(for label: Label) -> [String: String] {
+        [
+            "display_name": label.displayName,
+            "raw_name": label.rawName,
+            "synonyms": label.synonyms.joined(separator: ", "),
+            "domain": template.domain,
+            "count": String(count),
+        ]
+    }
+
+    /// The demonstrations shown for `label`. A demonstration of the label itself (by any of its names) is never shown.
+    public func chooseDemonstrations(for label: Label) -> [PromptTemplate.Demonstration] {
+        let names = Set(label.allNames.map(Self.normalized))
+        let pool = template.demonstrations.filter { !names.contains(Self.normalized($0.label)) }
+        let k = min(max(demos, 0), pool.count)
+        guard k > 0 else { return [] }
+        switch selection {
+        case .fixed:
+            return Array(pool.prefix(k))
+        case .random:
+            var generator = SplitMix64(seed: seed ^ Self.stableHash(label.rawName))
+            var indices = Array(pool.indices)
+            for i in stride(from: indices.count - 1, to: 0, by: -1) {
+                let j = Int(generator.next() % UInt64(i + 1))
+                indices.swapAt(i, j)
+            }
+            return indices.prefix(k).sorted().map { pool[$0] }
+        case .similar:
+            let target = label.allNames.map(Self.trigrams)
+            let scored = pool.enumerated().map { index, demo -> (Double, Int) in
+                let grams = Self.trigrams(demo.label)
+                let best = target.map { Self.jaccard($0, grams) }.max() ?? 0
+                return (best, index)
+            }
+            // Highest similarity first; ties keep the pool's order so the choice is deterministic.
+            return scored.sorted { $0.0 != $1.0 ? $0.0 > $1.0 : $0.1 < $1.1 }.prefix(k).map { pool[$0.1] }
+        }
+    }
+
+    static func normalized(_ name: String) -> String {
+        name.lowercased().filter { $0.isLetter || $0.isNumber }
+    }
+
+    static func trigrams(_ name: String) -> Set<String> {
+        let padded = Array("  " + name.lowercased() + " ")
+        guard padded.count >= 3 else { return [String(padded)] }
+        return Set((0...(padded.count - 3)).map { String(padded[$0..<($0 + 3)]) })
+    }
+
+    static func jaccard(_ a: Set<String>, _ b: Set<String>) -> Double {
+        let union = a.union(b).count
+        return union == 0 ? 0 : Double(a.intersection(b).count) / Double(union)
+    }
+
+    /// FNV-1a over UTF-8, stable across runs and platforms (Swift's `hashValue` is seeded per process).
+    static func stableHash(_ text: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf29ce484222325
+        for byte in text.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100000001b3
+        }
+        return hash
+    }
+
+    static func canonicalJSON(_ value: [String: [String]]) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: (try? encoder.encode(value)) ?? Data(), as: UTF8.self)
+    }
+}
+
+/// A small, fast, seedable generator (Vigna's SplitMix64), so seeded choices are the same on every platform.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9e3779b97f4a7c15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xbf58476d1ce4e5b9
+        z = (z ^ (z >> 27)) &* 0x94d049bb133111eb
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,160 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// The HTTP seam: one closure that sends a request and returns the body and response.
+public struct HTTPClient: Sendable {
+    public var send: @Sendable (URLRequest) async throws -> (Data, HTTPURLResponse)
+
+    public init(send: @escaping @Sendable (URLRequest) async throws -> (Data, HTTPURLResponse)) {
+        self.send = send
+    }
+
+    /// A client on one shared URLSession with enough connections per host for `connections` requests at once.
+    public static func live(timeout: Double, connections: Int) -> HTTPClient {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.httpMaximumConnectionsPerHost = max(connections, 1)
+        configuration.timeoutIntervalForRequest = timeout
+        configuration.timeoutIntervalForResource = timeout
+        configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
+        configuration.urlCache = nil
+        configuration.httpCookieStorage = nil
+        let session = URLSession(configuration: configuration)
+        return HTTPClient { request in
+            var request = request
+            request.timeoutInterval = timeout
+            let (data, response) = try await session.data(for: request)
+            guard let http = response as? HTTPURLResponse else {
+                throw ProviderError(.badResponse, "\(request.url?.absoluteString ?? "the endpoint") did not answer over HTTP.")
+            }
+            return (data, http)
+        }
+    }
+}
+
+/// Sends JSON requests with retries, turning every failure into a `ProviderError` whose text never holds the key.
+struct JSONPoster: Sendable {
+    var http: HTTPClient
+    var policy: RetryPolicy
+    var apiKey: String?
+    var timeout: Double
+    /// Called before each retry, so the command can show it.
+    var onRetry: @Sendable (_ label: String, _ error: ProviderError, _ wait: Double) -> Void
+
+    struct Reply {
+        var data: Data
+        var status: Int
+        var latency: Double
+    }
+
+    func post(_ url: URL, body: [String: Any], label: String, extraHeaders: [String: String] = [:]) async throws -> Reply {
+        let payload = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
+        var request = URLRequest(url: url)
+        request.httpMethod = "POST"
+        request.httpBody = payload
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.setValue("application/json", forHTTPHeaderField: "Accept")
+        request.setValue(label.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "", forHTTPHeaderField: "X-SSPA-Label")
+        if let apiKey, !apiKey.isEmpty { request.setValue("Bearer \(apiKey)", forHTTPHeaderField: "Authorization") }
+        for (name, value) in extraHeaders { request.setValue(value, forHTTPHeaderField: name) }
+
+        var retry = 0
+        var generator = SystemRandomNumberGenerator()
+        while true {
+            try Task.checkCancellation()
+            let started = ContinuousClock.now
+            do {
+                let (data, response) = try await http.send(request)
+                let latency = Self.seconds(ContinuousClock.now - started)
+                if (200..<300).contains(response.statusCode) {
+                    return Reply(data: data, status: response.statusCode, latency: latency)
+                }
+                let error = classify(status: response.statusCode, data: data, url: url)
+                guard error.isRetryable, retry < policy.maxRetries else { throw error }
+                retry += 1
+                let retryAfter = response.value(forHTTPHeaderField: "Retry-After").flatMap { RetryPolicy.parseRetryAfter($0) }
+                let wait = policy.delay(retry: retry, retryAfter: retryAfter, jitter: Double.random(in: 0..<1, using: &generator))
+                onRetry(label, error, wait)
+                try await Task.sleep(nanoseconds: UInt64(wait * 1e9))
+            } catch let error as ProviderError {
+                throw error
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                if Task.isCancelled { throw CancellationError() }
+                let failure = classifyTransport(error, url: url)
+                guard failure.isRetryable, retry < policy.maxRetries else { throw failure }
+                retry += 1
+                let wait = policy.delay(retry: retry, retryAfter: nil, jitter: Double.random(in: 0..<1, using: &generator))
+                onRetry(label, failure, wait)
+                try await Task.sleep(nanoseconds: UInt64(wait * 1e9))
+            }
+        }
+    }
+
+    func classify(status: Int, data: Data, url: URL) -> ProviderError {
+        let body = redact(String(decoding: data.prefix(4000), as: UTF8.self))
+        let (message, type, code) = Self.errorFields(data)
+        let detail = message.map { ": " + redact($0) } ?? ""
+        let where_ = "POST \(url.absoluteString) answered HTTP \(status)"
+        if code == "insufficient_quota" || type == "insufficient_quota" {
+            return ProviderError(.quota, "\(where_) (insufficient_quota)\(detail). The account has no quota left; add credit or use another endpoint.", httpStatus: status, body: body)
+        }
+        switch status {
+        case 401, 403:
+            return ProviderError(.authentication, "\(where_): the endpoint rejected the credentials. Set the key in the environment variable named by --api-key-env (default OPENAI_API_KEY).", httpStatus: status, body: body)
+        case 404:
+            return ProviderError(.notFound, "\(where_)\(detail). Check --endpoint (the server's base URL) and --model.", httpStatus: status, body: body)
+        case 408, 429:
+            return ProviderError(.rateLimited, "\(where_)\(detail)", httpStatus: status, body: body)
+        case 500...599:
+            return ProviderError(.server, "\(where_)\(detail)", httpStatus: status, body: body)
+        default:
+            return ProviderError(.badRequest, "\(where_)\(detail)", httpStatus: status, body: body)
+        }
+    }
+
+    func classifyTransport(_ error: Error, url: URL) -> ProviderError {
+        let ns = error as NSError
+        if ns.domain == NSURLErrorDomain {
+            switch ns.code {
+            case NSURLErrorTimedOut:
+                return ProviderError(.timeout, "POST \(url.absoluteString) timed out after \(Self.format(timeout)) s (--timeout).")
+            case NSURLErrorCannotConnectToHost, NSURLErrorCannotFindHost, NSURLErrorNetworkConnectionLost,
+                 NSURLErrorNotConnectedToInternet, NSURLErrorDNSLookupFailed, NSURLErrorResourceUnavailable:
+                return ProviderError(.connection, "cannot talk to \(url.absoluteString): \(ns.localizedDescription). Is the server running?")
+            case NSURLErrorUnsupportedURL, NSURLErrorBadURL:
+                return ProviderError(.configuration, "\(url.absoluteString) is not a usable URL. Check --endpoint.")
+            default:
+                return ProviderError(.connection, "POST \(url.absoluteString) failed: \(ns.localizedDescription) (URL error \(ns.code)).")
+            }
+        }
+        return ProviderError(.connection, "POST \(url.absoluteString) failed: \(redact(String(describing: error))).")
+    }
+
+    /// Removes the key, and anything shaped like a key, from text that may reach the terminal or the store.
+    func redact(_ text: String) -> String {
+        var result = text
+        if let apiKey, apiKey.count >= 4 { result = result.replacingOccurrences(of: apiKey, with: "[redacted]") }
+        return result.replacingOccurrences(of: "(sk|pk|key)-[A-Za-z0-9_*.\\-]{6,}", with: "[redacted]", options: .regularExpression)
+    }
+
+    static func errorFields(_ data: Data) -> (message: String?, type: String?, code: String?) {
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return (nil, nil, nil) }
+        if let error = object["error"] as? [String: Any] {
+            return (error["message"] as? String, error["type"] as? String, error["code"] as? String)
+        }
+        if let message = object["error"] as? String { return (message, nil, nil) }
+        if let detail = object["detail"] { return (String(describing: detail), nil, nil) }
+        return (nil, nil, nil)
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    static func format(_ value: Double) -> String {
+        value == value.rounded() ? String(Int(value)) : String(value)
+    }
+}

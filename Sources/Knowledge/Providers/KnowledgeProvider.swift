@@ -1,0 +1,129 @@
+import Foundation
+
+/// Sampling parameters sent with every request, and part of a run's identity.
+public struct Sampling: Sendable, Hashable, Codable {
+    public var temperature: Double
+    public var seed: Int
+    public var maxTokens: Int
+    public var n: Int
+
+    public init(temperature: Double = 0.7, seed: Int = 0, maxTokens: Int = 400, n: Int = 1) {
+        self.temperature = temperature
+        self.seed = seed
+        self.maxTokens = maxTokens
+        self.n = n
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case temperature, seed, n
+        case maxTokens = "max_tokens"
+    }
+}
+
+/// Whether to ask for JSON-schema structured output.
+public enum StructuredMode: String, Sendable, CaseIterable, Codable {
+    /// Ask for the schema; if the server rejects it, fall back once to plain text for the rest of the run.
+    case auto
+    case on
+    case off
+}
+
+/// One question to a knowledge source: the rendered prompt for one label.
+public struct KnowledgeRequest: Sendable {
+    public var label: Label
+    public var prompt: RenderedPrompt
+    public var sampling: Sampling
+    /// Descriptions wanted.
+    public var count: Int
+    /// The template's domain phrase, which the offline source uses to pick word senses.
+    public var domain: String
+
+    public init(label: Label, prompt: RenderedPrompt, sampling: Sampling, count: Int, domain: String) {
+        self.label = label
+        self.prompt = prompt
+        self.sampling = sampling
+        self.count = count
+        self.domain = domain
+    }
+}
+
+/// What a knowledge source answered, with the metadata provenance keeps.
+public struct KnowledgeResponse: Sendable {
+    public struct Choice: Sendable, Hashable {
+        public var content: String
+        public var finishReason: String?
+        public init(content: String, finishReason: String?) {
+            self.content = content
+            self.finishReason = finishReason
+        }
+    }
+
+    public var choices: [Choice]
+    public var promptTokens: Int?
+    public var completionTokens: Int?
+    public var systemFingerprint: String?
+    /// The response body as received (for LLMs), or the source's own record (for offline sources).
+    public var raw: String
+    public var httpStatus: Int?
+    public var latency: Double
+    /// Source-specific provenance: the structured-output mode used, WordNet sense keys, the model the server named.
+    public var metadata: [String: String]
+    /// Set by an offline source that has nothing for this label, so it is recorded as having no knowledge.
+    public var noKnowledge: Bool
+
+    public init(
+        choices: [Choice], promptTokens: Int? = nil, completionTokens: Int? = nil, systemFingerprint: String? = nil,
+        raw: String, httpStatus: Int? = nil, latency: Double, metadata: [String: String] = [:], noKnowledge: Bool = false
+    ) {
+        self.choices = choices
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+        self.systemFingerprint = systemFingerprint
+        self.raw = raw
+        self.httpStatus = httpStatus
+        self.latency = latency
+        self.metadata = metadata
+        self.noKnowledge = noKnowledge
+    }
+}
+
+/// A knowledge source: one value with one closure, so a new backend is one new file and tests can pass their own.
+public struct KnowledgeProvider: Sendable {
+    /// `openai`, `ollama` or `wordnet`.
+    public var name: String
+    /// The base URL, or the WordNet folder. Never holds a key.
+    public var endpoint: String
+    public var model: String
+    public var describe: @Sendable (KnowledgeRequest) async throws -> KnowledgeResponse
+
+    public init(name: String, endpoint: String, model: String, describe: @escaping @Sendable (KnowledgeRequest) async throws -> KnowledgeResponse) {
+        self.name = name
+        self.endpoint = endpoint
+        self.model = model
+        self.describe = describe
+    }
+}
+
+/// Why a request failed. `isFatal` errors stop the whole run (a bad key, no quota, a wrong URL).
+public struct ProviderError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: String, Sendable {
+        case authentication, quota, notFound, badRequest, rateLimited, server, timeout, connection, badResponse, configuration
+    }
+
+    public var kind: Kind
+    public var message: String
+    public var httpStatus: Int?
+    /// The body the server sent, redacted, kept for the request log.
+    public var body: String?
+
+    public init(_ kind: Kind, _ message: String, httpStatus: Int? = nil, body: String? = nil) {
+        self.kind = kind
+        self.message = message
+        self.httpStatus = httpStatus
+        self.body = body
+    }
+
+    public var isFatal: Bool { [.authentication, .quota, .notFound, .configuration].contains(kind) }
+    public var isRetryable: Bool { [.rateLimited, .server, .timeout, .connection].contains(kind) }
+    public var description: String { message }
+}

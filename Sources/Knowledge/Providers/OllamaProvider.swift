@@ -1,0 +1,46 @@
+import Foundation
+
+extension KnowledgeProvider {
+    /// Ollama's `POST {base}/api/chat`, non-streaming, with `format` set to the descriptions JSON schema.
+    ///
+    /// Ollama has no `n`: one request gives one answer, and short labels are resampled with new seeds instead.
+    public static func ollama(_ settings: EndpointSettings, http: HTTPClient) throws -> KnowledgeProvider {
+        let base = try normalizedBase(settings.baseURL, strippingSuffix: "/api")
+        guard let url = URL(string: base + "/api/chat") else {
+            throw ProviderError(.configuration, "'\(settings.baseURL)' is not a valid URL. Pass Ollama's base URL, e.g. http://127.0.0.1:11434.")
+        }
+        let poster = JSONPoster(http: http, policy: settings.retry, apiKey: settings.apiKey, timeout: settings.timeout, onRetry: settings.onRetry)
+        return KnowledgeProvider(name: "ollama", endpoint: base, model: settings.model) { request in
+            var body: [String: Any] = [
+                "model": settings.model,
+                "messages": request.prompt.messages.map { ["role": $0.role.rawValue, "content": $0.content] },
+                "stream": false,
+                "options": [
+                    "temperature": request.sampling.temperature,
+                    "seed": request.sampling.seed,
+                    "num_predict": request.sampling.maxTokens,
+                ] as [String: Any],
+            ]
+            if settings.structured != .off { body["format"] = DescriptionSchema.schema(count: request.count) }
+            let reply = try await poster.post(url, body: body, label: request.label.rawName)
+            let raw = poster.redact(String(decoding: reply.data, as: UTF8.self))
+            guard let object = try? JSONSerialization.jsonObject(with: reply.data) as? [String: Any] else {
+                throw ProviderError(.badResponse, "\(url.absoluteString) answered HTTP \(reply.status) with a body that is not JSON (\(describeBody(reply.data))). Is --endpoint an Ollama server?", httpStatus: reply.status, body: raw)
+            }
+            guard let message = object["message"] as? [String: Any], let content = message["content"] as? String else {
+                throw ProviderError(.badResponse, "\(url.absoluteString) answered JSON without 'message.content'; not an Ollama chat response.", httpStatus: reply.status, body: raw)
+            }
+            var metadata = ["structured": settings.structured == .off ? "none" : "ollama_format"]
+            if let model = object["model"] as? String { metadata["served_model"] = model }
+            return KnowledgeResponse(
+                choices: [.init(content: content, finishReason: object["done_reason"] as? String)],
+                promptTokens: object["prompt_eval_count"] as? Int,
+                completionTokens: object["eval_count"] as? Int,
+                raw: raw,
+                httpStatus: reply.status,
+                latency: reply.latency,
+                metadata: metadata
+            )
+        }
+    }
+}

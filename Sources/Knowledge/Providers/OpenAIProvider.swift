@@ -1,0 +1,157 @@
+import Foundation
+
+/// Settings shared by the HTTP providers.
+public struct EndpointSettings: Sendable {
+    public var baseURL: String
+    public var model: String
+    public var apiKey: String?
+    public var timeout: Double
+    public var structured: StructuredMode
+    public var retry: RetryPolicy
+    public var onRetry: @Sendable (_ label: String, _ error: ProviderError, _ wait: Double) -> Void
+
+    public init(
+        baseURL: String, model: String, apiKey: String?, timeout: Double = 120, structured: StructuredMode = .auto,
+        retry: RetryPolicy = RetryPolicy(), onRetry: @escaping @Sendable (String, ProviderError, Double) -> Void = { _, _, _ in }
+    ) {
+        self.baseURL = baseURL
+        self.model = model
+        self.apiKey = apiKey
+        self.timeout = timeout
+        self.structured = structured
+        self.retry = retry
+        self.onRetry = onRetry
+    }
+}
+
+/// The JSON schema every structured request asks for.
+enum DescriptionSchema {
+    static func schema(count: Int) -> [String: Any] {
+        [
+            "type": "object",
+            "properties": [
+                "descriptions": [
+                    "type": "array",
+                    "items": ["type": "string"],
+                    "minItems": 1,
+                    "maxItems": max(count, 1) * 2,
+                ] as [String: Any],
+            ],
+            "required": ["descriptions"],
+            "additionalProperties": false,
+        ]
+    }
+}
+
+/// Remembers, for the whole run, which structured-output form the server accepted.
+final class StructuredFallback: @unchecked Sendable {
+    private let lock = NSLock()
+    private var index = 0
+    func current() -> Int { lock.withLock { index } }
+    func advance(from seen: Int) { lock.withLock { if index == seen { index += 1 } } }
+}
+
+extension KnowledgeProvider {
+    /// An OpenAI-compatible `POST {base}/v1/chat/completions` endpoint: OpenAI, vLLM, llama.cpp's server, LM Studio.
+    ///
+    /// With `structured: auto` it asks for `{"descriptions": [...]}` through `response_format`, first as OpenAI's
+    /// `json_schema`, then as the `json_object` + `schema` form llama.cpp's servers take, and, if the server rejects
+    /// both, as plain text; the form that worked is kept for the rest of the run.
+    public static func openAI(_ settings: EndpointSettings, http: HTTPClient) throws -> KnowledgeProvider {
+        let base = try normalizedBase(settings.baseURL, strippingSuffix: "/v1")
+        guard let url = URL(string: base + "/v1/chat/completions") else {
+            throw ProviderError(.configuration, "'\(settings.baseURL)' is not a valid URL. Pass the server's base URL, e.g. http://127.0.0.1:8080.")
+        }
+        let poster = JSONPoster(http: http, policy: settings.retry, apiKey: settings.apiKey, timeout: settings.timeout, onRetry: settings.onRetry)
+        let forms: [String] = switch settings.structured {
+        case .off: ["none"]
+        case .on: ["json_schema", "json_object"]
+        case .auto: ["json_schema", "json_object", "none"]
+        }
+        let fallback = StructuredFallback()
+
+        return KnowledgeProvider(name: "openai", endpoint: base, model: settings.model) { request in
+            while true {
+                let index = fallback.current()
+                let form = forms[min(index, forms.count - 1)]
+                var body: [String: Any] = [
+                    "model": settings.model,
+                    "messages": request.prompt.messages.map { ["role": $0.role.rawValue, "content": $0.content] },
+                    "temperature": request.sampling.temperature,
+                    "seed": request.sampling.seed,
+                    "max_tokens": request.sampling.maxTokens,
+                ]
+                if request.sampling.n > 1 { body["n"] = request.sampling.n }
+                let schema = DescriptionSchema.schema(count: request.count)
+                switch form {
+                case "json_schema":
+                    body["response_format"] = ["type": "json_schema", "json_schema": ["name": "descriptions", "schema": schema]]
+                case "json_object":
+                    body["response_format"] = ["type": "json_object", "schema": schema]
+                default: break
+                }
+                let reply: JSONPoster.Reply
+                do {
+                    reply = try await poster.post(url, body: body, label: request.label.rawName)
+                } catch let error as ProviderError where error.kind == .badRequest && form != "none" && index + 1 < forms.count
+                    && rejectsResponseFormat(error) {
+                    // The server rejected this response_format: try the next form once, for every later request too.
+                    fallback.advance(from: index)
+                    continue
+                }
+                return try parseChatCompletion(reply, form: form, url: url, redact: poster.redact)
+            }
+        }
+    }
+
+    static func parseChatCompletion(_ reply: JSONPoster.Reply, form: String, url: URL, redact: (String) -> String) throws -> KnowledgeResponse {
+        let raw = redact(String(decoding: reply.data, as: UTF8.self))
+        guard let object = try? JSONSerialization.jsonObject(with: reply.data) as? [String: Any] else {
+            throw ProviderError(.badResponse, "\(url.absoluteString) answered HTTP \(reply.status) with a body that is not JSON (\(describeBody(reply.data))). Is --endpoint an OpenAI-compatible server?", httpStatus: reply.status, body: raw)
+        }
+        guard let choices = object["choices"] as? [[String: Any]], !choices.isEmpty else {
+            throw ProviderError(.badResponse, "\(url.absoluteString) answered JSON without 'choices'; not an OpenAI chat completion.", httpStatus: reply.status, body: raw)
+        }
+        let parsed = choices.map { choice -> KnowledgeResponse.Choice in
+            let message = choice["message"] as? [String: Any]
+            let content = (message?["content"] as? String) ?? (choice["text"] as? String) ?? ""
+            return KnowledgeResponse.Choice(content: content, finishReason: choice["finish_reason"] as? String)
+        }
+        let usage = object["usage"] as? [String: Any]
+        var metadata = ["structured": form]
+        if let model = object["model"] as? String { metadata["served_model"] = model }
+        return KnowledgeResponse(
+            choices: parsed,
+            promptTokens: usage?["prompt_tokens"] as? Int,
+            completionTokens: usage?["completion_tokens"] as? Int,
+            systemFingerprint: object["system_fingerprint"] as? String,
+            raw: raw,
+            httpStatus: reply.status,
+            latency: reply.latency,
+            metadata: metadata
+        )
+    }
+
+    /// Whether a 4xx answer is about `response_format` rather than, say, an over-long prompt.
+    static func rejectsResponseFormat(_ error: ProviderError) -> Bool {
+        let text = (error.body ?? error.message).lowercased()
+        return ["response_format", "json_schema", "schema", "json_object", "format"].contains { text.contains($0) }
+    }
+
+    static func describeBody(_ data: Data) -> String {
+        let text = String(decoding: data.prefix(60), as: UTF8.self).replacingOccurrences(of: "\n", with: " ")
+        if data.isEmpty { return "empty" }
+        return "\(data.count) bytes starting \"\(text)\(data.count > 60 ? "…" : "")\""
+    }
+
+    /// Trims trailing slashes and an API suffix the user may have included (`/v1`, `/api`).
+    static func normalizedBase(_ base: String, strippingSuffix suffix: String) throws -> String {
+        var value = base.trimmingCharacters(in: .whitespaces)
+        while value.hasSuffix("/") { value.removeLast() }
+        if value.hasSuffix(suffix) { value.removeLast(suffix.count) }
+        guard let url = URL(string: value), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme), url.host != nil else {
+            throw ProviderError(.configuration, "'\(base)' is not an http(s) URL. Pass the server's base URL, e.g. http://127.0.0.1:8080.")
+        }
+        return value
+    }
+}

@@ -1,0 +1,207 @@
+import Foundation
+
+/// What a model's answer yielded.
+public struct ParsedResponse: Sendable, Hashable {
+    public enum Format: String, Sendable, Codable { case jsonObject = "json-object", jsonArray = "json-array", lines, sentences, empty }
+    public enum Flag: String, Sendable, Codable { case refusal, offTopic = "off-topic", empty }
+
+    /// Descriptions that may be used: cleaned, de-duplicated, each mentioning the label.
+    public var descriptions: [String]
+    /// Candidates rejected because they never mention the label or a synonym.
+    public var offTopic: [String]
+    public var format: Format
+    /// Set when the whole answer is unusable; the raw answer stays in the request log.
+    public var flag: Flag?
+}
+
+/// Turns a model's free-form answer into descriptions.
+///
+/// It tries, in order: a JSON object (`{"descriptions": [...]}`, or any single array of strings in an object), a
+/// bare JSON array, bullet or numbered lines, and finally sentences. It strips numbering, quotes and markdown, and
+/// drops empties and duplicates (exact or case-insensitive).
+public enum ResponseParser {
+    public static func parse(_ content: String, label: Label) -> ParsedResponse {
+        let text = stripCodeFence(content.trimmingCharacters(in: .whitespacesAndNewlines))
+        if text.isEmpty { return ParsedResponse(descriptions: [], offTopic: [], format: .empty, flag: .empty) }
+
+        var candidates: [String]
+        var format: ParsedResponse.Format
+        if let strings = jsonObjectStrings(text) {
+            (candidates, format) = (strings, .jsonObject)
+        } else if let strings = jsonArrayStrings(text) {
+            (candidates, format) = (strings, .jsonArray)
+        } else if let lines = listLines(text) {
+            (candidates, format) = (lines, .lines)
+        } else {
+            (candidates, format) = (sentences(text), .sentences)
+        }
+        candidates = dedupe(candidates.map(clean).filter { !$0.isEmpty })
+
+        if isRefusal(text), candidates.allSatisfy({ !mentions($0, label) }) {
+            return ParsedResponse(descriptions: [], offTopic: [], format: format, flag: .refusal)
+        }
+        let kept = candidates.filter { mentions($0, label) && !isRefusal($0) }
+        let rejected = candidates.filter { !kept.contains($0) }
+        let flag: ParsedResponse.Flag? = kept.isEmpty ? (candidates.isEmpty ? .empty : .offTopic) : nil
+        return ParsedResponse(descriptions: kept, offTopic: rejected, format: format, flag: flag)
+    }
+
+    // MARK: - Formats
+
+    static func stripCodeFence(_ text: String) -> String {
+        guard text.hasPrefix("```") else { return text }
+        var lines = text.components(separatedBy: "\n")
+        lines.removeFirst()
+        if let last = lines.last, last.trimmingCharacters(in: .whitespaces).hasPrefix("```") { lines.removeLast() }
+        return lines.joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static func jsonObjectStrings(_ text: String) -> [String]? {
+        guard let start = text.firstIndex(of: "{"), let end = text.lastIndex(of: "}"), start < end,
+              let object = try? JSONSerialization.jsonObject(with: Data(text[start...end].utf8)) as? [String: Any]
+        else { return nil }
+        for key in ["descriptions", "description", "sentences", "answers"] {
+            if let strings = object[key] as? [String] { return strings }
+            if let string = object[key] as? String { return [string] }
+        }
+        let arrays = object.values.compactMap { $0 as? [String] }
+        if arrays.count == 1 { return arrays[0] }
+        // An object mapping the label to descriptions (CuPL style), or several arrays: take every string in key order.
+        if !arrays.isEmpty { return object.keys.sorted().compactMap { object[$0] as? [String] }.flatMap { $0 } }
+        return nil
+    }
+
+    static func jsonArrayStrings(_ text: String) -> [String]? {
+        guard let start = text.firstIndex(of: "["), let end = text.lastIndex(of: "]"), start < end,
+              let array = try? JSONSerialization.jsonObject(with: Data(text[start...end].utf8)) as? [Any]
+        else { return nil }
+        let strings = array.compactMap { $0 as? String }
+        return strings.isEmpty ? nil : strings
+    }
+
+    /// Lines that start with a bullet or a number, when at least two lines do.
+    static func listLines(_ text: String) -> [String]? {
+        let lines = text.components(separatedBy: .newlines).map { $0.trimmingCharacters(in: .whitespaces) }
+        let items = lines.filter(isListItem)
+        return items.count >= 2 ? items : nil
+    }
+
+    static func isListItem(_ line: String) -> Bool {
+        if let first = line.first, "-*•+".contains(first), line.dropFirst().first == " " { return true }
+        let digits = line.prefix { $0.isNumber }
+        guard !digits.isEmpty, digits.count <= 3 else { return false }
+        let after = line.dropFirst(digits.count)
+        return after.hasPrefix(". ") || after.hasPrefix(") ") || after.hasPrefix(": ")
+    }
+
+    static func sentences(_ text: String) -> [String] {
+        var result: [String] = []
+        var current = ""
+        let characters = Array(text.replacingOccurrences(of: "\n", with: " "))
+        for (i, c) in characters.enumerated() {
+            current.append(c)
+            let endsSentence = ".!?".contains(c) && (i + 1 == characters.count || characters[i + 1] == " ")
+            // "e.g." and "approx." style abbreviations: a period after one short lowercase word is not an end.
+            if endsSentence, !(c == "." && isAbbreviation(current)) {
+                result.append(current)
+                current = ""
+            }
+        }
+        if !current.trimmingCharacters(in: .whitespaces).isEmpty { result.append(current) }
+        return result
+    }
+
+    static func isAbbreviation(_ sentence: String) -> Bool {
+        let last = sentence.split(separator: " ").last ?? ""
+        return ["e.g.", "i.e.", "etc.", "approx.", "vs.", "st.", "mr.", "mrs.", "dr."].contains(last.lowercased())
+    }
+
+    // MARK: - Cleaning
+
+    static func clean(_ candidate: String) -> String {
+        var s = candidate.trimmingCharacters(in: .whitespacesAndNewlines)
+        // Bullets and numbering.
+        while let first = s.first, "-*•+".contains(first) { s = String(s.dropFirst()).trimmingCharacters(in: .whitespaces) }
+        let digits = s.prefix { $0.isNumber }
+        if !digits.isEmpty, digits.count <= 3 {
+            let after = s.dropFirst(digits.count)
+            if let mark = after.first, ".):".contains(mark) { s = String(after.dropFirst()).trimmingCharacters(in: .whitespaces) }
+        }
+        // Markdown emphasis and code.
+        for marker in ["**", "__", "`"] { s = s.replacingOccurrences(of: marker, with: "") }
+        // Surrounding quotes, possibly followed by a trailing comma from half-JSON lines.
+        if s.hasSuffix(",") { s.removeLast() }
+        let quotes: Set<Character> = ["\"", "'", "“", "”", "‘", "’"]
+        while s.count >= 2, let f = s.first, let l = s.last, quotes.contains(f), quotes.contains(l) {
+            s = String(s.dropFirst().dropLast())
+        }
+        s = s.replacingOccurrences(of: "\\s+", with: " ", options: .regularExpression)
+        return s.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static func dedupe(_ items: [String]) -> [String] {
+        var seen = Set<String>()
+        return items.filter { seen.insert($0.lowercased()).inserted }
+    }
+
+    // MARK: - Checks
+
+    static let refusalMarkers = [
+        "i'm sorry", "i am sorry", "as an ai", "i cannot", "i can't", "i can not", "i am unable", "i'm unable",
+        "i apologize", "as a language model",
+    ]
+
+    public static func isRefusal(_ text: String) -> Bool {
+        let lower = text.lowercased().replacingOccurrences(of: "’", with: "'")
+        return refusalMarkers.contains { lower.contains($0) }
+    }
+
+    /// Whether `text` names the label: its display name, raw name, a synonym, or one of their content words.
+    public static func mentions(_ text: String, _ label: Label) -> Bool {
+        let haystack = wordsOf(text)
+        let joined = " " + haystack.joined(separator: " ") + " "
+        for name in label.allNames {
+            let words = wordsOf(name)
+            if !words.isEmpty, joined.contains(" " + words.joined(separator: " ") + " ") { return true }
+            let content = words.filter { $0.count >= 3 && !stopWords.contains($0) }
+            if content.contains(where: { word in haystack.contains { stem($0) == stem(word) } }) { return true }
+        }
+        // Raw names written in camel case (upperBodyLogo) are split into words too.
+        let camel = splitCamelCase(label.rawName).filter { $0.count >= 3 && !stopWords.contains($0) }
+        return camel.contains { word in haystack.contains { stem($0) == stem(word) } }
+    }
+
+    static func wordsOf(_ text: String) -> [String] {
+        text.lowercased().split { !($0.isLetter || $0.isNumber) }.map(String.init)
+    }
+
+    static func splitCamelCase(_ text: String) -> [String] {
+        var words: [String] = []
+        var current = ""
+        for c in text {
+            if !(c.isLetter || c.isNumber) {
+                if !current.isEmpty { words.append(current.lowercased()); current = "" }
+                continue
+            }
+            if c.isUppercase, !current.isEmpty, current.last?.isLowercase == true {
+                words.append(current.lowercased()); current = ""
+            }
+            current.append(c)
+        }
+        if !current.isEmpty { words.append(current.lowercased()) }
+        return words
+    }
+
+    /// A light plural stemmer: enough that "dogs" mentions "dog" and "benches" mentions "bench".
+    static func stem(_ word: String) -> String {
+        if word.hasSuffix("ies"), word.count > 4 { return String(word.dropLast(3)) + "y" }
+        if word.hasSuffix("ches") || word.hasSuffix("shes") || word.hasSuffix("sses") || word.hasSuffix("xes") { return String(word.dropLast(2)) }
+        if word.hasSuffix("s"), !word.hasSuffix("ss"), word.count > 3 { return String(word.dropLast()) }
+        return word
+    }
+
+    static let stopWords: Set<String> = [
+        "the", "and", "with", "for", "of", "on", "in", "at", "from", "by", "to", "person", "people", "area", "years",
+        "old", "over", "under", "than", "less", "more", "upper", "lower", "body", "clothing", "seen",
+    ]
+}

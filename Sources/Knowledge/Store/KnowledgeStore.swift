@@ -1,0 +1,144 @@
+import Foundation
+import GRDB
+
+/// The knowledge store: one SQLite file (`knowledge.db`) with label sets, runs, every request, every description and
+/// the per-label state of each run.
+///
+/// It uses SQLite's rollback journal, so the file on disk is always the whole database (no `-wal` beside it to copy),
+/// with `synchronous=FULL`, so a committed label survives `kill -9` and power loss. Each label is written in one
+/// transaction: an interrupted build never leaves half a label.
+public final class KnowledgeStore: Sendable {
+    public let path: String
+    let queue: DatabaseQueue
+
+    /// Opens (creating if needed) the store at `path` and applies pending migrations.
+    public init(path: String, readOnly: Bool = false) throws {
+        self.path = path
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.foreignKeysEnabled = true
+        configuration.readonly = readOnly
+        configuration.label = "knowledge.db"
+        configuration.prepareDatabase { db in
+            if !readOnly {
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+            }
+        }
+        if readOnly, !FileManager.default.fileExists(atPath: path) {
+            throw StoreError("no knowledge store at \(path). Run `sspa-knowledge build --labels FILE` first, or pass --db PATH.")
+        }
+        do {
+            queue = try DatabaseQueue(path: path, configuration: configuration)
+            if !readOnly {
+                try StoreSchema.migrator.migrate(queue)
+            } else if try queue.read({ try !StoreSchema.migrator.hasCompletedMigrations($0) }) {
+                throw StoreError("\(path) was written by a different version of sspa-knowledge (its schema is not current). Run `sspa-knowledge build` with this version to migrate it.")
+            }
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_NOTADB || error.resultCode == .SQLITE_CORRUPT {
+            throw StoreError("\(path) is not a SQLite database (or is damaged): \(error.message ?? "\(error)"). Pass another --db, or move this file away.")
+        }
+    }
+
+    /// An in-memory store, for tests.
+    public init(inMemory: Void = ()) throws {
+        path = ":memory:"
+        queue = try DatabaseQueue()
+        try StoreSchema.migrator.migrate(queue)
+    }
+
+    /// Migration names applied to this file, in order.
+    public func appliedMigrations() throws -> [String] {
+        try queue.read { try StoreSchema.migrator.appliedMigrations($0) }
+    }
+
+    static func now() -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.string(from: Date())
+    }
+
+    static func json<T: Encodable>(_ value: T) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: (try? encoder.encode(value)) ?? Data("null".utf8), as: UTF8.self)
+    }
+}
+
+/// A store failure with a message that says what to do.
+public struct StoreError: Error, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+// MARK: - Label sets
+
+extension KnowledgeStore {
+    /// Stores a label set, or brings a stored one up to date with its file: new labels are added, display names,
+    /// synonyms and order are updated. Labels that have left the file are an error when they hold knowledge, so
+    /// nothing is lost by a changed file.
+    @discardableResult
+    public func saveLabelSet(_ set: LabelSet) throws -> (setID: Int64, labelIDs: [Int64]) {
+        try queue.write { db in
+            let now = Self.now()
+            let existing = try Int64.fetchOne(db, sql: "SELECT id FROM label_sets WHERE name = ?", arguments: [set.name])
+            let setID: Int64
+            if let existing {
+                setID = existing
+                try db.execute(
+                    sql: "UPDATE label_sets SET source = ?, source_sha256 = ?, template_hint = ?, updated_at = ? WHERE id = ?",
+                    arguments: [set.source, set.sourceSHA256, set.templateHint, now, setID])
+                let stored = try Row.fetchAll(db, sql: "SELECT id, raw_name FROM labels WHERE label_set_id = ?", arguments: [setID])
+                let names = Set(set.labels.map(\.rawName))
+                let gone = stored.filter { !names.contains($0["raw_name"] as String) }
+                var blocking: [String] = []
+                for row in gone {
+                    let id: Int64 = row["id"]
+                    let held = try Int.fetchOne(db, sql: "SELECT count(*) FROM descriptions WHERE label_id = ?", arguments: [id]) ?? 0
+                    if held > 0 { blocking.append(row["raw_name"]) } else {
+                        try db.execute(sql: "DELETE FROM labels WHERE id = ?", arguments: [id])
+                    }
+                }
+                if !blocking.isEmpty {
+                    throw StoreError("label set '\(set.name)' in \(path) has knowledge for labels that are not in \(set.source): \(blocking.prefix(10).joined(separator: ", "))\(blocking.count > 10 ? ", …" : ""). Build under another name with --name, or restore those lines.")
+                }
+                // Positions are unique per set only after the update, so move them out of the way first.
+                try db.execute(sql: "UPDATE labels SET position = -1 - position WHERE label_set_id = ?", arguments: [setID])
+            } else {
+                try db.execute(
+                    sql: "INSERT INTO label_sets (name, source, source_sha256, template_hint, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    arguments: [set.name, set.source, set.sourceSHA256, set.templateHint, now, now])
+                setID = db.lastInsertedRowID
+            }
+            var ids: [Int64] = []
+            for (position, label) in set.labels.enumerated() {
+                let synonyms = Self.json(label.synonyms)
+                try db.execute(sql: """
+                    INSERT INTO labels (label_set_id, position, raw_name, display_name, synonyms) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT (label_set_id, raw_name) DO UPDATE SET position = excluded.position,
+                        display_name = excluded.display_name, synonyms = excluded.synonyms
+                    """, arguments: [setID, position, label.rawName, label.displayName, synonyms])
+                let id = try Int64.fetchOne(db, sql: "SELECT id FROM labels WHERE label_set_id = ? AND raw_name = ?", arguments: [setID, label.rawName])!
+                ids.append(id)
+            }
+            return (setID, ids)
+        }
+    }
+
+    /// A stored label set, in its order.
+    public func labelSet(named name: String) throws -> LabelSet? {
+        try queue.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT id, source, source_sha256, template_hint FROM label_sets WHERE name = ?", arguments: [name]) else { return nil }
+            let id: Int64 = row["id"]
+            let labels = try Row.fetchAll(db, sql: "SELECT raw_name, display_name, synonyms FROM labels WHERE label_set_id = ? ORDER BY position", arguments: [id]).map { row -> Label in
+                let synonyms = (try? JSONDecoder().decode([String].self, from: Data((row["synonyms"] as String).utf8))) ?? []
+                return Label(rawName: row["raw_name"], displayName: row["display_name"], synonyms: synonyms)
+            }
+            return LabelSet(name: name, labels: labels, templateHint: row["template_hint"], source: row["source"], sourceSHA256: row["source_sha256"])
+        }
+    }
+
+    public func labelSetNames() throws -> [String] {
+        try queue.read { try String.fetchAll($0, sql: "SELECT name FROM label_sets ORDER BY name") }
+    }
+}

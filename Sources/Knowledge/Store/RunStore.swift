@@ -1,0 +1,180 @@
+import Foundation
+import GRDB
+
+/// Everything that identifies a build run. Two builds with equal specs are the same run, so the second resumes it.
+public struct RunSpec: Sendable, Hashable, Codable {
+    public var labelSet: String
+    public var provider: String
+    public var endpoint: String
+    public var model: String
+    public var templateName: String
+    public var templateSHA256: String
+    public var sampling: Sampling
+    public var descriptionsWanted: Int
+    public var demos: Int
+    public var demoSelection: DemoSelection
+    public var structured: StructuredMode
+
+    public init(labelSet: String, provider: String, endpoint: String, model: String, templateName: String, templateSHA256: String,
+                sampling: Sampling, descriptionsWanted: Int, demos: Int, demoSelection: DemoSelection, structured: StructuredMode) {
+        self.labelSet = labelSet
+        self.provider = provider
+        self.endpoint = endpoint
+        self.model = model
+        self.templateName = templateName
+        self.templateSHA256 = templateSHA256
+        self.sampling = sampling
+        self.descriptionsWanted = descriptionsWanted
+        self.demos = demos
+        self.demoSelection = demoSelection
+        self.structured = structured
+    }
+
+    /// SHA-256 of the canonical JSON of the spec.
+    public var key: String { SHA256.hex(KnowledgeStore.json(self)) }
+}
+
+/// The state of one label in one run.
+public enum LabelState: String, Sendable, Codable, CaseIterable {
+    /// Got every description asked for.
+    case complete
+    /// Got fewer after every attempt; `--resample-short` tries again.
+    case short
+    /// The source has no knowledge of it (WordNet lacks the word); never faked.
+    case none
+    /// Every attempt failed with an error; the next build tries again.
+    case failed
+}
+
+/// One request made for a label, as the request log keeps it.
+public struct RequestRecord: Sendable {
+    public var attempt: Int
+    public var prompt: RenderedPrompt
+    public var sampling: Sampling
+    public var response: KnowledgeResponse?
+    public var parseFormat: String?
+    public var flag: String?
+    public var error: String?
+    public var errorStatus: Int?
+    public var errorBody: String?
+}
+
+/// What a build did for one label: the requests, the descriptions kept (each pointing at its request), the state.
+public struct LabelOutcome: Sendable {
+    public var label: Label
+    public var requests: [RequestRecord]
+    /// (index into `requests`, text)
+    public var descriptions: [(request: Int, text: String)]
+    public var state: LabelState
+    public var wanted: Int
+    public var message: String?
+    /// Set when the label stopped on an error that would fail every other label too (a bad key, no quota).
+    public var fatal: Bool = false
+}
+
+public enum RunStatus: String, Sendable, Codable { case running, complete, interrupted, failed }
+
+extension KnowledgeStore {
+    /// Creates the run for `spec`, or finds the existing one; marks it running. With `force`, the run's previous
+    /// descriptions and states are deleted first.
+    public func beginRun(_ spec: RunSpec, labelSetID: Int64, force: Bool, toolVersion: String) throws -> Int64 {
+        try queue.write { db in
+            let now = Self.now()
+            if let id = try Int64.fetchOne(db, sql: "SELECT id FROM runs WHERE run_key = ?", arguments: [spec.key]) {
+                if force {
+                    try db.execute(sql: "DELETE FROM descriptions WHERE run_id = ?", arguments: [id])
+                    try db.execute(sql: "DELETE FROM requests WHERE run_id = ?", arguments: [id])
+                    try db.execute(sql: "DELETE FROM label_status WHERE run_id = ?", arguments: [id])
+                }
+                try db.execute(sql: "UPDATE runs SET status = 'running', message = NULL, tool_version = ?, updated_at = ? WHERE id = ?", arguments: [toolVersion, now, id])
+                return id
+            }
+            try db.execute(sql: """
+                INSERT INTO runs (run_key, label_set_id, provider, endpoint, model, template_name, template_sha256, temperature, seed, n,
+                    max_tokens, descriptions_wanted, demos, demo_selection, structured, status, tool_version, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)
+                """, arguments: [
+                    spec.key, labelSetID, spec.provider, spec.endpoint, spec.model, spec.templateName, spec.templateSHA256,
+                    spec.sampling.temperature, spec.sampling.seed, spec.sampling.n, spec.sampling.maxTokens, spec.descriptionsWanted,
+                    spec.demos, spec.demoSelection.rawValue, spec.structured.rawValue, toolVersion, now, now,
+                ])
+            return db.lastInsertedRowID
+        }
+    }
+
+    /// The state of every label of a run that has one, by raw name.
+    public func labelStates(runID: Int64) throws -> [String: LabelState] {
+        try queue.read { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT l.raw_name, s.state FROM label_status s JOIN labels l ON l.id = s.label_id WHERE s.run_id = ?
+                """, arguments: [runID])
+            var states: [String: LabelState] = [:]
+            for row in rows { states[row["raw_name"]] = LabelState(rawValue: row["state"]) }
+            return states
+        }
+    }
+
+    /// Writes one label's requests, descriptions and state in one transaction, replacing what the run held for it.
+    public func saveOutcome(_ outcome: LabelOutcome, runID: Int64, labelID: Int64) throws {
+        try queue.write { db in
+            let now = Self.now()
+            try db.execute(sql: "DELETE FROM descriptions WHERE run_id = ? AND label_id = ?", arguments: [runID, labelID])
+            try db.execute(sql: "DELETE FROM requests WHERE run_id = ? AND label_id = ?", arguments: [runID, labelID])
+            var requestIDs: [Int64] = []
+            for request in outcome.requests {
+                let response = request.response
+                let params: [String: Double] = [
+                    "temperature": request.sampling.temperature, "seed": Double(request.sampling.seed),
+                    "n": Double(request.sampling.n), "max_tokens": Double(request.sampling.maxTokens),
+                ]
+                let finish = response?.choices.compactMap(\.finishReason).joined(separator: ",")
+                try db.execute(sql: """
+                    INSERT INTO requests (run_id, label_id, attempt, prompt, demonstrations, params, raw_response, http_status,
+                        finish_reason, prompt_tokens, completion_tokens, latency_ms, system_fingerprint, metadata, parse_format,
+                        flag, error, created_at)
+                    VALUES (?, ?, ?, ?, ?, json(?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """, arguments: [
+                        runID, labelID, request.attempt, request.prompt.json, Self.json(request.prompt.demonstrations),
+                        Self.json(params.mapValues { $0 == $0.rounded() && abs($0) < 1e15 ? AnyNumber.int(Int($0)) : AnyNumber.double($0) }),
+                        response?.raw ?? request.errorBody, response?.httpStatus ?? request.errorStatus,
+                        finish?.isEmpty == false ? finish : nil, response?.promptTokens, response?.completionTokens,
+                        response.map { $0.latency * 1000 }, response?.systemFingerprint, Self.json(response?.metadata ?? [:]),
+                        request.parseFormat, request.flag, request.error, now,
+                    ])
+                requestIDs.append(db.lastInsertedRowID)
+            }
+            for (position, description) in outcome.descriptions.enumerated() {
+                try db.execute(
+                    sql: "INSERT INTO descriptions (run_id, label_id, request_id, position, text, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    arguments: [runID, labelID, requestIDs[description.request], position, description.text, now])
+            }
+            try db.execute(sql: """
+                INSERT INTO label_status (run_id, label_id, state, descriptions, wanted, attempts, message, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (run_id, label_id) DO UPDATE SET state = excluded.state, descriptions = excluded.descriptions,
+                    wanted = excluded.wanted, attempts = excluded.attempts, message = excluded.message, updated_at = excluded.updated_at
+                """, arguments: [runID, labelID, outcome.state.rawValue, outcome.descriptions.count, outcome.wanted,
+                                 outcome.requests.count, outcome.message, now])
+            try db.execute(sql: "UPDATE runs SET updated_at = ? WHERE id = ?", arguments: [now, runID])
+        }
+    }
+
+    public func finishRun(_ runID: Int64, status: RunStatus, message: String? = nil) throws {
+        try queue.write { db in
+            try db.execute(sql: "UPDATE runs SET status = ?, message = ?, updated_at = ? WHERE id = ?",
+                           arguments: [status.rawValue, message, Self.now(), runID])
+        }
+    }
+}
+
+/// A JSON number that prints as an integer when it is one.
+enum AnyNumber: Encodable {
+    case int(Int), double(Double)
+    func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .int(let v): try container.encode(v)
+        case .double(let v): try container.encode(v)
+        }
+    }
+}

@@ -1,0 +1,150 @@
+import GRDB
+
+/// knowledge.db's schema, as named migrations. `sqlite3 knowledge.db "select * from grdb_migrations"` shows which ran.
+///
+/// A migration, once released, never changes: a new need gets a new migration.
+enum StoreSchema {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+
+        migrator.registerMigration("v1-label-sets") { db in
+            try db.execute(sql: """
+                CREATE TABLE label_sets (
+                    id INTEGER PRIMARY KEY,
+                    name TEXT NOT NULL UNIQUE,
+                    source TEXT NOT NULL,           -- the label file it was read from
+                    source_sha256 TEXT NOT NULL,
+                    template_hint TEXT,             -- from a '# template: NAME' comment
+                    created_at TEXT NOT NULL,
+                    updated_at TEXT NOT NULL
+                );
+                CREATE TABLE labels (
+                    id INTEGER PRIMARY KEY,
+                    label_set_id INTEGER NOT NULL REFERENCES label_sets(id) ON DELETE CASCADE,
+                    position INTEGER NOT NULL,      -- 0-based order of the label file
+                    raw_name TEXT NOT NULL,
+                    display_name TEXT NOT NULL,
+                    synonyms TEXT NOT NULL DEFAULT '[]',  -- JSON array
+                    UNIQUE (label_set_id, raw_name)
+                );
+                CREATE INDEX labels_by_set ON labels(label_set_id, position);
+                """)
+        }
+
+        migrator.registerMigration("v1-runs-and-descriptions") { db in
+            try db.execute(sql: """
+                CREATE TABLE runs (
+                    id INTEGER PRIMARY KEY,
+                    run_key TEXT NOT NULL UNIQUE,   -- SHA-256 of the run's identity; equal keys resume
+                    label_set_id INTEGER NOT NULL REFERENCES label_sets(id) ON DELETE CASCADE,
+                    provider TEXT NOT NULL,
+                    endpoint TEXT NOT NULL,         -- base URL or WordNet folder; never a key
+                    model TEXT NOT NULL,
+                    template_name TEXT NOT NULL,
+                    template_sha256 TEXT NOT NULL,
+                    temperature REAL NOT NULL,
+                    seed INTEGER NOT NULL,
+                    n INTEGER NOT NULL,
+                    max_tokens INTEGER NOT NULL,
+                    descriptions_wanted INTEGER NOT NULL,
+                    demos INTEGER NOT NULL,
+                    demo_selection TEXT NOT NULL,
+                    structured TEXT NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('running', 'complete', 'interrupted', 'failed')),
+                    message TEXT,
+                    tool_version TEXT NOT NULL,
+                    created_at TEXT NOT NULL,
+                    updated_at TEXT NOT NULL
+                );
+                CREATE TABLE requests (
+                    id INTEGER PRIMARY KEY,
+                    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                    label_id INTEGER NOT NULL REFERENCES labels(id) ON DELETE CASCADE,
+                    attempt INTEGER NOT NULL,
+                    prompt TEXT NOT NULL,           -- the rendered messages, JSON
+                    demonstrations TEXT NOT NULL,   -- JSON array of demonstration labels shown
+                    params TEXT NOT NULL,           -- JSON: temperature, seed, n, max_tokens
+                    raw_response TEXT,
+                    http_status INTEGER,
+                    finish_reason TEXT,
+                    prompt_tokens INTEGER,
+                    completion_tokens INTEGER,
+                    latency_ms REAL,
+                    system_fingerprint TEXT,
+                    metadata TEXT NOT NULL DEFAULT '{}',  -- JSON: structured-output form, WordNet sense keys, ...
+                    parse_format TEXT,
+                    flag TEXT,                      -- refusal, off-topic, empty
+                    error TEXT,
+                    created_at TEXT NOT NULL
+                );
+                CREATE INDEX requests_by_label ON requests(run_id, label_id);
+                CREATE TABLE descriptions (
+                    id INTEGER PRIMARY KEY,
+                    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                    label_id INTEGER NOT NULL REFERENCES labels(id) ON DELETE CASCADE,
+                    request_id INTEGER NOT NULL REFERENCES requests(id) ON DELETE CASCADE,
+                    position INTEGER NOT NULL,
+                    text TEXT NOT NULL CHECK (length(trim(text)) > 0),
+                    created_at TEXT NOT NULL,
+                    UNIQUE (run_id, label_id, position)
+                );
+                CREATE INDEX descriptions_by_label ON descriptions(label_id);
+                CREATE TABLE label_status (
+                    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                    label_id INTEGER NOT NULL REFERENCES labels(id) ON DELETE CASCADE,
+                    state TEXT NOT NULL CHECK (state IN ('complete', 'short', 'none', 'failed')),
+                    descriptions INTEGER NOT NULL,
+                    wanted INTEGER NOT NULL,
+                    attempts INTEGER NOT NULL,
+                    message TEXT,
+                    updated_at TEXT NOT NULL,
+                    PRIMARY KEY (run_id, label_id)
+                );
+                """)
+        }
+
+        migrator.registerMigration("v1-descriptions-view") { db in
+            try db.execute(sql: """
+                CREATE VIEW descriptions_view AS
+                SELECT
+                    ls.name AS label_set,
+                    l.position AS label_position,
+                    l.raw_name AS label,
+                    l.display_name AS display_name,
+                    d.position AS position,
+                    d.text AS description,
+                    r.provider AS provider,
+                    r.model AS model,
+                    r.endpoint AS endpoint,
+                    r.template_name AS template,
+                    r.template_sha256 AS template_sha256,
+                    json_extract(q.params, '$.temperature') AS temperature,
+                    json_extract(q.params, '$.seed') AS seed,
+                    q.attempt AS attempt,
+                    q.finish_reason AS finish_reason,
+                    q.latency_ms AS latency_ms,
+                    json_extract(q.metadata, '$.sense_keys') AS sense_keys,
+                    r.id AS run_id,
+                    d.created_at AS created_at
+                FROM descriptions d
+                JOIN labels l ON l.id = d.label_id
+                JOIN label_sets ls ON ls.id = l.label_set_id
+                JOIN runs r ON r.id = d.run_id
+                JOIN requests q ON q.id = d.request_id
+                ORDER BY ls.name, r.id, l.position, d.position;
+
+                CREATE VIEW label_status_view AS
+                SELECT ls.name AS label_set, l.position AS label_position, l.raw_name AS label, l.display_name AS display_name,
+                       r.id AS run_id, r.provider AS provider, r.model AS model,
+                       s.state AS state, s.descriptions AS descriptions, s.wanted AS wanted, s.attempts AS attempts,
+                       s.message AS message, s.updated_at AS updated_at
+                FROM label_status s
+                JOIN labels l ON l.id = s.label_id
+                JOIN label_sets ls ON ls.id = l.label_set_id
+                JOIN runs r ON r.id = s.run_id
+                ORDER BY ls.name, r.id, l.position;
+                """)
+        }
+        return migrator
+    }
+}

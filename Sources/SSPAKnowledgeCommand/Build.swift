@@ -1,0 +1,160 @@
+import ArgumentParser
+import Foundation
+import Knowledge
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+struct Build: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Ask an LLM (or WordNet, offline) for visual knowledge of every label, and store it.",
+        discussion: """
+            Without --endpoint (or SSPA_LLM_URL) the offline WordNet source is used. With one, every label is asked \
+            of the server by in-context learning, --jobs at a time, with retries on 429/5xx/timeouts.
+
+            A build is resumable: running the same command again skips labels already done. A run is identified by \
+            the label set, provider, endpoint, model, template SHA-256 and sampling parameters. Ctrl-C saves every \
+            finished label and exits 130.
+
+            Examples:
+              sspa-knowledge build --labels labels/voc.txt
+              sspa-knowledge build --labels labels/ --db knowledge.db
+              OPENAI_API_KEY=… sspa-knowledge build --labels labels/coco.txt --endpoint https://api.openai.com --model gpt-4o-mini
+              sspa-knowledge build --labels labels/voc.txt --endpoint http://127.0.0.1:11434 --provider ollama --model llama3.2
+            """
+    )
+
+    @Option(name: .long, parsing: .singleValue, help: ArgumentHelp("A label file, or a folder of .txt label files. Repeatable.", valueName: "file|dir"))
+    var labels: [String] = []
+
+    @Option(help: ArgumentHelp("The label set's name (default: the file's stem). Only with a single label file.", valueName: "name"))
+    var name: String?
+
+    @OptionGroup(title: "Store") var store: StoreOptions
+    @OptionGroup(title: "Knowledge source") var endpoint: EndpointOptions
+    @OptionGroup(title: "Prompts") var prompt: PromptOptions
+    @OptionGroup(title: "Sampling") var sampling: SamplingOptions
+
+    @Option(help: ArgumentHelp("Requests in flight at once.", valueName: "n"))
+    var jobs: Int = 4
+
+    @Option(name: .customLong("max-attempts"), help: ArgumentHelp("Requests per label (each with a new seed) before it is recorded as short.", valueName: "n"))
+    var maxAttempts: Int = 3
+
+    @Option(name: .customLong("max-failures"), help: ArgumentHelp("Labels failing in a row before the run stops.", valueName: "n"))
+    var maxFailures: Int = 5
+
+    @Flag(help: "Regenerate every label, even those already done.")
+    var force = false
+
+    @Flag(name: .customLong("resample-short"), help: "Only ask again for labels recorded as short.")
+    var resampleShort = false
+
+    @Flag(name: .shortAndLong, help: "No progress output; errors and the summary only.")
+    var quiet = false
+
+    func validate() throws {
+        if labels.isEmpty { throw ValidationError("Pass --labels FILE (or a folder of label files).") }
+        if name != nil, labels.count > 1 { throw ValidationError("--name goes with a single label file.") }
+        guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1.") }
+        guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1.") }
+        guard maxFailures >= 1 else { throw ValidationError("--max-failures must be at least 1.") }
+        if force, resampleShort { throw ValidationError("--force and --resample-short exclude each other.") }
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            let files = try LabelSources.files(labels)
+            if name != nil, files.count > 1 { throw CLIError("--name goes with a single label file, but \(labels[0]) holds \(files.count).") }
+            // Parse every file before touching the store, so a bad file writes nothing.
+            let sets = try files.map { try LabelFile.load($0, name: name) }
+            let templates = try sets.map { try prompt.loadTemplate(for: $0) }
+            let lock = try BuildLock(path: store.db)
+            defer { lock.release() }
+            let knowledgeStore = try store.open()
+            let progress = ProgressDisplay(quiet: quiet)
+            let provider = try makeProvider(progress: progress)
+            if provider.name == "wordnet", !quiet {
+                Console.error("note: no --endpoint given, so knowledge comes from WordNet offline (\(endpoint.wordnetDirectory)). Point it at an LLM with --endpoint http://HOST:PORT (or SSPA_LLM_URL).")
+            }
+            var options = BuildOptions()
+            options.jobs = provider.name == "wordnet" ? 1 : jobs
+            options.maxAttempts = provider.name == "wordnet" ? 1 : maxAttempts
+            options.maxConsecutiveFailures = maxFailures
+            options.force = force
+            options.resampleShort = resampleShort
+
+            let interrupt = InterruptHandler()
+            defer { interrupt.restore() }
+            var failures = 0
+            for (set, template) in zip(sets, templates) {
+                let builder = KnowledgeBuilder(
+                    store: knowledgeStore, provider: provider, prompts: prompt.builder(template: template, seed: sampling.seed),
+                    sampling: sampling.sampling, options: options, toolVersion: SSPAKnowledge.version)
+                let task = Task { try await builder.run(set, structured: endpoint.structured) { progress.handle($0, set: set.name) } }
+                interrupt.onSignal = { signal in
+                    progress.finishLine()
+                    Console.error("\(signal == SIGINT ? "interrupted" : "terminated"): finishing… every completed label is saved. Press Ctrl-C again to quit at once.")
+                    task.cancel()
+                }
+                do {
+                    let summary = try await task.value
+                    progress.summary(summary, set: set.name, provider: provider)
+                    if summary.status != .complete { failures += 1 }
+                } catch let stopped as BuildStopped {
+                    progress.summary(stopped.summary, set: set.name, provider: provider)
+                    if stopped.interrupted { throw CLIError(stopped.reason, code: 130) }
+                    throw CLIError(stopped.reason, code: 1)
+                }
+                if interrupt.fired { throw CLIError("interrupted; run the same command again to resume.", code: 130) }
+            }
+            if failures > 0 { throw CLIError("\(failures) label set(s) have failed labels; run the same command again to retry them.") }
+        }
+    }
+
+    func makeProvider(progress: ProgressDisplay) throws -> KnowledgeProvider {
+        let kind = endpoint.resolvedProvider
+        if kind == .wordnet { return try .wordnet(directory: endpoint.wordnetDirectory) }
+        guard let base = endpoint.resolvedEndpoint else {
+            throw CLIError("--provider \(kind.rawValue) needs --endpoint URL (or SSPA_LLM_URL).", code: 64)
+        }
+        let key = ProcessInfo.processInfo.environment[endpoint.apiKeyEnv].flatMap { $0.isEmpty ? nil : $0 }
+        let http = HTTPClient.live(timeout: endpoint.timeout, connections: jobs + 2)
+        let model = try endpoint.model ?? ProcessInfo.processInfo.environment["SSPA_LLM_MODEL"] ?? discoverModel(base: base, kind: kind, key: key)
+        let settings = EndpointSettings(
+            baseURL: base, model: model, apiKey: key, timeout: endpoint.timeout, structured: endpoint.structured,
+            retry: RetryPolicy(maxRetries: endpoint.retries),
+            onRetry: { label, error, wait in progress.retry(label: label, error: error.message, wait: wait) })
+        return kind == .ollama ? try .ollama(settings, http: http) : try .openAI(settings, http: http)
+    }
+
+    /// Asks an OpenAI-compatible server for its models and takes the only one; more than one needs --model.
+    func discoverModel(base: String, kind: EndpointOptions.ProviderName, key: String?) throws -> String {
+        guard kind == .openai else { throw CLIError("pass --model NAME (the model the Ollama server should run).", code: 64) }
+        var root = base
+        while root.hasSuffix("/") { root.removeLast() }
+        if root.hasSuffix("/v1") { root.removeLast(3) }
+        guard let url = URL(string: root + "/v1/models") else { throw CLIError("'\(base)' is not a valid URL.", code: 64) }
+        var request = URLRequest(url: url, timeoutInterval: min(endpoint.timeout, 30))
+        if let key { request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization") }
+        let semaphore = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var names: [String]?
+        nonisolated(unsafe) var failure: String?
+        URLSession.shared.dataTask(with: request) { data, response, error in
+            defer { semaphore.signal() }
+            if let error { failure = error.localizedDescription; return }
+            let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+            guard status == 200, let data, let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                  let list = object["data"] as? [[String: Any]] else { failure = "HTTP \(status)"; return }
+            names = list.compactMap { $0["id"] as? String }
+        }.resume()
+        semaphore.wait()
+        guard let names else {
+            throw CLIError("pass --model NAME: could not list the server's models at \(url.absoluteString) (\(failure ?? "no answer")).", code: 64)
+        }
+        guard names.count == 1 else {
+            throw CLIError("pass --model NAME: the server offers \(names.isEmpty ? "no models" : names.joined(separator: ", ")).", code: 64)
+        }
+        return names[0]
+    }
+}

@@ -1,0 +1,238 @@
+import ArgumentParser
+import Foundation
+import Knowledge
+
+struct Prompt: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print exactly what `build` would send for one label, without any network.",
+        discussion: """
+            Example:
+              sspa-knowledge prompt dog --labels labels/voc.txt
+              sspa-knowledge prompt "tv monitor" --labels labels/voc.txt --demos 5 --demo-selection similar --json
+            """
+    )
+
+    @Argument(help: ArgumentHelp("The label: raw name, display name or synonym.", valueName: "label"))
+    var label: String
+
+    @Option(help: ArgumentHelp("The label file the label is in.", valueName: "file"))
+    var labels: String
+
+    @OptionGroup(title: "Prompts") var prompt: PromptOptions
+
+    @Option(help: ArgumentHelp("Seed for --demo-selection random.", valueName: "n"))
+    var seed: Int = 0
+
+    @Flag(help: "Print the messages as the JSON sent to the server.")
+    var json = false
+
+    func run() async throws {
+        try await reportingErrors {
+            let set = try LabelFile.load(labels)
+            guard let found = set.label(named: label) else {
+                throw CLIError("'\(label)' is not in \(labels). Labels there: \(set.labels.prefix(8).map(\.rawName).joined(separator: ", "))\(set.labels.count > 8 ? ", …" : "").")
+            }
+            let template = try prompt.loadTemplate(for: set)
+            let rendered = prompt.builder(template: template, seed: seed).render(for: found)
+            if json {
+                print(rendered.json)
+                return
+            }
+            print("# template: \(template.name) (\(template.source), sha256 \(template.sha256.prefix(12)))")
+            print("# demonstrations: \(rendered.demonstrations.isEmpty ? "none" : rendered.demonstrations.joined(separator: ", "))")
+            for message in rendered.messages {
+                print("\n[\(message.role.rawValue)]")
+                print(message.content)
+            }
+        }
+    }
+}
+
+struct List: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List label sets, their runs, and counts.")
+
+    @OptionGroup var store: StoreOptions
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() async throws {
+        try await reportingErrors {
+            let knowledgeStore = try store.open(readOnly: true)
+            let runs = try knowledgeStore.runs()
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                print(String(decoding: try encoder.encode(runs), as: UTF8.self))
+                return
+            }
+            let sets = try knowledgeStore.labelSetNames()
+            if sets.isEmpty {
+                print("\(store.db) holds no label sets yet. Run `sspa-knowledge build --labels FILE`.")
+                return
+            }
+            var rows = [["label set", "run", "provider", "model", "status", "labels", "complete", "short", "none", "failed", "descriptions"]]
+            for set in sets {
+                let setRuns = runs.filter { $0.labelSet == set }
+                if setRuns.isEmpty { rows.append([set, "-", "-", "-", "no runs", "", "", "", "", "", ""]) }
+                for run in setRuns {
+                    rows.append([set, String(run.id), run.provider, run.model, run.status, String(run.labels), String(run.complete),
+                                 String(run.short), String(run.none), String(run.failed), String(run.descriptions)])
+                }
+            }
+            print(Table.render(rows))
+        }
+    }
+}
+
+struct Show: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the descriptions of one label.",
+        discussion: "By default the latest run of the label set is shown; --all-runs shows every run.")
+
+    @Argument(help: ArgumentHelp("The label: raw name or display name.", valueName: "label"))
+    var label: String
+
+    @Option(name: .customLong("label-set"), help: ArgumentHelp("The label set, when the label is in more than one.", valueName: "name"))
+    var labelSet: String?
+
+    @Flag(name: .customLong("all-runs"), help: "Show the label in every run, not only the latest.")
+    var allRuns = false
+
+    @OptionGroup var store: StoreOptions
+
+    func run() async throws {
+        try await reportingErrors {
+            let knowledgeStore = try store.open(readOnly: true)
+            let sets = try labelSet.map { [$0] } ?? knowledgeStore.labelSets(containing: label)
+            guard !sets.isEmpty else { throw CLIError("no label '\(label)' in \(store.db). `sspa-knowledge list` shows what it holds.") }
+            if sets.count > 1, labelSet == nil {
+                throw CLIError("'\(label)' is in several label sets (\(sets.joined(separator: ", "))); pick one with --label-set.")
+            }
+            let set = sets[0]
+            let runs = try knowledgeStore.runs(labelSet: set)
+            guard !runs.isEmpty else { throw CLIError("label set '\(set)' has no runs yet. Run `sspa-knowledge build`.") }
+            var printed = false
+            for run in allRuns ? runs : [runs[0]] {
+                guard let entry = try knowledgeStore.knowledge(labelSet: set, runID: run.id, label: label).first else {
+                    throw CLIError("no label '\(label)' in label set '\(set)'.")
+                }
+                if printed { print("") }
+                printed = true
+                print("\(entry.displayName) (\(entry.label)) — \(set), run \(run.id): \(run.provider) \(run.model), \(entry.state ?? "not built")")
+                for (index, text) in entry.descriptions.enumerated() { print("  \(index + 1). \(text)") }
+                if entry.descriptions.isEmpty { print("  (no descriptions)") }
+            }
+        }
+    }
+}
+
+struct Validate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check stored knowledge: empty, short, duplicate and refused entries, labels with no knowledge.",
+        discussion: "Exits 1 when a failure is found (empty, duplicate, failed, missing or no knowledge); short labels and refusals are warnings.")
+
+    @Option(name: .customLong("label-set"), help: ArgumentHelp("Only this label set (default: all).", valueName: "name"))
+    var labelSet: String?
+
+    @Option(help: ArgumentHelp("Check this run instead of each set's latest.", valueName: "id"))
+    var run: Int64?
+
+    @OptionGroup var store: StoreOptions
+
+    func run() async throws {
+        try await reportingErrors {
+            let knowledgeStore = try store.open(readOnly: true)
+            let integrity = try knowledgeStore.integrityCheck()
+            if integrity != ["ok"] { throw CLIError("\(store.db) failed PRAGMA integrity_check: \(integrity.prefix(3).joined(separator: "; "))") }
+            let sets = try labelSet.map { [$0] } ?? knowledgeStore.labelSetNames()
+            guard !sets.isEmpty else { throw CLIError("\(store.db) holds no label sets.") }
+            var failures = 0
+            for set in sets {
+                let runs = try knowledgeStore.runs(labelSet: set)
+                guard let chosen = run.flatMap({ id in runs.first { $0.id == id } }) ?? (run == nil ? runs.first : nil) else {
+                    print("\(set): no run\(run.map { " \($0)" } ?? "") to check")
+                    failures += 1
+                    continue
+                }
+                let knowledge = try knowledgeStore.knowledge(labelSet: set, runID: chosen.id)
+                let wanted = try knowledgeStore.descriptionsWanted(runID: chosen.id)
+                let report = KnowledgeValidator.validate(
+                    labelSet: set, runID: chosen.id, knowledge: knowledge, flagged: try knowledgeStore.flaggedRequests(runID: chosen.id), wanted: wanted)
+                print("\(set) (run \(chosen.id), \(chosen.provider)): \(report.labels) labels, \(report.descriptions) descriptions, \(report.failures.count) failures, \(report.warnings.count) warnings")
+                for finding in report.findings {
+                    print("  \(finding.severity == .failure ? "FAIL" : "warn") \(finding.kind): \(finding.label): \(finding.detail)")
+                }
+                failures += report.failures.count
+            }
+            if failures > 0 { throw CLIError("validation found \(failures) failure(s).", code: 1) }
+        }
+    }
+}
+
+struct Export: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Export descriptions: CuPL JSON, JSON lines or CSV.",
+        discussion: """
+            CuPL JSON maps each display name to its descriptions, in label order, as CuPL and other \
+            prompt-ensemble code reads it.
+
+              sspa-knowledge export --format cupl --label-set voc > voc_cupl.json
+            """)
+
+    @Option(help: ArgumentHelp("cupl, jsonl or csv."))
+    var format: ExportFormat = .cupl
+
+    @Option(name: .customLong("label-set"), help: ArgumentHelp("The label set (needed when the store holds several).", valueName: "name"))
+    var labelSet: String?
+
+    @Option(help: ArgumentHelp("Export this run instead of the set's latest.", valueName: "id"))
+    var run: Int64?
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Write to this file instead of standard output.", valueName: "path"))
+    var output: String?
+
+    @OptionGroup var store: StoreOptions
+
+    func run() async throws {
+        try await reportingErrors {
+            let knowledgeStore = try store.open(readOnly: true)
+            let sets = try knowledgeStore.labelSetNames()
+            let set: String
+            if let labelSet {
+                guard sets.contains(labelSet) else { throw CLIError("no label set '\(labelSet)' in \(store.db); it holds: \(sets.joined(separator: ", ")).") }
+                set = labelSet
+            } else if sets.count == 1 {
+                set = sets[0]
+            } else {
+                throw CLIError(sets.isEmpty ? "\(store.db) holds no label sets." : "pick a label set with --label-set: \(sets.joined(separator: ", ")).")
+            }
+            let runs = try knowledgeStore.runs(labelSet: set)
+            guard let chosen = run.flatMap({ id in runs.first { $0.id == id } }) ?? (run == nil ? runs.first : nil) else {
+                throw CLIError("label set '\(set)' has no run\(run.map { " \($0)" } ?? ""). `sspa-knowledge list` shows the runs.")
+            }
+            let text = KnowledgeExporter.render(try knowledgeStore.knowledge(labelSet: set, runID: chosen.id), labelSet: set, format: format)
+            if let output {
+                do { try Data(text.utf8).write(to: URL(fileURLWithPath: output), options: .atomic) } catch {
+                    throw CLIError("cannot write \(output): \(error.localizedDescription)")
+                }
+            } else {
+                FileHandle.standardOutput.write(Data(text.utf8))
+            }
+        }
+    }
+}
+
+extension ExportFormat: ExpressibleByArgument {}
+
+/// Plain aligned text tables.
+enum Table {
+    static func render(_ rows: [[String]]) -> String {
+        guard let first = rows.first else { return "" }
+        let widths = first.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+        }.joined(separator: "\n")
+    }
+}
