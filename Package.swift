@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .executable(name: "sspa-knowledge", targets: ["SSPAKnowledgeCommand"]),
         .library(name: "Knowledge", targets: ["Knowledge"]),
+        .library(name: "Tensor", targets: ["Tensor"]),
+        .library(name: "CLIP", targets: ["CLIP"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -18,6 +20,14 @@ let package = Package(
             name: "COpenBLAS",
             path: "Sources/COpenBLAS",
             providers: [.apt(["libopenblas-dev"])]
+        ),
+        .target(
+            name: "Tensor",
+            dependencies: ["COpenBLAS"]
+        ),
+        .target(
+            name: "CLIP",
+            dependencies: ["Tensor"]
         ),
         .target(
             name: "Knowledge",
@@ -32,6 +42,15 @@ let package = Package(
                 "Knowledge",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        .testTarget(
+            name: "TensorTests",
+            dependencies: ["Tensor"]
+        ),
+        .testTarget(
+            name: "CLIPTests",
+            dependencies: ["CLIP", "Tensor"],
+            resources: [.copy("Fixtures")]
         ),
         .testTarget(
             name: "KnowledgeTests",

@@ -96,8 +96,12 @@ struct JSONPoster: Sendable {
     func classify(status: Int, data: Data, url: URL) -> ProviderError {
         let body = redact(String(decoding: data.prefix(4000), as: UTF8.self))
         let (message, type, code) = Self.errorFields(data)
-        let detail = message.map { ": " + redact($0) } ?? ""
+        let detail = message.map { ": " + Self.firstLine(redact($0)) } ?? ""
         let where_ = "POST \(url.absoluteString) answered HTTP \(status)"
+        // Some servers (llama-cpp-python) answer 500 when they reject a request field; that is no transient fault.
+        if body.contains("response_format") || body.contains("json_schema") {
+            return ProviderError(.badRequest, "\(where_)\(detail)", httpStatus: status, body: body)
+        }
         if code == "insufficient_quota" || type == "insufficient_quota" {
             return ProviderError(.quota, "\(where_) (insufficient_quota)\(detail). The account has no quota left; add credit or use another endpoint.", httpStatus: status, body: body)
         }
@@ -148,6 +152,12 @@ struct JSONPoster: Sendable {
         if let message = object["error"] as? String { return (message, nil, nil) }
         if let detail = object["detail"] { return (String(describing: detail), nil, nil) }
         return (nil, nil, nil)
+    }
+
+    /// The first line of a server message, at most 300 characters: tracebacks stay in the request log.
+    static func firstLine(_ text: String) -> String {
+        let line = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? text
+        return line.count > 300 ? String(line.prefix(300)) + "…" : line
     }
 
     static func seconds(_ duration: Duration) -> Double {
