@@ -54,7 +54,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KnowledgeTests",
-            dependencies: ["Knowledge"],
+            dependencies: ["Knowledge", .product(name: "GRDB", package: "GRDB.swift")],
             exclude: ["__Snapshots__"]
         ),
     ]

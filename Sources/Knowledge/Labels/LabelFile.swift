@@ -97,7 +97,8 @@ public enum LabelFile {
         var rawSeen: [String: Int] = [:]
         var displaySeen: [String: Int] = [:]
         // Split on \n only and strip a trailing \r, so CRLF files read the same as LF files.
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        // In Swift "\r\n" is one Character, so split on it as well as on a lone "\n".
+        let lines = text.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" }
         for (index, rawLine) in lines.enumerated() {
             let lineNumber = index + 1
             var line = Substring(rawLine)

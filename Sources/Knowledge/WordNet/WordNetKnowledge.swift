@@ -44,6 +44,8 @@ public struct WordNetKnowledge: Sendable {
             candidates.append((head, 1, true))
         }
         let allWords = Set(label.allNames.flatMap(ResponseParser.wordsOf))
+        let contentStems = Set(allWords.filter { $0.count >= 4 && !ResponseParser.stopWords.contains($0) }.map(Self.stem))
+        let domainStems = Set(Self.domainWords(domain: domain).map(Self.stem))
         var best: Sense?
         for candidate in candidates {
             let synsets = database.synsets(for: candidate.name)
@@ -53,6 +55,11 @@ public struct WordNetKnowledge: Sendable {
                 // Agreement with the label's other names (e.g. synonym "television" for "tv monitor").
                 let synsetWords = Set(synset.words.flatMap { ResponseParser.wordsOf($0.word) })
                 score += Double(synsetWords.intersection(allWords).count) * 0.5
+                // Agreement of the gloss with the label's other words ("airport apron" → "where aircraft stand").
+                let glossStems = Set(ResponseParser.wordsOf(synset.definition).map(Self.stem))
+                score += Double(contentStems.intersection(glossStems).count) * 1.5
+                // Glosses that speak the domain's language ("paved surface" seen from the air, "worn" by a pedestrian).
+                score += Double(min(domainStems.intersection(glossStems).count, 2)) * 1.5
                 if best == nil || score > best!.score {
                     best = Sense(synset: synset, matchedName: candidate.name, viaHeadNoun: candidate.head, score: score)
                 }
@@ -123,6 +130,21 @@ public struct WordNetKnowledge: Sendable {
             sentences.append("\(the) \(plural ? "are" : "is") also called \(Self.list(others.prefix(3).map { $0 })).")
         }
         return Array(sentences.prefix(count))
+    }
+
+    /// A crude stem (the first five letters): enough to match inflections such as "surfaces" and "surface".
+    static func stem(_ word: String) -> String { String(word.prefix(5)) }
+
+    /// Words whose presence in a gloss suggests the sense belongs to the domain.
+    static func domainWords(domain: String) -> [String] {
+        let d = domain.lowercased()
+        if d.contains("pedestrian") || d.contains("person") || d.contains("surveillance") {
+            return ["garment", "worn", "wearing", "clothing", "clothes", "body", "person", "head", "hair", "shoulder", "carried", "bag", "footwear"]
+        }
+        if d.contains("remote") || d.contains("aerial") || d.contains("satellite") {
+            return ["surface", "ground", "land", "area", "paved", "field", "building", "buildings", "water", "road", "aircraft", "tract", "structure", "vegetation", "region"]
+        }
+        return []
     }
 
     // MARK: - Wording

@@ -1,0 +1,80 @@
+import COpenBLAS
+import Dispatch
+import Foundation
+
+/// Splits large element-wise and row-wise loops across cores, and owns the thread count shared with OpenBLAS.
+///
+/// One number governs both kinds of parallelism, so that `SSPA_THREADS=1` really means one core (benchmarks compare
+/// against PyTorch at a fixed thread count). Small loops stay serial: waking worker threads costs more than a few
+/// thousand multiply-adds.
+enum Parallel {
+    /// Below this much work (elements, or elements × cost) a loop runs on the calling thread.
+    static let minimumParallelWork = 1 << 16
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var current = 0
+
+    /// Reads `SSPA_THREADS` once (default: active processors) and hands the count to OpenBLAS before its first use.
+    private static let initialThreads: Int = {
+        let env = ProcessInfo.processInfo.environment["SSPA_THREADS"].flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let n = max(1, env ?? ProcessInfo.processInfo.activeProcessorCount)
+        openblas_set_num_threads(Int32(n))
+        return n
+    }()
+
+    /// The thread count in force; the first call applies `SSPA_THREADS`.
+    static var threads: Int {
+        get {
+            let initial = initialThreads
+            lock.lock(); defer { lock.unlock() }
+            return current == 0 ? initial : current
+        }
+        set {
+            _ = initialThreads
+            let n = max(1, newValue)
+            lock.lock(); defer { lock.unlock() }
+            current = n
+            openblas_set_num_threads(Int32(n))
+        }
+    }
+
+    /// Calls `body` on disjoint ranges that cover `0..<count`, concurrently when `count × cost` is large.
+    ///
+    /// `cost` is the work per item in element-operations (a row of a row-wise kernel costs its length). `body` must
+    /// only write locations that belong to its range.
+    static func forEachChunk(_ count: Int, cost: Int = 1, _ body: (Range<Int>) -> Void) {
+        guard count > 0 else { return }
+        let workers = threads
+        let work = count.multipliedReportingOverflow(by: max(cost, 1))
+        guard workers > 1, count > 1, work.overflow || work.partialValue >= minimumParallelWork else {
+            body(0..<count)
+            return
+        }
+        let chunks = min(workers, count)
+        withoutActuallyEscaping(body) { body in
+            let task = UncheckedSendable(body)
+            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                let lo = count * chunk / chunks
+                let hi = count * (chunk + 1) / chunks
+                task.value(lo..<hi)
+            }
+        }
+    }
+}
+
+/// Carries a value that is safe to share by construction (disjoint writes) across a `concurrentPerform` boundary.
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+extension Tensor {
+    /// Threads used by BLAS calls and by the parallel loops of the kernels.
+    ///
+    /// Starts at `SSPA_THREADS` when set, else the number of active processors. Setting it also calls
+    /// `openblas_set_num_threads`, so one knob controls all CPU parallelism.
+    public static var threads: Int {
+        get { Parallel.threads }
+        set { Parallel.threads = newValue }
+    }
+}

@@ -1,0 +1,167 @@
+import Foundation
+import GRDB
+import Testing
+@testable import Knowledge
+
+/// Store tests run on an in-memory database and on a file, as GRDB's own tests do.
+@Suite("Knowledge store")
+struct StoreTests {
+    enum Kind: String, CaseIterable { case memory, file }
+
+    func makeStore(_ kind: Kind) throws -> (KnowledgeStore, URL?) {
+        switch kind {
+        case .memory: return (try KnowledgeStore(inMemory: ()), nil)
+        case .file:
+            let dir = try temporaryDirectory()
+            return (try KnowledgeStore(path: dir.appendingPathComponent("knowledge.db").path), dir)
+        }
+    }
+
+    static let set = LabelSet(name: "pets", labels: [
+        Label(rawName: "dog", displayName: "dog"), Label(rawName: "cat", displayName: "house cat", synonyms: ["kitty"]),
+    ], templateHint: "natural", source: "pets.txt", sourceSHA256: "abc")
+
+    static let spec = RunSpec(
+        labelSet: "pets", provider: "openai", endpoint: "http://127.0.0.1:1", model: "m", templateName: "natural",
+        templateSHA256: "t", sampling: Sampling(temperature: 0.5, seed: 3, maxTokens: 100, n: 1), descriptionsWanted: 2,
+        demos: 3, demoSelection: .fixed, structured: .auto)
+
+    func outcome(_ label: Label, _ texts: [String], state: LabelState = .complete) -> LabelOutcome {
+        let prompt = RenderedPrompt(messages: [ChatMessage(role: .user, content: "Describe \(label.displayName)")], demonstrations: ["keyboard"])
+        let response = KnowledgeResponse(
+            choices: [.init(content: "{}", finishReason: "stop")], promptTokens: 10, completionTokens: 20,
+            systemFingerprint: "fp_1", raw: "{\"raw\":true}", httpStatus: 200, latency: 0.25, metadata: ["structured": "json_object"])
+        let request = RequestRecord(attempt: 1, prompt: prompt, sampling: Self.spec.sampling, response: response, parseFormat: "json-object")
+        return LabelOutcome(label: label, requests: [request], descriptions: texts.map { (0, $0) }, state: state, wanted: 2)
+    }
+
+    @Test(arguments: Kind.allCases)
+    func migrationsAreNamedAndApplyOnce(kind: Kind) throws {
+        let (store, dir) = try makeStore(kind)
+        defer { dir.map { try? FileManager.default.removeItem(at: $0) } }
+        let names = try store.appliedMigrations()
+        #expect(names == ["v1-label-sets", "v1-runs-and-descriptions", "v1-descriptions-view"])
+        if let dir {
+            // Reopening an existing file applies nothing new and keeps the data.
+            try store.saveLabelSet(Self.set)
+            let again = try KnowledgeStore(path: dir.appendingPathComponent("knowledge.db").path)
+            #expect(try again.appliedMigrations() == names)
+            #expect(try again.labelSetNames() == ["pets"])
+        }
+    }
+
+    @Test(arguments: Kind.allCases)
+    func outcomesAreSavedWithProvenanceAndReplacedNotDuplicated(kind: Kind) throws {
+        let (store, dir) = try makeStore(kind)
+        defer { dir.map { try? FileManager.default.removeItem(at: $0) } }
+        let (setID, ids) = try store.saveLabelSet(Self.set)
+        let run = try store.beginRun(Self.spec, labelSetID: setID, force: false, toolVersion: "test")
+        try store.saveOutcome(outcome(Self.set.labels[0], ["A dog barks.", "A dog runs."]), runID: run, labelID: ids[0])
+        try store.saveOutcome(outcome(Self.set.labels[0], ["A dog sits.", "A dog naps."]), runID: run, labelID: ids[0])
+        let knowledge = try store.knowledge(labelSet: "pets", runID: run)
+        #expect(knowledge.map(\.descriptions) == [["A dog sits.", "A dog naps."], []])
+        #expect(knowledge.map(\.state) == ["complete", nil])
+        try store.queue.read { db in
+            #expect(try Int.fetchOne(db, sql: "SELECT count(*) FROM requests") == 1)
+            let row = try #require(try Row.fetchOne(db, sql: "SELECT * FROM descriptions_view WHERE label = 'dog' AND position = 0"))
+            #expect(row["description"] == "A dog sits.")
+            #expect(row["provider"] == "openai")
+            #expect(row["model"] == "m")
+            #expect(row["seed"] == 3)
+            #expect(row["temperature"] == 0.5)
+            #expect(row["template_sha256"] == "t")
+            let request = try #require(try Row.fetchOne(db, sql: "SELECT * FROM requests"))
+            #expect(request["system_fingerprint"] == "fp_1")
+            #expect(request["prompt_tokens"] == 10)
+            #expect(request["finish_reason"] == "stop")
+            #expect((request["prompt"] as String).contains("Describe dog"))
+        }
+    }
+
+    @Test(arguments: Kind.allCases)
+    func theSameSpecResumesTheSameRunAndForceClearsIt(kind: Kind) throws {
+        let (store, dir) = try makeStore(kind)
+        defer { dir.map { try? FileManager.default.removeItem(at: $0) } }
+        let (setID, ids) = try store.saveLabelSet(Self.set)
+        let first = try store.beginRun(Self.spec, labelSetID: setID, force: false, toolVersion: "test")
+        try store.saveOutcome(outcome(Self.set.labels[0], ["A dog barks."], state: .short), runID: first, labelID: ids[0])
+        #expect(try store.beginRun(Self.spec, labelSetID: setID, force: false, toolVersion: "test") == first)
+        #expect(try store.labelStates(runID: first) == ["dog": .short])
+        var other = Self.spec
+        other.sampling.seed = 4
+        #expect(try store.beginRun(other, labelSetID: setID, force: false, toolVersion: "test") != first)
+        #expect(try store.beginRun(Self.spec, labelSetID: setID, force: true, toolVersion: "test") == first)
+        #expect(try store.labelStates(runID: first).isEmpty)
+    }
+
+    @Test(arguments: Kind.allCases)
+    func aChangedLabelFileUpdatesButNeverDropsKnowledge(kind: Kind) throws {
+        let (store, dir) = try makeStore(kind)
+        defer { dir.map { try? FileManager.default.removeItem(at: $0) } }
+        let (setID, ids) = try store.saveLabelSet(Self.set)
+        let run = try store.beginRun(Self.spec, labelSetID: setID, force: false, toolVersion: "test")
+        try store.saveOutcome(outcome(Self.set.labels[1], ["A house cat purrs."]), runID: run, labelID: ids[1])
+
+        var reordered = Self.set
+        reordered.labels = [Label(rawName: "cat", displayName: "cat"), Label(rawName: "dog"), Label(rawName: "bird")]
+        let (_, newIDs) = try store.saveLabelSet(reordered)
+        #expect(newIDs[0] == ids[1], "an existing label keeps its id, and so its knowledge")
+        #expect(try store.labelSet(named: "pets")?.labels.map(\.displayName) == ["cat", "dog", "bird"])
+
+        var shrunk = Self.set
+        shrunk.labels = [Label(rawName: "dog")]
+        #expect(throws: StoreError.self) { try store.saveLabelSet(shrunk) }
+        #expect(try store.labelSet(named: "pets")?.labels.count == 3, "a refused update changes nothing")
+    }
+
+    @Test func aFileThatIsNotSQLiteGetsAClearError() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("notes.db").path
+        try String(repeating: "not a database\n", count: 100).write(toFile: path, atomically: true, encoding: .utf8)
+        do {
+            _ = try KnowledgeStore(path: path)
+            Issue.record("opened a text file as a store")
+        } catch let error as StoreError {
+            #expect(error.message.contains("is not a SQLite database"))
+            #expect(error.message.contains(path))
+        }
+        do {
+            _ = try KnowledgeStore(path: dir.appendingPathComponent("missing.db").path, readOnly: true)
+            Issue.record("opened a missing store read-only")
+        } catch let error as StoreError {
+            #expect(error.message.contains("sspa-knowledge build"))
+        }
+    }
+
+    @Test func aSecondBuildLockFailsAtOnceAndTheLockDiesWithItsHolder() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("knowledge.db").path
+        let first = try BuildLock(path: path)
+        do {
+            _ = try BuildLock(path: path)
+            Issue.record("two locks on one store")
+        } catch let error as StoreError {
+            #expect(error.message.contains("another sspa-knowledge build is writing to it"))
+        }
+        first.release()
+        _ = try BuildLock(path: path)
+    }
+
+    @Test func exportsKeepLabelOrderAndEscape() {
+        let knowledge = [
+            LabelKnowledge(label: "z", displayName: "zebra", synonyms: [], runID: 1, state: "complete", descriptions: ["A zebra has \"stripes\", black and white."]),
+            LabelKnowledge(label: "a", displayName: "ant", synonyms: [], runID: 1, state: "complete", descriptions: ["An ant is tiny.\nReally."]),
+        ]
+        let cupl = KnowledgeExporter.render(knowledge, labelSet: "s", format: .cupl)
+        #expect(cupl.range(of: "zebra")!.lowerBound < cupl.range(of: "ant")!.lowerBound)
+        let object = try? JSONSerialization.jsonObject(with: Data(cupl.utf8)) as? [String: [String]]
+        #expect(object?["zebra"] == ["A zebra has \"stripes\", black and white."])
+        let csv = KnowledgeExporter.render(knowledge, labelSet: "s", format: .csv)
+        #expect(csv.contains("s,z,zebra,0,\"A zebra has \"\"stripes\"\", black and white.\""))
+        let jsonl = KnowledgeExporter.render(knowledge, labelSet: "s", format: .jsonl).split(separator: "\n")
+        #expect(jsonl.count == 2)
+        #expect(jsonl.allSatisfy { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) != nil })
+    }
+}
