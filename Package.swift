@@ -43,6 +43,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .target(
+            name: "TestSupport",
+            path: "Tests/TestSupport"
+        ),
         .testTarget(
             name: "TensorTests",
             dependencies: ["Tensor"]
@@ -54,7 +58,12 @@ let package = Package(
         ),
         .testTarget(
             name: "KnowledgeTests",
-            dependencies: ["Knowledge", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["Knowledge", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")],
+            exclude: ["__Snapshots__"]
+        ),
+        .testTarget(
+            name: "SSPAKnowledgeCLITests",
+            dependencies: ["SSPAKnowledgeCommand", "Knowledge", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")],
             exclude: ["__Snapshots__"]
         ),
     ]

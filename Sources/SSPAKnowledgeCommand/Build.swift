@@ -19,8 +19,10 @@ struct Build: AsyncParsableCommand {
             Examples:
               sspa-knowledge build --labels labels/voc.txt
               sspa-knowledge build --labels labels/ --db knowledge.db
-              OPENAI_API_KEY=… sspa-knowledge build --labels labels/coco.txt --endpoint https://api.openai.com --model gpt-4o-mini
-              sspa-knowledge build --labels labels/voc.txt --endpoint http://127.0.0.1:11434 --provider ollama --model llama3.2
+              sspa-knowledge build --labels labels/coco.txt \\
+                --endpoint https://api.openai.com --model gpt-4o-mini
+              sspa-knowledge build --labels labels/voc.txt \\
+                --endpoint http://127.0.0.1:11434 --provider ollama --model llama3.2
             """
     )
 

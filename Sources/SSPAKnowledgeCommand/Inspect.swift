@@ -38,7 +38,9 @@ struct Prompt: AsyncParsableCommand {
                 print(rendered.json)
                 return
             }
-            print("# template: \(template.name) (\(template.source), sha256 \(template.sha256.prefix(12)))")
+            let cwd = FileManager.default.currentDirectoryPath + "/"
+            let source = template.source.hasPrefix(cwd) ? String(template.source.dropFirst(cwd.count)) : template.source
+            print("# template: \(template.name) (\(source), sha256 \(template.sha256.prefix(12)))")
             print("# demonstrations: \(rendered.demonstrations.isEmpty ? "none" : rendered.demonstrations.joined(separator: ", "))")
             for message in rendered.messages {
                 print("\n[\(message.role.rawValue)]")

@@ -103,7 +103,10 @@ final class ProgressDisplay: @unchecked Sendable {
             "  \(summary.descriptions) descriptions from \(summary.requests) requests to \(provider.name) (\(provider.model)) in \(Self.duration(summary.seconds))"
                 + (summary.promptTokens + summary.completionTokens > 0 ? ", tokens: \(summary.promptTokens) prompt + \(summary.completionTokens) completion" : ""),
         ]
-        if !summary.short.isEmpty { lines.append("  short: \(Self.list(summary.short)) (retry with --resample-short)") }
+        if !summary.short.isEmpty {
+            let hint = provider.name == "wordnet" ? "WordNet has no more to say about them; an LLM endpoint gives more" : "retry with --resample-short"
+            lines.append("  short: \(Self.list(summary.short)) (\(hint))")
+        }
         if !summary.none.isEmpty { lines.append("  no knowledge: \(Self.list(summary.none))") }
         if !summary.failed.isEmpty { lines.append("  failed: \(Self.list(summary.failed)) (run again to retry)") }
         for line in lines { write(line) }

@@ -38,25 +38,37 @@ enum Parallel {
         }
     }
 
+    /// How many chunks a loop of `count` items costing `cost` element-operations each should be split into:
+    /// 1 (serial) for small work, else up to one per thread.
+    static func chunkCount(_ count: Int, cost: Int = 1) -> Int {
+        guard count > 1 else { return 1 }
+        let workers = threads
+        let work = count.multipliedReportingOverflow(by: max(cost, 1))
+        guard workers > 1, work.overflow || work.partialValue >= minimumParallelWork else { return 1 }
+        return min(workers, count)
+    }
+
     /// Calls `body` on disjoint ranges that cover `0..<count`, concurrently when `count × cost` is large.
     ///
     /// `cost` is the work per item in element-operations (a row of a row-wise kernel costs its length). `body` must
     /// only write locations that belong to its range.
     static func forEachChunk(_ count: Int, cost: Int = 1, _ body: (Range<Int>) -> Void) {
+        forEachChunk(count, chunks: chunkCount(count, cost: cost)) { _, range in body(range) }
+    }
+
+    /// Calls `body(chunk, range)` for `chunks` disjoint ranges covering `0..<count`, concurrently when `chunks > 1`;
+    /// the chunk index lets a caller give each concurrent body its own scratch memory.
+    static func forEachChunk(_ count: Int, chunks: Int, _ body: (Int, Range<Int>) -> Void) {
         guard count > 0 else { return }
-        let workers = threads
-        let work = count.multipliedReportingOverflow(by: max(cost, 1))
-        guard workers > 1, count > 1, work.overflow || work.partialValue >= minimumParallelWork else {
-            body(0..<count)
+        let chunks = max(1, min(chunks, count))
+        if chunks == 1 {
+            body(0, 0..<count)
             return
         }
-        let chunks = min(workers, count)
         withoutActuallyEscaping(body) { body in
             let task = UncheckedSendable(body)
             DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-                let lo = count * chunk / chunks
-                let hi = count * (chunk + 1) / chunks
-                task.value(lo..<hi)
+                task.value(chunk, (count * chunk / chunks)..<(count * (chunk + 1) / chunks))
             }
         }
     }

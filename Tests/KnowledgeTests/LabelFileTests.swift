@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Knowledge
+import TestSupport
 
 @Suite("Label files")
 struct LabelFileTests {

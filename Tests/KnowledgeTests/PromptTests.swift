@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Knowledge
+import TestSupport
 
 @Suite("Templates and prompts")
 struct PromptTests {
@@ -27,7 +28,7 @@ struct PromptTests {
     func renderedPromptsMatchSnapshots(templateName: String, file: String, raw: String) throws {
         let prompt = PromptBuilder(template: try template(templateName)).render(for: try label(file, raw))
         let text = prompt.messages.map { "[\($0.role.rawValue)]\n\($0.content)" }.joined(separator: "\n\n") + "\n"
-        if let failure = assertSnapshot(text, named: "prompt-\(templateName)-\(raw)") { Issue.record(Comment(rawValue: failure)) }
+        if let failure = assertSnapshot(text, named: "prompt-\(templateName)-\(raw)", in: "Tests/KnowledgeTests") { Issue.record(Comment(rawValue: failure)) }
     }
 
     @Test func demonstrationsAlternateBeforeTheQuery() throws {

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import Testing
 @testable import Knowledge
+import TestSupport
 
 /// Store tests run on an in-memory database and on a file, as GRDB's own tests do.
 @Suite("Knowledge store")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Knowledge
+import TestSupport
 
 /// These read Debian's wordnet-base, which .ci/run installs.
 let wordnetDirectory = "/usr/share/wordnet"

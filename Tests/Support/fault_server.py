@@ -757,6 +757,7 @@ class Handler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    block_on_close = False  # a hanging request must not delay shutdown
     allow_reuse_address = False
     request_queue_size = 256
 

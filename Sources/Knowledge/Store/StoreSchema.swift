@@ -1,6 +1,6 @@
 import GRDB
 
-/// knowledge.db's schema, as named migrations. `sqlite3 knowledge.db "select * from grdb_migrations"` shows which ran.
+/// knowledge.db's schema, as named migrations. `sqlite3 knowledge.db "select identifier from grdb_migrations"` shows which ran.
 ///
 /// A migration, once released, never changes: a new need gets a new migration.
 enum StoreSchema {

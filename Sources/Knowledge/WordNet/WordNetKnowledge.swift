@@ -149,15 +149,18 @@ public struct WordNetKnowledge: Sendable {
 
     // MARK: - Wording
 
-    /// The head noun of a phrase: the word before a preposition, else the last word (`logo on upper-body clothing` → `logo`).
+    /// The head noun of a phrase: the word before the first preposition, participle or number, else the last word
+    /// (`logo on upper-body clothing` → `logo`, `person aged 17 to 30` → `person`).
     static func headNoun(_ phrase: String) -> String? {
         let words = phrase.split(separator: " ").map(String.init)
         guard words.count > 1 else { return nil }
-        let prepositions: Set<String> = ["on", "of", "with", "in", "at", "for", "from", "over", "under", "by", "seen", "holding", "wearing", "carrying"]
-        if let index = words.firstIndex(where: { prepositions.contains($0.lowercased()) }), index > 0 {
-            return words[index - 1]
+        let prepositions: Set<String> = ["on", "of", "with", "in", "at", "for", "from", "over", "under", "by", "to", "without", "than"]
+        let breaks = { (word: String) -> Bool in
+            let w = word.lowercased()
+            return prepositions.contains(w) || ["seen", "worn", "held"].contains(w) || w.hasSuffix("ed") || w.hasSuffix("ing") || w.first?.isNumber == true
         }
-        return words.last
+        if let index = words.indices.dropFirst().first(where: { breaks(words[$0]) }) { return words[index - 1] }
+        return words.last { $0.first?.isLetter == true }
     }
 
     static func article(_ word: String) -> String {

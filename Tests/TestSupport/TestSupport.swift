@@ -1,33 +1,33 @@
 import Foundation
-@testable import Knowledge
 
 /// Paths of the checkout, found from this file, so tests run from any working directory.
-enum Repo {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static func path(_ relative: String) -> String { root.appendingPathComponent(relative).path }
+public enum Repo {
+    public static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    public static func path(_ relative: String) -> String { root.appendingPathComponent(relative).path }
     /// `shared/` beside the checkout (the project's shared docs and data), when it is there.
-    static var shared: String? {
+    public static var shared: String? {
         let candidate = root.deletingLastPathComponent().appendingPathComponent("shared").path
         return FileManager.default.fileExists(atPath: candidate) ? candidate : nil
     }
 }
 
-/// A fresh temporary directory, removed by the caller's `defer`.
-func temporaryDirectory() throws -> URL {
+/// A fresh temporary directory; the caller removes it.
+public func temporaryDirectory() throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("sspa-tests-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
 }
 
 /// Prints a skip reason where a person reading the test log will see it.
-func loudSkip(_ reason: String) {
+public func loudSkip(_ reason: String) {
     FileHandle.standardError.write(Data("\n*** SKIPPED: \(reason)\n\n".utf8))
 }
 
-/// Compares `actual` with the snapshot file `__Snapshots__/NAME.txt` next to the tests.
-/// With SNAPSHOT_RECORD=1 (or when the file is missing) it writes the snapshot and reports that it did.
-func assertSnapshot(_ actual: String, named name: String) -> String? {
-    let dir = Repo.root.appendingPathComponent("Tests/KnowledgeTests/__Snapshots__")
+/// Compares `actual` with the snapshot `<directory>/__Snapshots__/NAME.txt` (directory relative to the checkout).
+/// With SNAPSHOT_RECORD=1, or when the file is missing, it writes the snapshot; a missing one also fails the test.
+/// Returns a failure message, or nil when it matches.
+public func assertSnapshot(_ actual: String, named name: String, in directory: String) -> String? {
+    let dir = Repo.root.appendingPathComponent(directory).appendingPathComponent("__Snapshots__")
     let file = dir.appendingPathComponent(name + ".txt")
     let record = ProcessInfo.processInfo.environment["SNAPSHOT_RECORD"] == "1"
     if record || !FileManager.default.fileExists(atPath: file.path) {

@@ -1,0 +1,145 @@
+import COpenBLAS
+
+/// Matrix products, all through `cblas_sgemm`: plain, transposed, batched, accumulating, and the `linear` layer.
+extension Ops {
+    /// `a · b`, with either side optionally transposed (the transposes cost nothing; sgemm reads in place).
+    ///
+    /// Ranks: 2-D × 2-D; batched `[…, M, K] × […, K, N]` with equal leading axes; a 2-D side is shared by every
+    /// batch. `[B, T, K] × [K, N]` runs as one `[B·T, K] × [K, N]` sgemm, the common case of a layer over a batch.
+    public static func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
+        let plan = MatmulPlan(a.shape, b.shape, transposeA: transposeA, transposeB: transposeB)
+        return Tensor(unsafeUninitializedShape: plan.outputShape) { out in
+            a.withUnsafeBufferPointer { pa in
+                b.withUnsafeBufferPointer { pb in
+                    plan.run(pa.baseAddress!, pb.baseAddress!, out.baseAddress!, alpha: 1, beta: 0)
+                }
+            }
+        }
+    }
+
+    /// `c = alpha · (a · b) + beta · c`, writing into an existing tensor: the accumulating product a backward pass
+    /// needs (`dW += dYᵀ · X` with `beta = 1`) without a temporary.
+    public static func gemm(
+        _ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false,
+        alpha: Float = 1, beta: Float = 0, into c: inout Tensor
+    ) {
+        let plan = MatmulPlan(a.shape, b.shape, transposeA: transposeA, transposeB: transposeB)
+        precondition(c.shape == plan.outputShape,
+                     "Ops.gemm: output has shape \(c.shape), the product of \(a.shape) and \(b.shape) has \(plan.outputShape)")
+        c.withUnsafeMutableBufferPointer { pc in
+            a.withUnsafeBufferPointer { pa in
+                b.withUnsafeBufferPointer { pb in
+                    plan.run(pa.baseAddress!, pb.baseAddress!, pc.baseAddress!, alpha: alpha, beta: beta)
+                }
+            }
+        }
+    }
+
+    /// A fully connected layer, `x · weightᵀ + bias`, with `weight` stored `[out, in]` as PyTorch and Hugging Face
+    /// checkpoints store it, so loaded weights are used without a transposed copy.
+    ///
+    /// `x` is `[…, in]` and the result `[…, out]`. The bias is written first and sgemm accumulates onto it
+    /// (`beta = 1`), which saves a separate pass over the output.
+    public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        precondition(weight.rank == 2, "Ops.linear: weight must be [out, in], got \(weight.shape)")
+        precondition(x.rank >= 1 && x.lastDimension == weight.shape[1],
+                     "Ops.linear: input \(x.shape) does not end in the weight's input width \(weight.shape[1])")
+        let outFeatures = weight.shape[0], inFeatures = weight.shape[1]
+        let rows = x.count / max(inFeatures, 1)
+        if let bias {
+            precondition(bias.count == outFeatures && bias.rank == 1,
+                         "Ops.linear: bias \(bias.shape) does not match weight \(weight.shape)")
+        }
+        let outShape = Array(x.shape.dropLast()) + [outFeatures]
+        return Tensor(unsafeUninitializedShape: outShape) { out in
+            let po = out.baseAddress!
+            if let bias {
+                bias.withUnsafeBufferPointer { pb in
+                    for r in 0..<rows { (po + r * outFeatures).initialize(from: pb.baseAddress!, count: outFeatures) }
+                }
+            } else {
+                out.initialize(repeating: 0)
+            }
+            x.withUnsafeBufferPointer { px in
+                weight.withUnsafeBufferPointer { pw in
+                    BLAS.sgemm(transA: false, transB: true, m: rows, n: outFeatures, k: inFeatures,
+                               alpha: 1, a: px.baseAddress!, lda: inFeatures, b: pw.baseAddress!, ldb: inFeatures,
+                               beta: 1, c: po, ldc: outFeatures)
+                }
+            }
+        }
+    }
+}
+
+/// The shapes, strides and loop of one (possibly batched) product, worked out once before touching data.
+struct MatmulPlan {
+    let m: Int, n: Int, k: Int
+    let batch: Int
+    let strideA: Int, strideB: Int  // 0 when a 2-D side is shared by every batch
+    let transA: Bool, transB: Bool
+    let outputShape: [Int]
+
+    init(_ sa: [Int], _ sb: [Int], transposeA: Bool, transposeB: Bool) {
+        precondition(sa.count >= 2 && sb.count >= 2, "Ops.matmul: both sides need rank ≥ 2, got \(sa) and \(sb)")
+        let batchA = Array(sa.dropLast(2)), batchB = Array(sb.dropLast(2))
+        precondition(batchA.isEmpty || batchB.isEmpty || batchA == batchB,
+                     "Ops.matmul: batch axes differ: \(sa) × \(sb)")
+        let (ra, ca) = (sa[sa.count - 2], sa[sa.count - 1])
+        let (rb, cb) = (sb[sb.count - 2], sb[sb.count - 1])
+        let m = transposeA ? ca : ra, ka = transposeA ? ra : ca
+        let kb = transposeB ? cb : rb, n = transposeB ? rb : cb
+        precondition(ka == kb, "Ops.matmul: inner sizes differ: \(sa)\(transposeA ? "ᵀ" : "") × \(sb)\(transposeB ? "ᵀ" : "")")
+        let batchShape = batchA.isEmpty ? batchB : batchA
+        let batch = batchShape.reduce(1, *)
+        transA = transposeA
+        transB = transposeB
+        self.k = ka
+        self.n = n
+        outputShape = batchShape + [m, n]
+        if !batchA.isEmpty && batchB.isEmpty && !transposeA {
+            // [B, M, K] × [K, N]: the batch folds into the rows of one big product.
+            self.m = m * batch
+            self.batch = 1
+            strideA = 0
+            strideB = 0
+        } else {
+            self.m = m
+            self.batch = batch
+            strideA = batchA.isEmpty ? 0 : ra * ca
+            strideB = batchB.isEmpty ? 0 : rb * cb
+        }
+    }
+
+    func run(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+             alpha: Float, beta: Float) {
+        let lda = transA ? m : k, ldb = transB ? k : n
+        for i in 0..<batch {
+            BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                       a: a + i * strideA, lda: lda, b: b + i * strideB, ldb: ldb,
+                       beta: beta, c: c + i * m * n, ldc: n)
+        }
+    }
+}
+
+/// The one place that calls `cblas_sgemm`, so thread setup and degenerate sizes are handled once.
+enum BLAS {
+    /// Row-major `C = alpha · op(A) · op(B) + beta · C` with explicit leading dimensions (so callers can address a
+    /// head's columns inside a wider matrix).
+    static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                      a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                      beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        guard m > 0, n > 0 else { return }
+        _ = Parallel.threads  // applies SSPA_THREADS to OpenBLAS before its first call
+        if k == 0 {
+            // BLAS leaves C untouched when k = 0 only if beta = 1; spell the definition out for every beta.
+            for i in 0..<m {
+                let row = c + i * ldc
+                for j in 0..<n { row[j] = beta == 0 ? 0 : beta * row[j] }
+            }
+            return
+        }
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
+                    beta, c, Int32(max(ldc, 1)))
+    }
+}

@@ -1,0 +1,160 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// The result of running a command.
+struct Run: CustomStringConvertible {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+    var description: String { "exit \(status)\n--- stdout\n\(stdout)\n--- stderr\n\(stderr)" }
+}
+
+/// Runs the real `sspa-knowledge` binary that `swift test` built next to the test bundle.
+enum CLI {
+    static let binary: String = {
+        if let explicit = ProcessInfo.processInfo.environment["SSPA_KNOWLEDGE_BIN"] { return explicit }
+        var candidates: [URL] = []
+        let argument0 = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        candidates.append(argument0.deletingLastPathComponent())
+        candidates.append(Bundle.main.bundleURL.deletingLastPathComponent())
+        candidates.append(Bundle.main.bundleURL)
+        for directory in candidates {
+            var dir = directory
+            for _ in 0..<4 {
+                let candidate = dir.appendingPathComponent("sspa-knowledge").path
+                if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+                dir = dir.deletingLastPathComponent()
+            }
+        }
+        return Repo.path(".build/debug/sspa-knowledge")
+    }()
+
+    static func start(_ arguments: [String], environment: [String: String] = [:], cwd: URL? = nil) throws -> (Process, Pipe, Pipe) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "SSPA_LLM_URL")
+        env.removeValue(forKey: "SSPA_LLM_MODEL")
+        env.removeValue(forKey: "OPENAI_API_KEY")
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        if let cwd { process.currentDirectoryURL = cwd }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        return (process, out, err)
+    }
+
+    /// Runs to completion, reading both pipes while it runs so a chatty child never blocks.
+    static func run(_ arguments: [String], environment: [String: String] = [:], cwd: URL? = nil) throws -> Run {
+        let (process, out, err) = try start(arguments, environment: environment, cwd: cwd)
+        return finish(process, out, err)
+    }
+
+    static func finish(_ process: Process, _ out: Pipe, _ err: Pipe) -> Run {
+        nonisolated(unsafe) var errData = Data()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async {
+            errData = err.fileHandleForReading.readDataToEndOfFile()
+            group.leave()
+        }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+    }
+}
+
+/// Runs `sqlite3` (the CLI a person would use) on a store.
+func sqlite(_ db: String, _ sql: String) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+    process.arguments = [db, sql]
+    let out = Pipe()
+    process.standardOutput = out
+    process.standardError = out
+    try process.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
+/// The real LLM server CI starts (llama.cpp on SmolLM2-135M), from SSPA_TEST_LLM_URL.
+enum LLM {
+    static let url: String? = {
+        guard let url = ProcessInfo.processInfo.environment["SSPA_TEST_LLM_URL"], !url.isEmpty else {
+            loudSkip("SSPA_TEST_LLM_URL is not set, so every test that needs the real LLM server is skipped. Run scripts/test.sh (CI does) to start llama.cpp's server on SmolLM2 and run them.")
+            return nil
+        }
+        return url
+    }()
+    static var available: Bool { url != nil }
+}
+
+/// The fault-injecting HTTP server (Tests/Support/fault_server.py), started per suite on a free loopback port.
+final class FaultServer: @unchecked Sendable {
+    let process: Process
+    let port: Int
+    var base: String { "http://127.0.0.1:\(port)" }
+
+    init(upstream: String? = nil, extra: [String] = []) throws {
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", Repo.path("Tests/Support/fault_server.py"), "--port", "0", "--hang-seconds", "20"]
+            + (upstream.map { ["--upstream", $0] } ?? []) + extra
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // The server prints exactly one line, "PORT <n>", once it listens.
+        var line = Data()
+        while !line.contains(0x0A) {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            line += chunk
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard text.hasPrefix("PORT "), let port = Int(text.dropFirst(5).trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            process.terminate()
+            throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "fault server did not start: \(text)"])
+        }
+        self.port = port
+    }
+
+    /// A base URL for one scenario, tagged so tests that run at once keep separate counters.
+    func url(_ scenario: String, tag: String = UUID().uuidString.prefix(8).lowercased()) -> String {
+        "\(base)/s/\(scenario)~\(tag)"
+    }
+
+    /// What the server saw: request counts per scenario and the last requests.
+    func stats() throws -> [String: Any] {
+        let data = try Data(contentsOf: URL(string: base + "/_stats")!)
+        return (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
+    }
+
+    func requests(scenario: String) throws -> [[String: Any]] {
+        ((try stats()["requests"] as? [[String: Any]]) ?? []).filter { ($0["scenario"] as? String) == scenario }
+    }
+
+    /// Stops the server (SIGKILL: it is ours, and a hanging request must not keep it alive). Call it in a `defer`,
+    /// which also keeps the server alive until the test ends.
+    func stop() {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    deinit { stop() }
+}
+
+/// Writes a label file and returns its path.
+func writeLabels(_ text: String, in dir: URL, name: String = "labels.txt") throws -> String {
+    let path = dir.appendingPathComponent(name).path
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+

