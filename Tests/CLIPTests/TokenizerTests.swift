@@ -26,36 +26,9 @@ struct TokenizerTests {
         #expect(tokenizer.tokenize(" \t\n ") == [49406, 49407])
     }
 
-    /// Cases beyond the fixtures, with ids from the reference SimpleTokenizer in scripts/make_clip_fixtures.py.
-    @Test(
-        "corners of the cleanup and the pattern match the reference",
-        arguments: [
-            // IGNORECASE: long s matches 's and the special token, which is then BPE-encoded as text.
-            ("x'\u{17F} <|\u{17F}tartoftext|>", [343, 6, 129, 379, 27, 91, 129, 123, 2002, 6659, 18169, 91, 285]),
-            // U+0345 matches no alternative under IGNORECASE, so findall skips it.
-            ("a\u{345}b !\u{345}!", [320, 321, 256, 256]),
-            // html.unescape's legacy names and prefixes; ftfy's all-caps entities.
-            ("&copy2020 &amp &ampx; &#59; &EACUTE; &SZLIG;", [5811, 273, 271, 273, 271, 261, 261, 343, 282, 282, 4166, 632]),
-            // ftfy unescapes the lines before the first "<", and none after it.
-            ("&EACUTE;\n<b>", [4166, 283, 321, 285]),
-            ("<b>\n&EACUTE;", [283, 321, 285, 261, 68, 19734, 282]),
-            ("\u{149} \u{1C4} \u{FB05}", [262, 333, 67, 129, 378, 129, 123, 339]),
-            ("\u{1B}[\u{663}mred", [736]),
-            ("&#x80;&#150; &#0;&#xD800;&#1114112;&#65535;&#1;x", [34919, 1224, 47356, 47356, 39802, 343]),
-            ("\u{91}quoted\u{92} \u{81}", [262, 27706, 262, 126, 479]),
-            ("\u{FF76}\u{FF9E}\u{FF77}\u{FF9E} \u{FFE6}", [3909, 105, 3909, 362, 5227, 358]),
-            // Python's str.lower(): capital sigma is final sigma at the end of a word only.
-            ("\u{3A3}\u{391}\u{3A3} \u{3A3} a\u{3A3}b \u{391}\u{3A3}'\u{3A3}",
-             [139, 225, 138, 109, 139, 480, 139, 481, 64, 139, 225, 321, 138, 109, 139, 481, 262, 139, 480]),
-            ("&lang;&rang;", [158, 253, 101, 158, 253, 358]),
-            ("\u{FEFF}bom \u{206A}x \u{FFFC}y", [19469, 343, 344]),
-            // A special token inside a punctuation run is text.
-            ("<<|endoftext|> a.<|endoftext|>", [24588, 347, 40786, 4160, 91, 285, 320, 13, 27, 347, 40786, 4160, 91, 285]),
-            ("!'s 'S' ''ll", [13222, 338, 568, 262, 8445, 865]),
-            ("\u{1E9B}\u{323}", [157, 118, 505, 136, 352]),
-        ] as [(String, [Int32])])
-    func referenceCorners(text: String, ids: [Int32]) {
-        #expect(tokenizer.encode(text) == ids)
+    @Test("corners of the cleanup and the pattern match the reference", arguments: TokenizerReferenceCase.all)
+    func referenceCorners(_ reference: TokenizerReferenceCase) {
+        #expect(tokenizer.encode(reference.text) == reference.ids)
     }
 
     @Test("special tokens in the text become their ids, in any case")
@@ -183,4 +156,44 @@ struct TokenizerTestRandom: RandomNumberGenerator {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
+}
+
+/// A case beyond the fixtures, with ids from the reference SimpleTokenizer in scripts/make_clip_fixtures.py.
+struct TokenizerReferenceCase: CustomTestStringConvertible, Sendable {
+    var text: String
+    var ids: [Int32]
+
+    /// Escaped, so control characters in the text do not reach the terminal.
+    var testDescription: String { text.debugDescription }
+
+    static let all: [TokenizerReferenceCase] = [
+        // IGNORECASE: long s matches 's and the special token, which is then BPE-encoded as text.
+        .init(text: "x'\u{17F} <|\u{17F}tartoftext|>", ids: [343, 6, 129, 379, 27, 91, 129, 123, 2002, 6659, 18169, 91, 285]),
+        // U+0345 matches no alternative under IGNORECASE, so findall skips it.
+        .init(text: "a\u{345}b !\u{345}!", ids: [320, 321, 256, 256]),
+        // html.unescape's legacy names and prefixes; ftfy's all-caps entities.
+        .init(
+            text: "&copy2020 &amp &ampx; &#59; &EACUTE; &SZLIG;",
+            ids: [5811, 273, 271, 273, 271, 261, 261, 343, 282, 282, 4166, 632]),
+        // ftfy unescapes the lines before the first "<", and none after it.
+        .init(text: "&EACUTE;\n<b>", ids: [4166, 283, 321, 285]),
+        .init(text: "<b>\n&EACUTE;", ids: [283, 321, 285, 261, 68, 19734, 282]),
+        .init(text: "\u{149} \u{1C4} \u{FB05}", ids: [262, 333, 67, 129, 378, 129, 123, 339]),
+        .init(text: "\u{1B}[\u{663}mred", ids: [736]),
+        .init(text: "&#x80;&#150; &#0;&#xD800;&#1114112;&#65535;&#1;x", ids: [34919, 1224, 47356, 47356, 39802, 343]),
+        .init(text: "\u{91}quoted\u{92} \u{81}", ids: [262, 27706, 262, 126, 479]),
+        .init(text: "\u{FF76}\u{FF9E}\u{FF77}\u{FF9E} \u{FFE6}", ids: [3909, 105, 3909, 362, 5227, 358]),
+        // Python's str.lower(): capital sigma is final sigma at the end of a word only.
+        .init(
+            text: "\u{3A3}\u{391}\u{3A3} \u{3A3} a\u{3A3}b \u{391}\u{3A3}'\u{3A3}",
+            ids: [139, 225, 138, 109, 139, 480, 139, 481, 64, 139, 225, 321, 138, 109, 139, 481, 262, 139, 480]),
+        .init(text: "&lang;&rang;", ids: [158, 253, 101, 158, 253, 358]),
+        .init(text: "\u{FEFF}bom \u{206A}x \u{FFFC}y", ids: [19469, 343, 344]),
+        // A special token inside a punctuation run is text.
+        .init(
+            text: "<<|endoftext|> a.<|endoftext|>",
+            ids: [24588, 347, 40786, 4160, 91, 285, 320, 13, 27, 347, 40786, 4160, 91, 285]),
+        .init(text: "!'s 'S' ''ll", ids: [13222, 338, 568, 262, 8445, 865]),
+        .init(text: "\u{1E9B}\u{323}", ids: [157, 118, 505, 136, 352]),
+    ]
 }
