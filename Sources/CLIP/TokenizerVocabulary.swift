@@ -21,7 +21,8 @@ extension BPEModel {
         func id(_ token: String, _ file: URL, _ context: String) throws(CLIP.TokenizerError) -> Int32 {
             guard let id = vocabulary[token] else {
                 let kind: CLIP.TokenizerError.Kind = file == vocabURL ? .malformedVocabulary : .malformedMerges
-                throw CLIP.TokenizerError(kind, file: file, "\(context): \(token.debugDescription) is not in \(vocabURL.lastPathComponent)")
+                let reason = "\(context): \(token.debugDescription) is not in \(vocabURL.lastPathComponent)"
+                throw CLIP.TokenizerError(kind, file: file, reason)
             }
             return Int32(id)
         }
@@ -69,8 +70,10 @@ extension BPEModel {
             throw CLIP.TokenizerError(.malformedVocabulary, file: url, "the vocabulary is empty")
         }
         // Ids index dense tables: refuse negative ids, and sparse ones that would allocate absurd tables.
-        if let (token, id) = vocabulary.first(where: { $0.value < 0 || $0.value > Int(Int32.max) || $0.value >= 16 * vocabulary.count }) {
-            throw CLIP.TokenizerError(.malformedVocabulary, file: url, "token \(token.debugDescription) has id \(id), outside 0..<\(16 * vocabulary.count)")
+        let limit = min(16 * vocabulary.count, Int(Int32.max))
+        if let (token, id) = vocabulary.first(where: { !(0..<limit).contains($0.value) }) {
+            throw CLIP.TokenizerError(
+                .malformedVocabulary, file: url, "token \(token.debugDescription) has id \(id), outside 0..<\(limit)")
         }
         return vocabulary
     }
@@ -86,10 +89,11 @@ extension BPEModel {
         guard let text = String(data: data, encoding: .utf8) else {
             throw CLIP.TokenizerError(.malformedMerges, file: url, "not UTF-8 text")
         }
+        // Split on scalars: as Characters, "\r\n" is one grapheme and a space could join a following combining mark.
         var lines: [MergeLine] = []
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = rawLine.hasSuffix("\r") ? rawLine.dropLast() : rawLine
-            if line.isEmpty || (index == 0 && line.hasPrefix("#version")) { continue }
+        for (index, rawLine) in text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = rawLine.last == "\r" ? rawLine.dropLast() : rawLine[...]
+            if line.isEmpty || (index == 0 && String(line).hasPrefix("#version")) { continue }
             let parts = line.split(separator: " ", omittingEmptySubsequences: false)
             guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
                 throw CLIP.TokenizerError(

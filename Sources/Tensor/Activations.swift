@@ -5,23 +5,36 @@ protocol UnaryKernel {
     /// Rough cost per element relative to an add; large kernels go parallel on smaller tensors.
     static var cost: Int { get }
     func callAsFunction(_ x: Float) -> Float
+    /// The same function on eight lanes; what the loops call.
+    func callAsFunction(_ x: SIMD8<Float>) -> SIMD8<Float>
+}
+
+extension UnaryKernel {
+    @inline(__always) func callAsFunction(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        var y = x
+        for i in 0..<8 { y[i] = self(x[i]) }
+        return y
+    }
 }
 
 struct ScaleKernel: UnaryKernel {
     static var cost: Int { 1 }
     let factor: Float
     @inline(__always) func callAsFunction(_ x: Float) -> Float { x * factor }
+    @inline(__always) func callAsFunction(_ x: SIMD8<Float>) -> SIMD8<Float> { x * factor }
 }
 
 struct AffineKernel: UnaryKernel {
     static var cost: Int { 1 }
     let factor: Float, offset: Float
     @inline(__always) func callAsFunction(_ x: Float) -> Float { x * factor + offset }
+    @inline(__always) func callAsFunction(_ x: SIMD8<Float>) -> SIMD8<Float> { x * factor + offset }
 }
 
 struct SigmoidKernel: UnaryKernel {
     static var cost: Int { 8 }
     @inline(__always) func callAsFunction(_ x: Float) -> Float { Ops.sigmoid(x) }
+    @inline(__always) func callAsFunction(_ x: SIMD8<Float>) -> SIMD8<Float> { VectorMath.sigmoid(x) }
 }
 
 struct LogSigmoidKernel: UnaryKernel {
@@ -33,6 +46,9 @@ struct LogSigmoidKernel: UnaryKernel {
 struct GELUKernel: UnaryKernel {
     static var cost: Int { 16 }
     @inline(__always) func callAsFunction(_ x: Float) -> Float { 0.5 * x * (1 + erff(x * 0.707_106_77)) }
+    @inline(__always) func callAsFunction(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        0.5 * x * (1 + VectorMath.erf(x * 0.707_106_77))
+    }
 }
 
 struct GELUTanhKernel: UnaryKernel {
@@ -40,11 +56,15 @@ struct GELUTanhKernel: UnaryKernel {
     @inline(__always) func callAsFunction(_ x: Float) -> Float {
         0.5 * x * (1 + tanhf(0.797_884_6 * (x + 0.044_715 * x * x * x)))
     }
+    @inline(__always) func callAsFunction(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        0.5 * x * (1 + VectorMath.tanh(0.797_884_6 * (x + 0.044_715 * x * x * x)))
+    }
 }
 
 struct QuickGELUKernel: UnaryKernel {
     static var cost: Int { 8 }
     @inline(__always) func callAsFunction(_ x: Float) -> Float { x * Ops.sigmoid(1.702 * x) }
+    @inline(__always) func callAsFunction(_ x: SIMD8<Float>) -> SIMD8<Float> { x * VectorMath.sigmoid(1.702 * x) }
 }
 
 /// Scaling and activation functions, each with an in-place form for the forward pass of a frozen model.
@@ -105,7 +125,7 @@ extension Ops {
             x.withUnsafeBufferPointer { px in
                 let src = UncheckedSendable(px.baseAddress!), dst = UncheckedSendable(out.baseAddress!)
                 Parallel.forEachChunk(x.count, cost: K.cost) { r in
-                    for i in r { dst.value[i] = kernel(src.value[i]) }
+                    VectorMath.map(kernel, src.value + r.lowerBound, dst.value + r.lowerBound, r.count)
                 }
             }
         }
@@ -116,7 +136,7 @@ extension Ops {
         x.withUnsafeMutableBufferPointer { px in
             let p = UncheckedSendable(px.baseAddress!)
             Parallel.forEachChunk(n, cost: K.cost) { r in
-                for i in r { p.value[i] = kernel(p.value[i]) }
+                VectorMath.map(kernel, p.value + r.lowerBound, p.value + r.lowerBound, r.count)
             }
         }
     }

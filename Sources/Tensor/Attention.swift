@@ -68,8 +68,16 @@ extension Ops {
         return (output, probabilities)
     }
 
+    /// Largest m·n·k that OpenBLAS runs on the calling thread (`SMP_THRESHOLD_MIN × GEMM_MULTITHREAD_THRESHOLD`
+    /// in its interface/gemm.c). Attention keeps every call below it: items already run in parallel here, and
+    /// nesting OpenBLAS's own threads inside them measured slower (16×8 heads of 77 tokens: 3.7 ms → 4.4 ms).
+    static let blasSingleThreadWork = 65_536 * 4
+
     /// One (batch, head) pair: scores by sgemm, masks, in-place softmax, then probabilities · V by sgemm straight
     /// into the head's columns of the output.
+    ///
+    /// Query rows go in blocks small enough for single-threaded BLAS. Under a causal mask a block of rows
+    /// `i0..<i1` only needs keys `0..<i1`, so the masked upper triangle is never computed.
     @inline(__always)
     static func attendOne(item: Int, g: AttentionGeometry, heads: Int, alpha: Float, causal: Bool,
                           padding: [Bool]?, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
@@ -77,23 +85,30 @@ extension Ops {
                           scores: UnsafeMutablePointer<Float>) {
         let b = item / heads, h = item % heads
         let qk = heads * g.dk, vw = heads * g.dv
-        BLAS.sgemm(transA: false, transB: true, m: g.tq, n: g.tk, k: g.dk, alpha: alpha,
-                   a: q + b * g.tq * qk + h * g.dk, lda: qk, b: k + b * g.tk * qk + h * g.dk, ldb: qk,
-                   beta: 0, c: scores, ldc: g.tk)
-        for i in 0..<g.tq {
-            let row = scores + i * g.tk
-            // Under a causal mask only keys 0...i take part; softmax runs over that prefix alone.
-            let visible = causal ? min(i + 1, g.tk) : g.tk
-            if let padding {
-                let flags = b * g.tk
-                for j in 0..<visible where padding[flags + j] { row[j] = -.infinity }
+        let qBase = q + b * g.tq * qk + h * g.dk, kBase = k + b * g.tk * qk + h * g.dk
+        let vBase = v + b * g.tk * vw + h * g.dv, oBase = out + b * g.tq * vw + h * g.dv
+        let perRow = max(g.tk * max(g.dk, g.dv), 1)
+        let block = max(1, min(g.tq, blasSingleThreadWork / perRow - 1, causal ? 32 : g.tq))
+        for i0 in stride(from: 0, to: g.tq, by: block) {
+            let i1 = min(i0 + block, g.tq)
+            let keys = causal ? min(i1, g.tk) : g.tk
+            let rows = scores + i0 * g.tk
+            BLAS.sgemm(transA: false, transB: true, m: i1 - i0, n: keys, k: g.dk, alpha: alpha,
+                       a: qBase + i0 * qk, lda: qk, b: kBase, ldb: qk, beta: 0, c: rows, ldc: g.tk)
+            for i in i0..<i1 {
+                let row = scores + i * g.tk
+                // Under a causal mask only keys 0...i take part; softmax runs over that prefix alone.
+                let visible = causal ? min(i + 1, g.tk) : g.tk
+                if let padding {
+                    let flags = b * g.tk
+                    for j in 0..<visible where padding[flags + j] { row[j] = -.infinity }
+                }
+                softmaxRow(row, visible)
+                if visible < g.tk { (row + visible).update(repeating: 0, count: g.tk - visible) }
             }
-            softmaxRow(row, visible)
-            if visible < g.tk { (row + visible).update(repeating: 0, count: g.tk - visible) }
+            BLAS.sgemm(transA: false, transB: false, m: i1 - i0, n: g.dv, k: keys, alpha: 1,
+                       a: rows, lda: g.tk, b: vBase, ldb: vw, beta: 0, c: oBase + i0 * vw, ldc: vw)
         }
-        BLAS.sgemm(transA: false, transB: false, m: g.tq, n: g.dv, k: g.tk, alpha: 1,
-                   a: scores, lda: g.tk, b: v + b * g.tk * vw + h * g.dv, ldb: vw,
-                   beta: 0, c: out + b * g.tq * vw + h * g.dv, ldc: vw)
     }
 
     /// Runs `body` with a pointer into an optional tensor (nil when absent), copy-on-write respected.

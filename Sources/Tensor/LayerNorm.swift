@@ -1,5 +1,3 @@
-import Foundation
-
 /// Layer normalisation and L2 normalisation over the last axis.
 extension Ops {
     /// What `layerNormWithStatistics` returns: the output plus the per-row mean and 1/σ a backward pass reuses.
@@ -49,10 +47,10 @@ extension Ops {
                                     for row in r {
                                         let xi = src.value + row * n, yi = dst.value + row * n
                                         let mu = sumContiguous(xi, n) / Float(n)
-                                        var v: Float = 0
-                                        for j in 0..<n { let d = xi[j] - mu; v += d * d }
-                                        let inv = 1 / (v / Float(n) + eps).squareRoot()
-                                        for j in 0..<n { yi[j] = (xi[j] - mu) * inv * gw.value[j] + gb.value[j] }
+                                        let v = VectorMath.sumOfSquares(xi, n, center: mu) / Float(n)
+                                        let inv = 1 / (v + eps).squareRoot()
+                                        VectorMath.normalize(xi, yi, n, mean: mu, inverseStd: inv,
+                                                             weight: gw.value, bias: gb.value)
                                         if keepStatistics { sm.value[row] = mu; sr.value[row] = inv }
                                     }
                                 }
@@ -75,10 +73,8 @@ extension Ops {
                 Parallel.forEachChunk(rows, cost: n * 2) { r in
                     for row in r {
                         let xi = src.value + row * n, yi = dst.value + row * n
-                        var s: Float = 0
-                        for j in 0..<n { s += xi[j] * xi[j] }
-                        let inv = 1 / max(s.squareRoot(), eps)
-                        for j in 0..<n { yi[j] = xi[j] * inv }
+                        let norm = VectorMath.sumOfSquares(xi, n).squareRoot()
+                        VectorMath.scale(xi, yi, n, by: 1 / max(norm, eps))
                     }
                 }
             }

@@ -129,7 +129,7 @@ enum BLAS {
                       a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                       beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
         guard m > 0, n > 0 else { return }
-        _ = Parallel.threads  // applies SSPA_THREADS to OpenBLAS before its first call
+        Parallel.configure()
         if k == 0 {
             // BLAS leaves C untouched when k = 0 only if beta = 1; spell the definition out for every beta.
             for i in 0..<m {

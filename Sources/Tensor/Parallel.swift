@@ -14,13 +14,20 @@ enum Parallel {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var current = 0
 
-    /// Reads `SSPA_THREADS` once (default: active processors) and hands the count to OpenBLAS before its first use.
+    /// Reads `SSPA_THREADS` once (default: active processors; a value that is not a positive integer also means
+    /// the default) and hands the count to OpenBLAS before its first use.
     private static let initialThreads: Int = {
         let env = ProcessInfo.processInfo.environment["SSPA_THREADS"].flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        let n = max(1, env ?? ProcessInfo.processInfo.activeProcessorCount)
+        let n = env.flatMap { $0 > 0 ? $0 : nil } ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
         openblas_set_num_threads(Int32(n))
         return n
     }()
+
+    /// Applies `SSPA_THREADS` to OpenBLAS if nothing has yet; cheap enough to call before every BLAS call.
+    @inline(__always)
+    static func configure() {
+        _ = initialThreads
+    }
 
     /// The thread count in force; the first call applies `SSPA_THREADS`.
     static var threads: Int {

@@ -1,5 +1,3 @@
-import Foundation
-
 /// Softmax over the last axis, the numerically stable way (subtract the row maximum before exponentiating).
 extension Ops {
     /// Row softmax over the last axis. A row that is entirely −∞ (every key masked) becomes all zeros, not NaN.
@@ -26,19 +24,12 @@ extension Ops {
     /// Softmax of one contiguous row in place.
     @inline(__always)
     static func softmaxRow(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
-        var m = -Float.infinity
-        for i in 0..<n where p[i] > m { m = p[i] }
+        let m = VectorMath.max(p, n)
         if m == -.infinity {
             p.update(repeating: 0, count: n)
             return
         }
-        var s: Float = 0
-        for i in 0..<n {
-            let e = expf(p[i] - m)
-            p[i] = e
-            s += e
-        }
-        let inv = 1 / s
-        for i in 0..<n { p[i] *= inv }
+        let s = VectorMath.expInPlace(p, n, shift: m)
+        VectorMath.scale(p, p, n, by: 1 / s)
     }
 }

@@ -5,7 +5,7 @@ import Testing
 
 @Suite("Tokenizer files: loading and clear errors")
 struct TokenizerLoadingTests {
-    /// A fresh folder holding the given files, removed by `body`'s caller at the end of the test.
+    /// A fresh temporary folder holding the given files; the test removes it.
     private func folder(_ files: [String: String]) throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("clip-tokenizer-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
@@ -77,18 +77,18 @@ struct TokenizerLoadingTests {
 
     @Test("a merge of tokens the vocabulary lacks names the line and the token")
     func mergeOutsideVocabulary() throws {
-        let url = try folder(["vocab.json": try realVocabulary(), "merges.txt": "#version: 0.2\ni n\nzz</w> q\n"])
+        let url = try folder(["vocab.json": try realVocabulary(), "merges.txt": "#version: 0.2\ni n\n\u{2603} q\n"])
         defer { try? FileManager.default.removeItem(at: url) }
         let failure = try #require(error { try CLIP.Tokenizer(directory: url) })
-        #expect(failure.description.contains("merges.txt: line 3: \"zz</w>\" is not in vocab.json"))
+        #expect(failure.description.contains("merges.txt: line 3: \"\u{2603}\" is not in vocab.json"))
     }
 
     @Test("merges.txt with CRLF line ends and no header loads")
     func lenientMergesFormat() throws {
-        let url = try folder(["vocab.json": try realVocabulary(), "merges.txt": "i n\r\nt h\r\n"])
+        let url = try folder(["vocab.json": try realVocabulary(), "merges.txt": "i n</w>\r\nt h\r\n"])
         defer { try? FileManager.default.removeItem(at: url) }
         let tokenizer = try CLIP.Tokenizer(directory: url)
-        // With only two merges, "thin" stays close to bytes: t h i n</w> -> th in</w>.
+        // With only two merges, "thin" stays close to bytes: t h i n</w> → t h in</w> → th in</w>.
         #expect(tokenizer.tokenStrings(tokenizer.encode("thin")) == ["th", "in</w>"])
     }
 }

@@ -83,3 +83,22 @@ struct ResponseParserTests {
         #expect(ResponseParser.parse("%%%%%%%", label: dog).flag == .offTopic)
     }
 }
+
+@Suite("Request JSON")
+struct JSONValueTests {
+    @Test func writesValidSortedJSONThatRoundTrips() throws {
+        let text = "quote \" backslash \\ newline \n tab \t bell \u{07} café 自行车 🐕"
+        let value = JSONValue.object([
+            "z": .int(-3), "a": .double(0.7), "m": .array([.bool(true), .string(text), .double(2)]),
+            "o": .object(["k": .string("")]),
+        ])
+        let data = try value.data()
+        let json = String(decoding: data, as: UTF8.self)
+        #expect(json.hasPrefix(#"{"a":0.7,"m":[true,"#))
+        #expect(json.hasSuffix(#""o":{"k":""},"z":-3}"#))
+        let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect((object["m"] as? [Any])?[1] as? String == text)
+        #expect((object["m"] as? [Any])?[2] as? Int == 2)
+        #expect(throws: EncodingError.self) { try JSONValue.double(.nan).data() }
+    }
+}

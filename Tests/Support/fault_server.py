@@ -573,6 +573,9 @@ def run_scenario(handler: "Handler", scenario: str, req, raw: bytes, ollama: boo
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fault-server/1"
+    # Headers and body go out in separate writes; without TCP_NODELAY, Nagle holds the body until the client's
+    # delayed ACK (about 40 ms), which would swamp the client overhead the benchmark measures.
+    disable_nagle_algorithm = True
 
     def version_string(self) -> str:
         return self.server_version

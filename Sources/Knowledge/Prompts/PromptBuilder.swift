@@ -28,9 +28,7 @@ public struct RenderedPrompt: Sendable, Hashable {
 
     /// The messages as canonical JSON, the form stored in knowledge.db.
     public var json: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: (try? encoder.encode(messages)) ?? Data(), as: UTF8.self)
+        String(decoding: (try? JSONValue.messages(messages).data()) ?? Data(), as: UTF8.self)
     }
 }
 
@@ -137,9 +135,8 @@ public struct PromptBuilder: Sendable {
     }
 
     static func canonicalJSON(_ value: [String: [String]]) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: (try? encoder.encode(value)) ?? Data(), as: UTF8.self)
+        let object = JSONValue.object(value.mapValues { .array($0.map(JSONValue.string)) })
+        return String(decoding: (try? object.data()) ?? Data(), as: UTF8.self)
     }
 }
 

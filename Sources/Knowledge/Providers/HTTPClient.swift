@@ -24,12 +24,59 @@ public struct HTTPClient: Sendable {
         return HTTPClient { request in
             var request = request
             request.timeoutInterval = timeout
-            let (data, response) = try await session.data(for: request)
+            let (data, response) = try await Self.send(request, on: session)
             guard let http = response as? HTTPURLResponse else {
                 throw ProviderError(.badResponse, "\(request.url?.absoluteString ?? "the endpoint") did not answer over HTTP.")
             }
             return (data, http)
         }
+    }
+
+    /// A data task bridged to async by hand. swift-corelibs-foundation's `data(for:)` can deadlock when a task group
+    /// is cancelled (its cancellation handler syncs on the session queue while that queue resumes the task), so
+    /// here cancellation only schedules `cancel()` on another queue.
+    static func send(_ request: URLRequest, on session: URLSession) async throws -> (Data, URLResponse) {
+        let box = TaskBox()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Data, URLResponse), Error>) in
+                let task = session.dataTask(with: request) { data, response, error in
+                    if let error {
+                        continuation.resume(throwing: (error as NSError).code == NSURLErrorCancelled ? CancellationError() : error)
+                    } else if let response {
+                        continuation.resume(returning: (data ?? Data(), response))
+                    } else {
+                        continuation.resume(throwing: URLError(.badServerResponse))
+                    }
+                }
+                box.set(task)
+                task.resume()
+            }
+        } onCancel: {
+            DispatchQueue.global().async { box.cancel() }
+        }
+    }
+}
+
+/// Holds a data task so a cancellation that arrives before or after it starts still cancels it.
+private final class TaskBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var task: URLSessionDataTask?
+    private var cancelled = false
+
+    func set(_ task: URLSessionDataTask) {
+        let cancelNow = lock.withLock { () -> Bool in
+            self.task = task
+            return cancelled
+        }
+        if cancelNow { task.cancel() }
+    }
+
+    func cancel() {
+        let task = lock.withLock { () -> URLSessionDataTask? in
+            cancelled = true
+            return self.task
+        }
+        task?.cancel()
     }
 }
 
@@ -48,8 +95,8 @@ struct JSONPoster: Sendable {
         var latency: Double
     }
 
-    func post(_ url: URL, body: [String: Any], label: String, extraHeaders: [String: String] = [:]) async throws -> Reply {
-        let payload = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
+    func post(_ url: URL, body: JSONValue, label: String, extraHeaders: [String: String] = [:]) async throws -> Reply {
+        let payload = try body.data()
         var request = URLRequest(url: url)
         request.httpMethod = "POST"
         request.httpBody = payload
@@ -141,8 +188,13 @@ struct JSONPoster: Sendable {
     func redact(_ text: String) -> String {
         var result = text
         if let apiKey, apiKey.count >= 4 { result = result.replacingOccurrences(of: apiKey, with: "[redacted]") }
-        return result.replacingOccurrences(of: "(sk|pk|key)-[A-Za-z0-9_*.\\-]{6,}", with: "[redacted]", options: .regularExpression)
+        guard result.contains("-") else { return result }
+        let range = NSRange(result.startIndex..., in: result)
+        return Self.keyPattern.stringByReplacingMatches(in: result, range: range, withTemplate: "[redacted]")
     }
+
+    /// Anything shaped like an API key (`sk-…`), compiled once.
+    static let keyPattern = try! NSRegularExpression(pattern: "(sk|pk|key)-[A-Za-z0-9_*.\\-]{6,}")
 
     static func errorFields(_ data: Data) -> (message: String?, type: String?, code: String?) {
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return (nil, nil, nil) }

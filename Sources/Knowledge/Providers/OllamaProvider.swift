@@ -11,18 +11,18 @@ extension KnowledgeProvider {
         }
         let poster = JSONPoster(http: http, policy: settings.retry, apiKey: settings.apiKey, timeout: settings.timeout, onRetry: settings.onRetry)
         return KnowledgeProvider(name: "ollama", endpoint: base, model: settings.model) { request in
-            var body: [String: Any] = [
-                "model": settings.model,
-                "messages": request.prompt.messages.map { ["role": $0.role.rawValue, "content": $0.content] },
-                "stream": false,
-                "options": [
-                    "temperature": request.sampling.temperature,
-                    "seed": request.sampling.seed,
-                    "num_predict": request.sampling.maxTokens,
-                ] as [String: Any],
+            var body: [String: JSONValue] = [
+                "model": .string(settings.model),
+                "messages": .messages(request.prompt.messages),
+                "stream": .bool(false),
+                "options": .object([
+                    "temperature": .double(request.sampling.temperature),
+                    "seed": .int(request.sampling.seed),
+                    "num_predict": .int(request.sampling.maxTokens),
+                ]),
             ]
             if settings.structured != .off { body["format"] = DescriptionSchema.schema(count: request.count) }
-            let reply = try await poster.post(url, body: body, label: request.label.rawName)
+            let reply = try await poster.post(url, body: .object(body), label: request.label.rawName)
             let raw = poster.redact(String(decoding: reply.data, as: UTF8.self))
             guard let object = try? JSONSerialization.jsonObject(with: reply.data) as? [String: Any] else {
                 throw ProviderError(.badResponse, "\(url.absoluteString) answered HTTP \(reply.status) with a body that is not JSON (\(describeBody(reply.data))). Is --endpoint an Ollama server?", httpStatus: reply.status, body: raw)

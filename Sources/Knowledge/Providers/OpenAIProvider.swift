@@ -26,20 +26,20 @@ public struct EndpointSettings: Sendable {
 
 /// The JSON schema every structured request asks for.
 enum DescriptionSchema {
-    static func schema(count: Int) -> [String: Any] {
-        [
-            "type": "object",
-            "properties": [
-                "descriptions": [
-                    "type": "array",
-                    "items": ["type": "string"],
-                    "minItems": 1,
-                    "maxItems": max(count, 1) * 2,
-                ] as [String: Any],
-            ],
-            "required": ["descriptions"],
-            "additionalProperties": false,
-        ]
+    static func schema(count: Int) -> JSONValue {
+        .object([
+            "type": .string("object"),
+            "properties": .object([
+                "descriptions": .object([
+                    "type": .string("array"),
+                    "items": .object(["type": .string("string")]),
+                    "minItems": .int(1),
+                    "maxItems": .int(max(count, 1) * 2),
+                ]),
+            ]),
+            "required": .array([.string("descriptions")]),
+            "additionalProperties": .bool(false),
+        ])
     }
 }
 
@@ -74,25 +74,25 @@ extension KnowledgeProvider {
             while true {
                 let index = fallback.current()
                 let form = forms[min(index, forms.count - 1)]
-                var body: [String: Any] = [
-                    "model": settings.model,
-                    "messages": request.prompt.messages.map { ["role": $0.role.rawValue, "content": $0.content] },
-                    "temperature": request.sampling.temperature,
-                    "seed": request.sampling.seed,
-                    "max_tokens": request.sampling.maxTokens,
+                var body: [String: JSONValue] = [
+                    "model": .string(settings.model),
+                    "messages": .messages(request.prompt.messages),
+                    "temperature": .double(request.sampling.temperature),
+                    "seed": .int(request.sampling.seed),
+                    "max_tokens": .int(request.sampling.maxTokens),
                 ]
-                if request.sampling.n > 1 { body["n"] = request.sampling.n }
+                if request.sampling.n > 1 { body["n"] = .int(request.sampling.n) }
                 let schema = DescriptionSchema.schema(count: request.count)
                 switch form {
                 case "json_schema":
-                    body["response_format"] = ["type": "json_schema", "json_schema": ["name": "descriptions", "schema": schema]]
+                    body["response_format"] = .object(["type": .string("json_schema"), "json_schema": .object(["name": .string("descriptions"), "schema": schema])])
                 case "json_object":
-                    body["response_format"] = ["type": "json_object", "schema": schema]
+                    body["response_format"] = .object(["type": .string("json_object"), "schema": schema])
                 default: break
                 }
                 let reply: JSONPoster.Reply
                 do {
-                    reply = try await poster.post(url, body: body, label: request.label.rawName)
+                    reply = try await poster.post(url, body: .object(body), label: request.label.rawName)
                 } catch let error as ProviderError where error.kind == .badRequest && form != "none" && index + 1 < forms.count
                     && rejectsResponseFormat(error) {
                     // The server rejected this response_format: try the next form once, for every later request too.
@@ -105,7 +105,7 @@ extension KnowledgeProvider {
     }
 
     static func parseChatCompletion(_ reply: JSONPoster.Reply, form: String, url: URL, redact: (String) -> String) throws -> KnowledgeResponse {
-        let raw = redact(String(decoding: reply.data, as: UTF8.self))
+        let raw = redact(reply.data.withUnsafeBytes { String(decoding: $0, as: UTF8.self) })
         guard let object = try? JSONSerialization.jsonObject(with: reply.data) as? [String: Any] else {
             throw ProviderError(.badResponse, "\(url.absoluteString) answered HTTP \(reply.status) with a body that is not JSON (\(describeBody(reply.data))). Is --endpoint an OpenAI-compatible server?", httpStatus: reply.status, body: raw)
         }

@@ -21,7 +21,7 @@ public struct ParsedResponse: Sendable, Hashable {
 /// drops empties and duplicates (exact or case-insensitive).
 public enum ResponseParser {
     public static func parse(_ content: String, label: Label) -> ParsedResponse {
-        let text = stripCodeFence(content.trimmingCharacters(in: .whitespacesAndNewlines))
+        let text = stripCodeFence(FastText.trimmed(content))
         if text.isEmpty { return ParsedResponse(descriptions: [], offTopic: [], format: .empty, flag: .empty) }
 
         var candidates: [String]
@@ -53,7 +53,7 @@ public enum ResponseParser {
         var lines = text.components(separatedBy: "\n")
         lines.removeFirst()
         if let last = lines.last, last.trimmingCharacters(in: .whitespaces).hasPrefix("```") { lines.removeLast() }
-        return lines.joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
+        return FastText.trimmed(lines.joined(separator: "\n"))
     }
 
     static func jsonObjectStrings(_ text: String) -> [String]? {
@@ -81,7 +81,7 @@ public enum ResponseParser {
 
     /// Lines that start with a bullet or a number, when at least two lines do.
     static func listLines(_ text: String) -> [String]? {
-        let lines = text.components(separatedBy: .newlines).map { $0.trimmingCharacters(in: .whitespaces) }
+        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map { FastText.trimmed($0) }
         let items = lines.filter(isListItem)
         return items.count >= 2 ? items : nil
     }
@@ -107,7 +107,7 @@ public enum ResponseParser {
                 current = ""
             }
         }
-        if !current.trimmingCharacters(in: .whitespaces).isEmpty { result.append(current) }
+        if current.contains(where: { !$0.isWhitespace }) { result.append(current) }
         return result
     }
 
@@ -119,24 +119,25 @@ public enum ResponseParser {
     // MARK: - Cleaning
 
     static func clean(_ candidate: String) -> String {
-        var s = candidate.trimmingCharacters(in: .whitespacesAndNewlines)
+        var s = FastText.trimmed(candidate)
         // Bullets and numbering.
-        while let first = s.first, "-*•+".contains(first) { s = String(s.dropFirst()).trimmingCharacters(in: .whitespaces) }
+        while let first = s.first, "-*•+".contains(first) { s = FastText.trimmed(s.dropFirst()) }
         let digits = s.prefix { $0.isNumber }
         if !digits.isEmpty, digits.count <= 3 {
             let after = s.dropFirst(digits.count)
-            if let mark = after.first, ".):".contains(mark) { s = String(after.dropFirst()).trimmingCharacters(in: .whitespaces) }
+            if let mark = after.first, ".):".contains(mark) { s = FastText.trimmed(after.dropFirst()) }
         }
         // Markdown emphasis and code.
-        for marker in ["**", "__", "`"] { s = s.replacingOccurrences(of: marker, with: "") }
+        s = FastText.removing(["`"], from: s)
+        if FastText.contains(s, "**") || FastText.contains(s, "__") { s = FastText.removing(["*"], from: s).replacingOccurrences(of: "__", with: "") }
         // Surrounding quotes, possibly followed by a trailing comma from half-JSON lines.
         if s.hasSuffix(",") { s.removeLast() }
         let quotes: Set<Character> = ["\"", "'", "“", "”", "‘", "’"]
         while s.count >= 2, let f = s.first, let l = s.last, quotes.contains(f), quotes.contains(l) {
             s = String(s.dropFirst().dropLast())
         }
-        s = s.replacingOccurrences(of: "\\s+", with: " ", options: .regularExpression)
-        return s.trimmingCharacters(in: .whitespacesAndNewlines)
+        // Collapse runs of white space by hand: a regular expression per description cost more than the request.
+        return s.split(whereSeparator: { $0.isWhitespace }).joined(separator: " ")
     }
 
     static func dedupe(_ items: [String]) -> [String] {
@@ -152,8 +153,8 @@ public enum ResponseParser {
     ]
 
     public static func isRefusal(_ text: String) -> Bool {
-        let lower = text.lowercased().replacingOccurrences(of: "’", with: "'")
-        return refusalMarkers.contains { lower.contains($0) }
+        let lower = String(text.lowercased().map { $0 == "’" ? "'" : $0 })
+        return refusalMarkers.contains { FastText.contains(lower, $0) }
     }
 
     /// Whether `text` names the label: its display name, raw name, a synonym, or one of their content words.
@@ -162,7 +163,7 @@ public enum ResponseParser {
         let joined = " " + haystack.joined(separator: " ") + " "
         for name in label.allNames {
             let words = wordsOf(name)
-            if !words.isEmpty, joined.contains(" " + words.joined(separator: " ") + " ") { return true }
+            if !words.isEmpty, FastText.contains(joined, " " + words.joined(separator: " ") + " ") { return true }
             let content = words.filter { $0.count >= 3 && !stopWords.contains($0) }
             if content.contains(where: { word in haystack.contains { stem($0) == stem(word) } }) { return true }
         }

@@ -1,0 +1,92 @@
+import Foundation
+
+/// A JSON value for request bodies. `JSONSerialization`'s writer dominated the client's CPU time per request.
+public indirect enum JSONValue: Encodable, Sendable, Hashable {
+    case string(String)
+    case int(Int)
+    case double(Double)
+    case bool(Bool)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    public func encode(to encoder: Encoder) throws {
+        switch self {
+        case .string(let v): var c = encoder.singleValueContainer(); try c.encode(v)
+        case .int(let v): var c = encoder.singleValueContainer(); try c.encode(v)
+        case .double(let v): var c = encoder.singleValueContainer(); try c.encode(v)
+        case .bool(let v): var c = encoder.singleValueContainer(); try c.encode(v)
+        case .array(let items):
+            var c = encoder.unkeyedContainer()
+            for item in items { try c.encode(item) }
+        case .object(let fields):
+            var c = encoder.container(keyedBy: Key.self)
+            for (key, value) in fields { try c.encode(value, forKey: Key(key)) }
+        }
+    }
+
+    struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(_ string: String) { stringValue = string }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    /// Compact JSON with sorted keys, so the same request is the same bytes. Written by hand: even `JSONEncoder`
+    /// cost a tenth of the client's CPU per request.
+    public func data() throws -> Data {
+        var out: [UInt8] = []
+        out.reserveCapacity(4096)
+        try write(into: &out)
+        return Data(out)
+    }
+
+    func write(into out: inout [UInt8]) throws {
+        switch self {
+        case .string(let v): Self.writeString(v, into: &out)
+        case .int(let v): out.append(contentsOf: String(v).utf8)
+        case .double(let v):
+            guard v.isFinite else { throw EncodingError.invalidValue(v, .init(codingPath: [], debugDescription: "JSON has no \(v)")) }
+            out.append(contentsOf: (v == v.rounded() && abs(v) < 1e15 ? String(Int(v)) : String(v)).utf8)
+        case .bool(let v): out.append(contentsOf: (v ? "true" : "false").utf8)
+        case .array(let items):
+            out.append(UInt8(ascii: "["))
+            for (i, item) in items.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                try item.write(into: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let fields):
+            out.append(UInt8(ascii: "{"))
+            for (i, key) in fields.keys.sorted().enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                Self.writeString(key, into: &out)
+                out.append(UInt8(ascii: ":"))
+                try fields[key]!.write(into: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    static func writeString(_ string: String, into out: inout [UInt8]) {
+        let hex: [UInt8] = Array("0123456789abcdef".utf8)
+        out.append(UInt8(ascii: "\""))
+        for byte in string.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
+            case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+            case 0x0A: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+            case 0x0D: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+            case 0x09: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+            case 0x00..<0x20:
+                out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 15)]])
+            default: out.append(byte) // UTF-8 passes through: JSON is UTF-8
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    static func messages(_ messages: [ChatMessage]) -> JSONValue {
+        .array(messages.map { .object(["role": .string($0.role.rawValue), "content": .string($0.content)]) })
+    }
+}

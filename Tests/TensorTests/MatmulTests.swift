@@ -1,0 +1,87 @@
+import Testing
+@testable import Tensor
+
+/// Products against a Double reference. Tolerance: |error| ≤ 1e-5 · (1 + |expected|) · √K, float32 rounding over a
+/// K-term dot product of unit-normal inputs.
+@Suite("Matrix products")
+struct MatmulTests {
+    static func tolerance(_ k: Int) -> Double { 1e-5 * Double(k).squareRoot() + 1e-6 }
+
+    @Test("2-D × 2-D, every transpose combination", arguments: Reference.sizes, [false, true])
+    func plain(size: Int, transposeA: Bool) {
+        let (m, k, n) = (size, size == 1 ? 3 : size + 2, size == 130 ? 5 : size + 1)
+        for transposeB in [false, true] {
+            let a = Reference.random(transposeA ? [k, m] : [m, k], seed: 1)
+            let b = Reference.random(transposeB ? [n, k] : [k, n], seed: 2)
+            let c = Ops.matmul(a, b, transposeA: transposeA, transposeB: transposeB)
+            #expect(c.shape == [m, n])
+            let ref = Reference.matmul(Reference.doubles(a), Reference.doubles(b), m: m, n: n, k: k,
+                                       transA: transposeA, transB: transposeB)
+            #expect(Reference.maxMixedError(c, ref) <= Self.tolerance(k))
+        }
+    }
+
+    @Test("batched [B,M,K]×[B,K,N], and a 2-D right side shared across the batch", arguments: Reference.sizes)
+    func batched(size: Int) {
+        let (batch, m, k, n) = (3, size, 7, size == 130 ? 9 : size + 1)
+        let a = Reference.random([batch, m, k], seed: 3)
+        let b = Reference.random([batch, k, n], seed: 4)
+        let w = Reference.random([k, n], seed: 5)
+        let c = Ops.matmul(a, b), shared = Ops.matmul(a, w)
+        #expect(c.shape == [batch, m, n] && shared.shape == [batch, m, n])
+        var ref: [Double] = [], refShared: [Double] = []
+        let da = Reference.doubles(a), db = Reference.doubles(b), dw = Reference.doubles(w)
+        for i in 0..<batch {
+            let ai = Array(da[(i * m * k)..<((i + 1) * m * k)])
+            ref += Reference.matmul(ai, Array(db[(i * k * n)..<((i + 1) * k * n)]), m: m, n: n, k: k, transA: false, transB: false)
+            refShared += Reference.matmul(ai, dw, m: m, n: n, k: k, transA: false, transB: false)
+        }
+        #expect(Reference.maxMixedError(c, ref) <= Self.tolerance(k))
+        #expect(Reference.maxMixedError(shared, refShared) <= Self.tolerance(k))
+        // Transposed batched left side takes the per-batch path; compare with explicit transposes.
+        let at = Ops.transpose(a)
+        let viaFlag = Ops.matmul(at, b, transposeA: true)
+        #expect(Reference.maxMixedError(viaFlag, ref) <= Self.tolerance(k))
+        // A 2-D left side shared by a batched right side.
+        let left = Reference.random([m, k], seed: 6)
+        let lb = Ops.matmul(left, b)
+        for i in 0..<batch {
+            let slice = Ops.slice(lb, axis: 0, range: i..<(i + 1)).reshaped([m, n])
+            #expect(slice == Ops.matmul(left, Ops.slice(b, axis: 0, range: i..<(i + 1)).reshaped([k, n])))
+        }
+    }
+
+    @Test("linear is x·Wᵀ + b with W stored [out, in]", arguments: Reference.sizes)
+    func linear(size: Int) {
+        let (rows, inF, outF) = (size, 33, 7)
+        let x = Reference.random([2, rows, inF], seed: 7)
+        let w = Reference.random([outF, inF], seed: 8)
+        let bias = Reference.random([outF], seed: 9)
+        let y = Ops.linear(x, weight: w, bias: bias)
+        #expect(y.shape == [2, rows, outF])
+        var ref = Reference.matmul(Reference.doubles(x), Reference.doubles(w), m: 2 * rows, n: outF, k: inF,
+                                   transA: false, transB: true)
+        let db = Reference.doubles(bias)
+        for i in ref.indices { ref[i] += db[i % outF] }
+        #expect(Reference.maxMixedError(y, ref) <= Self.tolerance(inF))
+        let noBias = Ops.linear(x, weight: w, bias: nil)
+        #expect(Reference.maxMixedError(noBias, ref.enumerated().map { $0.element - db[$0.offset % outF] }) <= Self.tolerance(inF))
+    }
+
+    @Test("gemm accumulates alpha·A·B + beta·C into an existing tensor")
+    func gemmAccumulates() {
+        let a = Reference.random([7, 33], seed: 10), b = Reference.random([7, 5], seed: 11)
+        var c = Reference.random([33, 5], seed: 12)
+        let c0 = Reference.doubles(c)
+        Ops.gemm(a, b, transposeA: true, alpha: 0.5, beta: 2, into: &c)
+        let prod = Reference.matmul(Reference.doubles(a), Reference.doubles(b), m: 33, n: 5, k: 7, transA: true, transB: false)
+        let ref = zip(prod, c0).map { 0.5 * $0 + 2 * $1 }
+        #expect(Reference.maxMixedError(c, ref) <= Self.tolerance(7))
+    }
+
+    @Test("empty inner dimension gives zeros")
+    func emptyInner() {
+        let c = Ops.matmul(Tensor(zeros: [3, 0]), Tensor(zeros: [0, 4]))
+        #expect(c == Tensor(zeros: [3, 4]))
+    }
+}
