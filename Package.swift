@@ -32,6 +32,8 @@ let package = Package(
         .target(
             name: "Knowledge",
             dependencies: [
+                "CLIP",
+                "Tensor",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Yams", package: "Yams"),
             ]
@@ -40,6 +42,8 @@ let package = Package(
             name: "SSPAKnowledgeCommand",
             dependencies: [
                 "Knowledge",
+                "CLIP",
+                "Tensor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -58,12 +62,12 @@ let package = Package(
         ),
         .testTarget(
             name: "KnowledgeTests",
-            dependencies: ["Knowledge", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["Knowledge", "CLIP", "Tensor", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")],
             exclude: ["__Snapshots__"]
         ),
         .testTarget(
             name: "SSPAKnowledgeCLITests",
-            dependencies: ["SSPAKnowledgeCommand", "Knowledge", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["SSPAKnowledgeCommand", "Knowledge", "Tensor", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")],
             exclude: ["__Snapshots__"]
         ),
     ]

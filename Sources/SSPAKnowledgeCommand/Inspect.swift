@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLIP
 import Foundation
 import Knowledge
 
@@ -140,11 +141,16 @@ struct Validate: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Check this run instead of each set's latest.", valueName: "id"))
     var run: Int64?
 
+    @Option(help: ArgumentHelp("A CLIP checkpoint folder whose tokenizer checks that no description is over 77 tokens (which CLIP truncates).", valueName: "dir"))
+    var clip: String?
+
     @OptionGroup var store: StoreOptions
 
     func run() async throws {
         try await reportingErrors {
             let knowledgeStore = try store.open(readOnly: true)
+            let tokenizer: CLIP.Tokenizer?
+            do { tokenizer = try clip.map { try CLIP.Tokenizer(directory: URL(fileURLWithPath: $0)) } } catch { throw CLIError("\(error)", code: 66) }
             let integrity = try knowledgeStore.integrityCheck()
             if integrity != ["ok"] { throw CLIError("\(store.db) failed PRAGMA integrity_check: \(integrity.prefix(3).joined(separator: "; "))") }
             let sets = try labelSet.map { [$0] } ?? knowledgeStore.labelSetNames()
@@ -159,8 +165,11 @@ struct Validate: AsyncParsableCommand {
                 }
                 let knowledge = try knowledgeStore.knowledge(labelSet: set, runID: chosen.id)
                 let wanted = try knowledgeStore.descriptionsWanted(runID: chosen.id)
-                let report = KnowledgeValidator.validate(
+                var report = KnowledgeValidator.validate(
                     labelSet: set, runID: chosen.id, knowledge: knowledge, flagged: try knowledgeStore.flaggedRequests(runID: chosen.id), wanted: wanted)
+                if let tokenizer {
+                    report.findings += KnowledgeValidator.overlong(knowledge) { tokenizer.tokenCount($0) }
+                }
                 print("\(set) (run \(chosen.id), \(chosen.provider)): \(report.labels) labels, \(report.descriptions) descriptions, \(report.failures.count) failures, \(report.warnings.count) warnings")
                 for finding in report.findings {
                     print("  \(finding.severity == .failure ? "FAIL" : "warn") \(finding.kind): \(finding.label): \(finding.detail)")
@@ -182,8 +191,14 @@ struct Export: AsyncParsableCommand {
               sspa-knowledge export --format cupl --label-set voc > voc_cupl.json
             """)
 
-    @Option(help: ArgumentHelp("cupl, jsonl or csv."))
+    @Option(help: ArgumentHelp("cupl, jsonl, csv, or safetensors (knowledge vectors and description embeddings; needs --clip or --encoder)."))
     var format: ExportFormat = .cupl
+
+    @Option(help: ArgumentHelp("With --format safetensors: the CLIP checkpoint the knowledge was encoded with.", valueName: "dir"))
+    var clip: String?
+
+    @Option(help: ArgumentHelp("With --format safetensors: the encoder id (its weights' SHA-256, or a unique prefix).", valueName: "sha256"))
+    var encoder: String?
 
     @Option(name: .customLong("label-set"), help: ArgumentHelp("The label set (needed when the store holds several).", valueName: "name"))
     var labelSet: String?
@@ -213,6 +228,15 @@ struct Export: AsyncParsableCommand {
             guard let chosen = run.flatMap({ id in runs.first { $0.id == id } }) ?? (run == nil ? runs.first : nil) else {
                 throw CLIError("label set '\(set)' has no run\(run.map { " \($0)" } ?? ""). `sspa-knowledge list` shows the runs.")
             }
+            if format == .safetensors {
+                let encoderID = try resolveEncoder(store: knowledgeStore, set: set)
+                guard let output else { throw CLIError("safetensors is binary: pass -o FILE.safetensors.", code: 64) }
+                let data = try KnowledgeExporter.safetensors(store: knowledgeStore, labelSet: set, encoderID: encoderID, runID: run)
+                do { try data.write(to: URL(fileURLWithPath: output), options: .atomic) } catch {
+                    throw CLIError("cannot write \(output): \(error.localizedDescription)")
+                }
+                return
+            }
             let text = KnowledgeExporter.render(try knowledgeStore.knowledge(labelSet: set, runID: chosen.id), labelSet: set, format: format)
             if let output {
                 do { try Data(text.utf8).write(to: URL(fileURLWithPath: output), options: .atomic) } catch {
@@ -226,6 +250,27 @@ struct Export: AsyncParsableCommand {
 }
 
 extension ExportFormat: ExpressibleByArgument {}
+
+extension Export {
+    /// The encoder to export: from --clip (hashing its weights), --encoder (a prefix), or the only one the set has.
+    func resolveEncoder(store: KnowledgeStore, set: String) throws -> String {
+        let available = try store.encoders(labelSet: set)
+        if let clip {
+            let id = try TextEncoder.load(directory: clip).id
+            guard available.contains(id) else { throw CLIError("\(clip) has not encoded '\(set)'; run `sspa-knowledge encode --clip \(clip) --label-set \(set)`.") }
+            return id
+        }
+        if let encoder {
+            let matches = available.filter { $0.hasPrefix(encoder) }
+            guard matches.count == 1 else { throw CLIError(matches.isEmpty ? "no encoder \(encoder) for '\(set)'." : "--encoder \(encoder) is ambiguous.") }
+            return matches[0]
+        }
+        guard available.count == 1 else {
+            throw CLIError(available.isEmpty ? "'\(set)' has no knowledge vectors; run `sspa-knowledge encode --clip DIR` first." : "pass --clip DIR or --encoder ID: '\(set)' was encoded by \(available.map { String($0.prefix(12)) }.joined(separator: ", ")).")
+        }
+        return available[0]
+    }
+}
 
 /// Plain aligned text tables.
 enum Table {

@@ -21,7 +21,7 @@ struct SSPAKnowledge: AsyncParsableCommand {
               sspa-knowledge export --format cupl --label-set voc
             """,
         version: version,
-        subcommands: [Build.self, Prompt.self, List.self, Show.self, Validate.self, Export.self]
+        subcommands: [Build.self, Prompt.self, List.self, Show.self, Validate.self, Export.self, Encode.self]
     )
 }
 

@@ -41,7 +41,7 @@ struct StoreTests {
         let (store, dir) = try makeStore(kind)
         defer { dir.map { try? FileManager.default.removeItem(at: $0) } }
         let names = try store.appliedMigrations()
-        #expect(names == ["v1-label-sets", "v1-runs-and-descriptions", "v1-descriptions-view"])
+        #expect(names == ["v1-label-sets", "v1-runs-and-descriptions", "v1-descriptions-view", "v2-embeddings"])
         if let dir {
             // Reopening an existing file applies nothing new and keeps the data.
             try store.saveLabelSet(Self.set)

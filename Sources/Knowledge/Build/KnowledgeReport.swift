@@ -58,6 +58,23 @@ public enum KnowledgeValidator {
     }
 }
 
+extension KnowledgeValidator {
+    /// Descriptions longer than CLIP's 77-token context (start and end tokens included), which the encoder truncates.
+    public static func overlong(_ knowledge: [LabelKnowledge], limit: Int = 77, tokenCount: (String) -> Int) -> [ValidationReport.Finding] {
+        var findings: [ValidationReport.Finding] = []
+        for entry in knowledge {
+            for (index, text) in entry.descriptions.enumerated() {
+                let count = tokenCount(text)
+                if count > limit {
+                    findings.append(.init(severity: .warning, label: entry.label, kind: "over-77-tokens",
+                                          detail: "description \(index + 1) is \(count) tokens; CLIP keeps the first \(limit)"))
+                }
+            }
+        }
+        return findings
+    }
+}
+
 /// Export formats.
 public enum ExportFormat: String, Sendable, CaseIterable {
     /// CuPL JSON: `{"display name": ["sentence", …]}`, in label order.
@@ -66,6 +83,8 @@ public enum ExportFormat: String, Sendable, CaseIterable {
     case jsonl
     /// `label_set,label,display_name,position,description`.
     case csv
+    /// `{knowledge: C×d, descriptions: N×d, description_label: N}` for PyTorch users; needs an encoder.
+    case safetensors
 }
 
 public enum KnowledgeExporter {
@@ -96,6 +115,8 @@ public enum KnowledgeExporter {
                 }
             }
             return out
+        case .safetensors:
+            preconditionFailure("safetensors is binary: use KnowledgeExporter.safetensors")
         }
     }
 

@@ -145,6 +145,41 @@ enum StoreSchema {
                 ORDER BY ls.name, r.id, l.position;
                 """)
         }
+        migrator.registerMigration("v2-embeddings") { db in
+            try db.execute(sql: """
+                CREATE TABLE encoders (
+                    id TEXT PRIMARY KEY,            -- SHA-256 of the weight files, in name order
+                    path TEXT NOT NULL,             -- where the checkpoint was when first used
+                    config TEXT NOT NULL,           -- the text config, JSON
+                    dim INTEGER NOT NULL,           -- joint embedding width
+                    created_at TEXT NOT NULL
+                );
+                CREATE TABLE embeddings (
+                    encoder_id TEXT NOT NULL REFERENCES encoders(id) ON DELETE CASCADE,
+                    text_sha256 TEXT NOT NULL,
+                    text TEXT NOT NULL,
+                    vector BLOB NOT NULL,           -- little-endian float32, the projected (not normalised) embedding
+                    tokens INTEGER NOT NULL,        -- CLIP tokens including start and end
+                    truncated INTEGER NOT NULL,     -- 1 when the text was cut to 77 tokens
+                    created_at TEXT NOT NULL,
+                    PRIMARY KEY (encoder_id, text_sha256)
+                );
+                CREATE TABLE knowledge_vectors (
+                    encoder_id TEXT NOT NULL REFERENCES encoders(id) ON DELETE CASCADE,
+                    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                    label_id INTEGER NOT NULL REFERENCES labels(id) ON DELETE CASCADE,
+                    vector BLOB NOT NULL,           -- t^ka: norm(mean of norm(E(s))), little-endian float32
+                    texts INTEGER NOT NULL,         -- how many texts were averaged
+                    created_at TEXT NOT NULL,
+                    PRIMARY KEY (encoder_id, run_id, label_id)
+                );
+                CREATE VIEW knowledge_vectors_view AS
+                SELECT ls.name AS label_set, l.position AS label_position, l.raw_name AS label, l.display_name AS display_name,
+                       k.encoder_id AS encoder, k.run_id AS run_id, k.texts AS texts, length(k.vector) / 4 AS dim, k.created_at AS created_at
+                FROM knowledge_vectors k JOIN labels l ON l.id = k.label_id JOIN label_sets ls ON ls.id = l.label_set_id
+                ORDER BY ls.name, k.encoder_id, l.position;
+                """)
+        }
         return migrator
     }
 }

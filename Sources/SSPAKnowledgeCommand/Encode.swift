@@ -1,0 +1,86 @@
+import ArgumentParser
+import CLIP
+import Foundation
+import Knowledge
+import Tensor
+
+struct Encode: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Encode stored descriptions with CLIP's text tower into the knowledge vectors SSPA reads.",
+        discussion: """
+            For every label it encodes each description and "a photo of a {display name}.", and stores \
+            t^ka = norm(mean of the normalised embeddings). Embeddings are kept per (encoder, text), the encoder \
+            being the SHA-256 of the checkpoint's weights, so a re-run encodes only what is new.
+
+              sspa-knowledge encode --clip ~/models/clip-vit-base-patch16 --label-set voc
+            """)
+
+    @Option(help: ArgumentHelp("A Hugging Face CLIP checkpoint folder: config.json, model.safetensors, vocab.json, merges.txt.", valueName: "dir"))
+    var clip: String
+
+    @Option(name: .customLong("label-set"), help: ArgumentHelp("Only this label set (default: every set in the store).", valueName: "name"))
+    var labelSet: String?
+
+    @Option(help: ArgumentHelp("Encode this run's descriptions instead of the set's latest run.", valueName: "id"))
+    var run: Int64?
+
+    @Option(help: ArgumentHelp("Texts per forward pass.", valueName: "n"))
+    var batch: Int = 64
+
+    @Flag(name: .shortAndLong, help: "No progress output.")
+    var quiet = false
+
+    @OptionGroup var store: StoreOptions
+
+    func validate() throws {
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1.") }
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            let knowledgeStore = try store.open()
+            let sets = try labelSet.map { [$0] } ?? knowledgeStore.labelSetNames()
+            guard !sets.isEmpty else { throw CLIError("\(store.db) holds no label sets. Run `sspa-knowledge build --labels FILE` first.") }
+            for set in sets where try knowledgeStore.labelSet(named: set) == nil {
+                throw CLIError("no label set '\(set)' in \(store.db); it holds: \(try knowledgeStore.labelSetNames().joined(separator: ", ")).")
+            }
+            let started = Date()
+            let encoder: TextEncoder
+            do { encoder = try TextEncoder.load(directory: clip) } catch let error as CheckpointError { throw CLIError(error.message, code: 66) }
+            if !quiet { Console.error("encoder \(encoder.id.prefix(12)) (\(clip)): width \(encoder.model.config.hiddenSize), \(encoder.model.config.numHiddenLayers) layers, embedding \(encoder.model.config.projectionDim); loaded in \(String(format: "%.1f", Date().timeIntervalSince(started))) s") }
+
+            let interrupt = InterruptHandler()
+            defer { interrupt.restore() }
+            for set in sets {
+                let runs = try knowledgeStore.runs(labelSet: set)
+                guard let chosen = run.flatMap({ id in runs.first { $0.id == id } }) ?? (run == nil ? runs.first : nil) else {
+                    throw CLIError("label set '\(set)' has no run\(run.map { " \($0)" } ?? ""); build it first.")
+                }
+                let worker = KnowledgeEncoder(store: knowledgeStore, encoder: encoder, batchSize: batch)
+                let quiet = self.quiet
+                let task = Task.detached {
+                    try worker.encode(labelSet: set, runID: chosen.id) { event in
+                        guard !quiet else { return }
+                        switch event {
+                        case .started(let texts, let new):
+                            Console.error("\(set) (run \(chosen.id)): \(texts) texts, \(new) to encode, \(texts - new) already stored")
+                        case .batch(let done, let total):
+                            let elapsed = Date().timeIntervalSince(started)
+                            Console.error("\(set): \(done)/\(total) texts encoded, \(String(format: "%.0f", Double(done) / max(elapsed, 1e-3))) texts/s")
+                        }
+                    }
+                }
+                interrupt.onSignal = { _ in
+                    Console.error("interrupted: saving the batches already encoded…")
+                    task.cancel()
+                }
+                do {
+                    let summary = try await task.value
+                    Console.error("\(set): \(summary.labels) knowledge vectors from \(summary.texts) texts (\(summary.encoded) encoded, \(summary.reused) reused) in \(String(format: "%.1f", summary.seconds)) s" + (summary.truncated > 0 ? "; \(summary.truncated) texts were over 77 tokens and truncated (see validate --clip)" : ""))
+                } catch is CancellationError {
+                    throw CLIError("interrupted; finished batches are saved. Run the same command again to continue.", code: 130)
+                }
+            }
+        }
+    }
+}
