@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "Knowledge", targets: ["Knowledge"]),
         .library(name: "Tensor", targets: ["Tensor"]),
         .library(name: "CLIP", targets: ["CLIP"]),
+        .executable(name: "sspa-bench-encode", targets: ["BenchEncode"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -70,5 +71,6 @@ let package = Package(
             dependencies: ["SSPAKnowledgeCommand", "Knowledge", "Tensor", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")],
             exclude: ["__Snapshots__"]
         ),
+        .executableTarget(name: "BenchEncode", dependencies: ["CLIP", "Tensor"], path: "Benchmarks/BenchEncode"),
     ]
 )

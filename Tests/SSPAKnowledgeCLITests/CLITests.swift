@@ -144,3 +144,40 @@ struct CLITests {
         }
     }
 }
+
+@Suite("sspa-knowledge encode")
+struct EncodeCLITests {
+    static let checkpoint = Repo.path("Tests/CLIPTests/Fixtures/checkpoints/tiny-quickgelu")
+
+    @Test func encodeThenExportForPyTorch() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let db = dir.appendingPathComponent("knowledge.db").path
+        #expect(try CLI.run(["build", "--labels", Repo.path("labels/voc.txt"), "--db", db, "--quiet"]).status == 0)
+        let encode = try CLI.run(["encode", "--clip", Self.checkpoint, "--db", db, "--batch", "16"])
+        #expect(encode.status == 0, "\(encode)")
+        #expect(encode.stderr.contains("voc: 20 knowledge vectors"))
+        #expect(try sqlite(db, "select count(*) from knowledge_vectors_view where label_set = 'voc'") == "20")
+        #expect(try sqlite(db, "select distinct dim from knowledge_vectors_view") == "16")
+        let again = try CLI.run(["encode", "--clip", Self.checkpoint, "--db", db])
+        #expect(again.stderr.contains("0 to encode"), "a re-run encodes only what is new")
+
+        let out = dir.appendingPathComponent("voc.safetensors").path
+        let export = try CLI.run(["export", "--format", "safetensors", "--db", db, "-o", out])
+        #expect(export.status == 0, "\(export)")
+        #expect(FileManager.default.fileExists(atPath: out))
+
+        let validate = try CLI.run(["validate", "--db", db, "--clip", Self.checkpoint])
+        #expect(validate.stdout.contains("voc (run 1"), "\(validate)")
+    }
+
+    @Test func aBrokenCheckpointIsAClearError() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let db = dir.appendingPathComponent("knowledge.db").path
+        _ = try CLI.run(["build", "--labels", Repo.path("labels/voc.txt"), "--db", db, "--quiet"])
+        let run = try CLI.run(["encode", "--clip", dir.path, "--db", db])
+        #expect(run.status == 66)
+        #expect(run.stderr.contains("no model.safetensors") && run.stderr.contains("Hugging Face CLIP checkpoint folder"), "\(run)")
+    }
+}
