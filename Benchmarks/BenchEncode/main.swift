@@ -7,7 +7,8 @@
 // (default 3). Prints one JSON object on stdout:
 //   {"sentences_per_s": …, "seconds": …, "tokenize_s": …, "threads": …, …}
 // and writes the projected embeddings [N, P] as F32 under the name "embeddings" to --out, rows in input order,
-// so scripts/bench_encode.py can compare them with transformers. Threads come from SSPA_THREADS (see
+// plus each text's token count (I32 "lengths", start/end tokens included, after truncation to 77), so
+// scripts/bench_encode.py can compare them with transformers. Threads come from SSPA_THREADS (see
 // Sources/Tensor/Parallel.swift). Progress and errors go to stderr.
 import CLIP
 import Foundation
@@ -101,6 +102,7 @@ for run in 1...repeats {
 do {
     var writer = SafeTensorsWriter(metadata: ["texts": String(texts.count), "batch": String(batch)])
     writer.add("embeddings", output!.embeddings, as: .f32)
+    writer.add("lengths", integers: tokens.map { Int32($0.count) }, shape: [tokens.count], as: .i32)
     try writer.write(to: URL(fileURLWithPath: outPath))
 } catch {
     fail("cannot write \(outPath): \(error)")

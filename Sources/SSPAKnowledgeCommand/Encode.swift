@@ -58,15 +58,14 @@ struct Encode: AsyncParsableCommand {
                 }
                 let worker = KnowledgeEncoder(store: knowledgeStore, encoder: encoder, batchSize: batch)
                 let quiet = self.quiet
+                let progress = CountProgress(title: set, unit: "texts", quiet: quiet)
                 let task = Task.detached {
                     try worker.encode(labelSet: set, runID: chosen.id) { event in
-                        guard !quiet else { return }
                         switch event {
                         case .started(let texts, let new):
-                            Console.error("\(set) (run \(chosen.id)): \(texts) texts, \(new) to encode, \(texts - new) already stored")
+                            if !quiet { Console.error("\(set) (run \(chosen.id)): \(texts) texts, \(new) to encode, \(texts - new) already stored") }
                         case .batch(let done, let total):
-                            let elapsed = Date().timeIntervalSince(started)
-                            Console.error("\(set): \(done)/\(total) texts encoded, \(String(format: "%.0f", Double(done) / max(elapsed, 1e-3))) texts/s")
+                            progress.update(done: done, total: total)
                         }
                     }
                 }

@@ -84,3 +84,56 @@ struct EncodeTests {
 extension Tensor {
     var scalars: [Float] { withUnsafeBufferPointer { Array($0) } }
 }
+
+@Suite("Encoding knowledge: interruption and checkpoints", .enabled(if: wordnetAvailable, "needs wordnet-base to build knowledge to encode"))
+struct EncodeInterruptionTests {
+    @Test func cancellingKeepsFinishedBatchesAndTheNextRunFinishes() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try await EncodeTests().builtStore(dir)
+        let encoder = try TextEncoder.load(directory: EncodeTests.checkpoint)
+        let run = try #require(try store.latestRun(labelSet: "pets")).id
+        let worker = KnowledgeEncoder(store: store, encoder: encoder, batchSize: 4)
+        // Cancel the task as soon as the first batch is saved, as Ctrl-C does.
+        let task = Task.detached {
+            try worker.encode(labelSet: "pets", runID: run) { event in
+                if case .batch = event { withUnsafeCurrentTask { $0?.cancel() } }
+            }
+        }
+        await #expect(throws: CancellationError.self) { try await task.value }
+        let saved = try await store.queue.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM embeddings") }
+        #expect(saved == 4, "exactly the finished batch is kept")
+        #expect(try store.knowledgeMatrix(labelSet: "pets", encoderID: encoder.id) == nil, "no knowledge vectors from half the texts")
+        let resumed = try worker.encode(labelSet: "pets", runID: run) { _ in }
+        #expect(resumed.reused == 4)
+        #expect(resumed.encoded == resumed.texts - 4)
+        #expect(try store.knowledgeMatrix(labelSet: "pets", encoderID: encoder.id)?.labels.count == 3)
+    }
+
+    /// A sharded checkpoint (model.safetensors.index.json) loads and computes the same as the single file.
+    @Test func shardedCheckpointsLoad() throws {
+        let source = EncodeTests.checkpoint
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for file in ["config.json", "vocab.json", "merges.txt"] {
+            try FileManager.default.copyItem(atPath: source + "/" + file, toPath: dir.appendingPathComponent(file).path)
+        }
+        let whole = try SafeTensors(path: source + "/model.safetensors")
+        var first = SafeTensorsWriter(), second = SafeTensorsWriter()
+        var map: [String: JSONValue] = [:]
+        for (i, name) in whole.names.enumerated() {
+            let shard = i % 2 == 0 ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors"
+            if i % 2 == 0 { first.add(name, try whole.tensor(name)) } else { second.add(name, try whole.tensor(name)) }
+            map[name] = .string(shard)
+        }
+        try first.write(to: dir.appendingPathComponent("model-00001-of-00002.safetensors"))
+        try second.write(to: dir.appendingPathComponent("model-00002-of-00002.safetensors"))
+        try JSONValue.object(["metadata": .object([:]), "weight_map": .object(map)]).data()
+            .write(to: dir.appendingPathComponent("model.safetensors.index.json"))
+        let sharded = try TextEncoder.load(directory: dir.path)
+        let single = try TextEncoder.load(directory: source)
+        let ids = [single.tokenizer.tokenize("a photo of a dog."), single.tokenizer.tokenize("A traffic light is tall.")]
+        #expect(sharded.model.encode(ids).embeddings == single.model.encode(ids).embeddings)
+        #expect(sharded.id != single.id, "the encoder id hashes the weight files as they are")
+    }
+}
