@@ -26,9 +26,7 @@ final class CountProgress: @unchecked Sendable {
             let eta = rate > 0 ? Double(total - done) / rate : 0
             let stats = "\(done)/\(total) \(unit), \(String(format: "%.0f", rate)) \(unit)/s, ETA \(ProgressDisplay.duration(eta))"
             if terminal {
-                let width = 24
-                let filled = Int(Double(width) * Double(done) / Double(total))
-                let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
+                let bar = ProgressDisplay.bar(done, of: total)
                 FileHandle.standardError.write(Data("\r\u{1B}[2K\(title) \(bar) \(stats)\(done == total ? "\n" : "")".utf8))
             } else if done == total || Date().timeIntervalSince(lastLine) >= 1 {
                 lastLine = Date()

@@ -67,10 +67,7 @@ final class ProgressDisplay: @unchecked Sendable {
         let eta = rate > 0 ? Double(todo - done) / rate : 0
         let stats = "\(done)/\(todo) labels, \(descriptions) descriptions, \(failures) failed, \(String(format: "%.1f", rate)) labels/s, ETA \(Self.duration(eta))"
         if terminal {
-            let width = 24
-            let filled = Int(Double(width) * Double(done) / Double(todo))
-            let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
-            FileHandle.standardError.write(Data("\r\u{1B}[2K\(setName) \(bar) \(stats)".utf8))
+            FileHandle.standardError.write(Data("\r\u{1B}[2K\(setName) \(Self.bar(done, of: todo)) \(stats)".utf8))
             drawn = true
             if done == todo { FileHandle.standardError.write(Data("\n".utf8)); drawn = false }
         } else if force || Date().timeIntervalSince(lastLine) >= 1 {
@@ -110,6 +107,12 @@ final class ProgressDisplay: @unchecked Sendable {
         if !summary.none.isEmpty { lines.append("  no knowledge: \(Self.list(summary.none))") }
         if !summary.failed.isEmpty { lines.append("  failed: \(Self.list(summary.failed)) (run again to retry)") }
         for line in lines { write(line) }
+    }
+
+    /// A 24-cell text bar, `done` of `total` filled.
+    static func bar(_ done: Int, of total: Int, width: Int = 24) -> String {
+        let filled = max(0, min(width, Int(Double(width) * Double(done) / Double(max(total, 1)))))
+        return String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
     }
 
     static func list(_ names: [String]) -> String {

@@ -75,11 +75,7 @@ struct LLMBuildTests {
         let db = dir.appendingPathComponent("knowledge.db").path
         let (process, out, err) = try CLI.start(args(labels, db, ["--jobs", "1"]))
         // Wait until at least two labels are saved, then kill -9 mid-build.
-        let deadline = Date().addingTimeInterval(120)
-        while Date() < deadline {
-            if FileManager.default.fileExists(atPath: db), let n = Int(try sqlite(db, "select count(*) from label_status")), n >= 2 { break }
-            Thread.sleep(forTimeInterval: 0.3)
-        }
+        try waitForLabels(in: db, atLeast: 2)
         kill(process.processIdentifier, SIGKILL)
         _ = CLI.finish(process, out, err)
 
@@ -110,11 +106,7 @@ struct LLMBuildTests {
         let labels = try writeLabels(Self.labels, in: dir, name: "voc12.txt")
         let db = dir.appendingPathComponent("knowledge.db").path
         let (process, out, err) = try CLI.start(args(labels, db, ["--jobs", "1"]))
-        let deadline = Date().addingTimeInterval(120)
-        while Date() < deadline {
-            if FileManager.default.fileExists(atPath: db), let n = Int(try sqlite(db, "select count(*) from label_status")), n >= 1 { break }
-            Thread.sleep(forTimeInterval: 0.3)
-        }
+        try waitForLabels(in: db, atLeast: 1)
         process.interrupt() // SIGINT, as Ctrl-C sends
         let run = CLI.finish(process, out, err)
         #expect(run.status == 130, "\(run)")
@@ -123,5 +115,14 @@ struct LLMBuildTests {
         let done = Int(try sqlite(db, "select count(*) from label_status")) ?? 0
         #expect(done >= 1 && done < 12)
         #expect(try sqlite(db, "pragma integrity_check") == "ok")
+    }
+
+    /// Waits (up to two minutes) until the store records `count` finished labels.
+    func waitForLabels(in db: String, atLeast count: Int) throws {
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline {
+            if FileManager.default.fileExists(atPath: db), let n = Int(try sqlite(db, "select count(*) from label_status")), n >= count { return }
+            Thread.sleep(forTimeInterval: 0.3)
+        }
     }
 }
