@@ -20,6 +20,12 @@
 /// `Ops.addInPlace`). After `backward`, gradients of leaf variables stay readable through `gradient(of:)`; buffers
 /// of intermediate results and the values kept for backward are released as the pass goes.
 ///
+/// Ops (methods on `Tape`, each mirroring its `Ops` kernel): `matmul` (transposes, batched, a 2-D side shared over
+/// the batch), `linear`, `add`/`sub`/`mul`/`div` with broadcasting, `scale`, `affine`, `reshape`, `transpose`,
+/// `sum`/`mean` (all, or over an axis), `layerNorm`, `softmax`, `gelu` (exact, tanh), `quickGELU`, `sigmoid`,
+/// `logSigmoid`, `exp`, `log`, `l2Normalize`, `cosineSimilarity`, `embedding`, `concat`, `slice`, and
+/// multi-head `attention` (causal and key-padding masks). `Variable` has `+ − * /` operators.
+///
 /// Not thread-safe: one tape belongs to one thread.
 public final class Tape {
     /// The backward rule of one node: receives the gradient of the node's output and accumulates into its parents.
@@ -122,6 +128,14 @@ public final class Tape {
         grads[id] = nil
         body(&t)
         grads[id] = t
+    }
+
+    /// Removes and returns the node's gradient buffer (zeros if none yet), so the caller holds it uniquely;
+    /// the caller puts it back with `grads[id] = …`.
+    func takeGradient(_ id: Int) -> Tensor {
+        let t = grads[id] ?? Tensor(zeros: shapes[id])
+        grads[id] = nil
+        return t
     }
 
     /// grads[id] += op(a) · op(b), reduced over a broadcast batch when the product has more axes than the node.

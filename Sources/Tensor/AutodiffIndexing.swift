@@ -78,24 +78,33 @@ extension Tape {
                                                causal: causal, keyPaddingMask: keyPaddingMask, scale: scale)
         return record(r.output, true) {
             let iq = query.id, ik = key.id, iv = value.id
-            let q = query.value, k = key.value, v = value.value, p = r.probabilities
-            let geo = AttentionGeometry(q.shape, k.shape, v.shape, heads: heads)
+            // dV needs only P; dQ needs K and V; dK needs Q and V. Keep nothing else (a tensor that is not needed
+            // is replaced by an empty placeholder, never read).
+            let geo = AttentionGeometry(query.shape, key.shape, value.shape, heads: heads)
+            let needQK = iq >= 0 || ik >= 0
+            let placeholder = Tensor(zeros: [0])
+            let q = ik >= 0 ? query.value : placeholder, k = iq >= 0 ? key.value : placeholder
+            let v = needQK ? value.value : placeholder, p = r.probabilities
+            let shapes = (query.shape, key.shape, value.shape)
             let alpha = scale ?? 1 / Float(geo.dk).squareRoot()
             return { g, tape in
-                var dq = iq >= 0 ? Tensor(zeros: q.shape) : nil
-                var dk = ik >= 0 ? Tensor(zeros: k.shape) : nil
-                var dv = iv >= 0 ? Tensor(zeros: v.shape) : nil
+                // The products accumulate (beta = 1) straight into the gradient buffers, taken off the tape so
+                // they are uniquely held. A tensor passed as two of q, k, v has one node and one buffer.
+                let kAliased = ik >= 0 && ik == iq, vAliased = iv >= 0 && (iv == iq || iv == ik)
+                var dq = iq >= 0 ? tape.takeGradient(iq) : nil
+                var dk = ik < 0 ? nil : kAliased ? Tensor(zeros: shapes.1) : tape.takeGradient(ik)
+                var dv = iv < 0 ? nil : vAliased ? Tensor(zeros: shapes.2) : tape.takeGradient(iv)
                 attentionBackward(g: g, q: q, k: k, v: v, p: p, geo: geo, heads: heads, alpha: alpha,
                                   dq: &dq, dk: &dk, dv: &dv)
-                if let dq { tape.accumulate(iq, dq) }
-                if let dk { tape.accumulate(ik, dk) }
-                if let dv { tape.accumulate(iv, dv) }
+                if let dq { tape.grads[iq] = dq }
+                if let dk { if kAliased { tape.accumulate(ik, dk) } else { tape.grads[ik] = dk } }
+                if let dv { if vAliased { tape.accumulate(iv, dv) } else { tape.grads[iv] = dv } }
             }
         }
     }
 }
 
-/// The per-(batch, head) backward of attention, writing fresh gradients for whichever of dq/dk/dv are non-nil.
+/// The per-(batch, head) backward of attention, accumulating (beta = 1) into whichever of dq/dk/dv are non-nil.
 func attentionBackward(g: Tensor, q: Tensor, k: Tensor, v: Tensor, p: Tensor, geo: AttentionGeometry, heads: Int,
                        alpha: Float, dq: inout Tensor?, dk: inout Tensor?, dv: inout Tensor?) {
     let items = geo.batch * heads

@@ -21,39 +21,16 @@ extension Tape {
         if let bias { out = Ops.add(out, bias.value) }
         return record(out, true) {
             let ix = x.id, n = x.value.lastDimension
-            let w = weight?.value, inv = stats.inverseStd
+            // dx needs x̂, 1/σ and the weight; dw needs x̂; db needs nothing.
+            let w: Tensor? = ix >= 0 ? weight?.value : nil
+            let inv: Tensor? = ix >= 0 ? stats.inverseStd : nil
+            let kept: Tensor? = ix >= 0 || iw >= 0 ? xhat : nil
             return { g, tape in
-                if iw >= 0 { tape.accumulate(iw, Ops.sum(Ops.mul(g, xhat), toShape: [n])) }
+                if iw >= 0, let xhat = kept { tape.accumulate(iw, Ops.sum(Ops.mul(g, xhat), toShape: [n])) }
                 if ib >= 0 { tape.accumulate(ib, Ops.sum(g, toShape: [n])) }
-                guard ix >= 0 else { return }
-                let rows = n == 0 ? 0 : g.count / n
-                let dx = Tensor(unsafeUninitializedShape: g.shape) { out in
-                    g.withUnsafeBufferPointer { pg in
-                        xhat.withUnsafeBufferPointer { px in
-                            inv.withUnsafeBufferPointer { pi in
-                                let ones = w == nil ? Tensor(repeating: 1, shape: [n]) : w!
-                                ones.withUnsafeBufferPointer { pw in
-                                    let gp = pg.baseAddress!, xp = px.baseAddress!, wp = pw.baseAddress!
-                                    let op = out.baseAddress!
-                                    for r in 0..<rows {
-                                        let gr = gp + r * n, xr = xp + r * n, o = op + r * n
-                                        // ĝ = g ⊙ w; dx = inv · (ĝ − mean(ĝ) − x̂ · mean(ĝ ⊙ x̂))
-                                        var s1: Double = 0, s2: Double = 0
-                                        for j in 0..<n {
-                                            let gh = Double(gr[j] * wp[j])
-                                            s1 += gh
-                                            s2 += gh * Double(xr[j])
-                                        }
-                                        let m1 = Float(s1 / Double(n)), m2 = Float(s2 / Double(n))
-                                        let iv = pi[r]
-                                        for j in 0..<n { o[j] = iv * (gr[j] * wp[j] - m1 - xr[j] * m2) }
-                                    }
-                                }
-                            }
-                        }
-                    }
+                if ix >= 0, let xhat = kept, let inv {
+                    tape.accumulate(ix, layerNormBackward(g: g, xhat: xhat, inverseStd: inv, weight: w))
                 }
-                tape.accumulate(ix, dx)
             }
         }
     }
@@ -79,27 +56,7 @@ extension Tape {
             let norms: [Float] = x.value.withUnsafeBufferPointer { p in
                 (0..<rows).map { VectorMath.sumOfSquares(p.baseAddress! + $0 * n, n).squareRoot() }
             }
-            return { g, tape in
-                let dx = Tensor(unsafeUninitializedShape: g.shape) { out in
-                    g.withUnsafeBufferPointer { pg in
-                        y.withUnsafeBufferPointer { py in
-                            for r in 0..<rows {
-                                let gr = pg.baseAddress! + r * n, yr = py.baseAddress! + r * n
-                                let o = out.baseAddress! + r * n
-                                if norms[r] >= eps {
-                                    var dot: Float = 0
-                                    for j in 0..<n { dot += gr[j] * yr[j] }
-                                    let s = 1 / norms[r]
-                                    for j in 0..<n { o[j] = (gr[j] - yr[j] * dot) * s }
-                                } else {
-                                    for j in 0..<n { o[j] = gr[j] / eps }
-                                }
-                            }
-                        }
-                    }
-                }
-                tape.accumulate(ix, dx)
-            }
+            return { g, tape in tape.accumulate(ix, l2NormalizeBackward(g: g, y: y, norms: norms, eps: eps)) }
         }
     }
 
@@ -180,11 +137,73 @@ func softmaxBackward(y: Tensor, g: Tensor) -> Tensor {
     return Tensor(unsafeUninitializedShape: y.shape) { out in
         g.withUnsafeBufferPointer { pg in
             y.withUnsafeBufferPointer { py in
-                for r in 0..<rows {
-                    let gr = pg.baseAddress! + r * n, yr = py.baseAddress! + r * n, o = out.baseAddress! + r * n
-                    var dot: Float = 0
-                    for j in 0..<n { dot += gr[j] * yr[j] }
-                    for j in 0..<n { o[j] = yr[j] * (gr[j] - dot) }
+                let ctx = UncheckedSendable((pg.baseAddress!, py.baseAddress!, out.baseAddress!))
+                Parallel.forEachChunk(rows, cost: n * 3) { range in
+                    let (gp, yp, op) = ctx.value
+                    for r in range {
+                        let gr = gp + r * n, yr = yp + r * n, o = op + r * n
+                        var dot: Float = 0
+                        for j in 0..<n { dot += gr[j] * yr[j] }
+                        for j in 0..<n { o[j] = yr[j] * (gr[j] - dot) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// dx of layer normalisation per row: with ĝ = g ⊙ w, dx = (1/σ) · (ĝ − mean(ĝ) − x̂ · mean(ĝ ⊙ x̂)).
+func layerNormBackward(g: Tensor, xhat: Tensor, inverseStd: Tensor, weight: Tensor?) -> Tensor {
+    let n = g.lastDimension, rows = n == 0 ? 0 : g.count / n
+    let w = weight ?? Tensor(repeating: 1, shape: [n])
+    return Tensor(unsafeUninitializedShape: g.shape) { out in
+        g.withUnsafeBufferPointer { pg in
+            xhat.withUnsafeBufferPointer { px in
+                inverseStd.withUnsafeBufferPointer { pi in
+                    w.withUnsafeBufferPointer { pw in
+                        let ctx = UncheckedSendable((pg.baseAddress!, px.baseAddress!, pw.baseAddress!,
+                                                     out.baseAddress!, pi.baseAddress!))
+                        Parallel.forEachChunk(rows, cost: n * 4) { range in
+                            let (gp, xp, wp, op, ip) = ctx.value
+                            for r in range {
+                                let gr = gp + r * n, xr = xp + r * n, o = op + r * n
+                                var s1: Double = 0, s2: Double = 0
+                                for j in 0..<n {
+                                    let gh = Double(gr[j] * wp[j])
+                                    s1 += gh
+                                    s2 += gh * Double(xr[j])
+                                }
+                                let m1 = Float(s1 / Double(n)), m2 = Float(s2 / Double(n)), iv = ip[r]
+                                for j in 0..<n { o[j] = iv * (gr[j] * wp[j] - m1 - xr[j] * m2) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// dx of `v / max(‖v‖, eps)` per row: (g − y·(y·g)) / ‖v‖, or g / eps where ‖v‖ < eps.
+func l2NormalizeBackward(g: Tensor, y: Tensor, norms: [Float], eps: Float) -> Tensor {
+    let n = y.lastDimension
+    return Tensor(unsafeUninitializedShape: g.shape) { out in
+        g.withUnsafeBufferPointer { pg in
+            y.withUnsafeBufferPointer { py in
+                let ctx = UncheckedSendable((pg.baseAddress!, py.baseAddress!, out.baseAddress!))
+                Parallel.forEachChunk(norms.count, cost: n * 3) { range in
+                    let (gp, yp, op) = ctx.value
+                    for r in range {
+                        let gr = gp + r * n, yr = yp + r * n, o = op + r * n
+                        if norms[r] >= eps {
+                            var dot: Float = 0
+                            for j in 0..<n { dot += gr[j] * yr[j] }
+                            let s = 1 / norms[r]
+                            for j in 0..<n { o[j] = (gr[j] - yr[j] * dot) * s }
+                        } else {
+                            for j in 0..<n { o[j] = gr[j] / eps }
+                        }
+                    }
                 }
             }
         }
