@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "Knowledge", targets: ["Knowledge"]),
         .library(name: "Tensor", targets: ["Tensor"]),
         .library(name: "CLIP", targets: ["CLIP"]),
+        .library(name: "SSPA", targets: ["SSPA"]),
         .executable(name: "sspa-bench-encode", targets: ["BenchEncode"]),
     ],
     dependencies: [
@@ -29,6 +30,10 @@ let package = Package(
         .target(
             name: "CLIP",
             dependencies: ["Tensor"]
+        ),
+        .target(
+            name: "SSPA",
+            dependencies: ["CLIP", "Tensor"]
         ),
         .target(
             name: "Knowledge",
@@ -59,6 +64,11 @@ let package = Package(
         .testTarget(
             name: "CLIPTests",
             dependencies: ["CLIP", "Tensor"],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "SSPATests",
+            dependencies: ["SSPA", "CLIP", "Tensor", "TestSupport"],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(
