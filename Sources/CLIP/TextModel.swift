@@ -8,19 +8,21 @@ extension CLIP {
     /// Sequences are never padded to 77: a batch is padded to its longest sequence, which is exact because the causal
     /// mask keeps every real position from seeing the padding after it.
     public final class TextModel: @unchecked Sendable {
-        struct Layer {
-            var norm1Weight, norm1Bias: Tensor
-            var qWeight, qBias, kWeight, kBias, vWeight, vBias, outWeight, outBias: Tensor
-            var norm2Weight, norm2Bias: Tensor
-            var fc1Weight, fc1Bias, fc2Weight, fc2Bias: Tensor
+        /// One transformer block's weights, with transformers' layouts (linear weights `[out, in]`).
+        public struct Layer: Sendable {
+            public var norm1Weight, norm1Bias: Tensor
+            public var qWeight, qBias, kWeight, kBias, vWeight, vBias, outWeight, outBias: Tensor
+            public var norm2Weight, norm2Bias: Tensor
+            public var fc1Weight, fc1Bias, fc2Weight, fc2Bias: Tensor
         }
 
         public let config: TextConfig
         public let tokenEmbedding: Tensor
-        let positionEmbedding: Tensor
-        let layers: [Layer]
-        let finalNormWeight, finalNormBias: Tensor
-        let projection: Tensor
+        public let positionEmbedding: Tensor
+        public let layers: [Layer]
+        public let finalNormWeight, finalNormBias: Tensor
+        /// `text_projection.weight`, `[projection_dim, hidden_size]`.
+        public let projection: Tensor
 
         /// The output of a batch.
         public struct Output: Sendable {

@@ -1,0 +1,268 @@
+import CLIP
+import Foundation
+import Tensor
+
+extension SSPA {
+    /// The SSPA model of SSPA-SPEC.md on a `Tape`: the learnable prompts through the frozen text tower (once per
+    /// call, for the whole batch), the global branch, DSF, QSM, GDMA, the aggregator, the ASL loss and `p`.
+    ///
+    /// Every ablation switch of `config` is honoured on this one code path. The batch is processed as a whole:
+    /// `x0` `[B, d]`, `regions` `[B, M, d]` (raw, unnormalised CLIP features), `labels` `[B, C]` in {1, 0, −1}.
+    public final class Model: @unchecked Sendable {
+        /// Hyper-parameters and switches.
+        public let config: Config
+        /// The frozen text tower with the label sequences.
+        public let promptEncoder: PromptEncoder
+        /// `T^ka` `[C, d]`: the frozen knowledge-aware prompt embeddings.
+        public let knowledge: Tensor
+
+        /// Joint embedding width `d`.
+        public var width: Int { knowledge.shape[1] }
+        /// Number of labels `C`.
+        public var labelCount: Int { knowledge.shape[0] }
+
+        /// A model for `config`, with the label prompts of `promptEncoder` and the knowledge embeddings `knowledge`.
+        public init(config: Config, promptEncoder: PromptEncoder, knowledge: Tensor) throws {
+            try config.validate()
+            guard knowledge.rank == 2, knowledge.shape[0] == promptEncoder.labelCount,
+                  knowledge.shape[1] == promptEncoder.textModel.config.projectionDim else {
+                throw ConfigError("SSPA.Model: knowledge must be [\(promptEncoder.labelCount), \(promptEncoder.textModel.config.projectionDim)], got \(knowledge.shape)")
+            }
+            guard promptEncoder.nCtx == config.nCtx else {
+                throw ConfigError("SSPA.Model: the prompt encoder has \(promptEncoder.nCtx) context slots, the config \(config.nCtx)")
+            }
+            self.config = config
+            self.promptEncoder = promptEncoder
+            self.knowledge = knowledge
+        }
+
+        /// The results of one forward pass.
+        public struct Output {
+            /// The loss `[1]` on the tape (nil without labels).
+            public var loss: Variable?
+            /// The loss in float64 (nil without labels).
+            public var lossValue: Double?
+            /// Global logits `s^G` `[B, C]` (nil with `noGlobal`).
+            public var globalLogits: Variable?
+            /// Region logits `s^R` `[B, C]`.
+            public var regionLogits: Variable
+            /// Prediction `p` `[B, C]`.
+            public var probabilities: Tensor
+            /// V→S gates `g_t` `[B, C]` (nil with `noGDMA`).
+            public var labelGates: Tensor?
+            /// S→V gates `g_x` `[B, M]` (nil with `noGDMA`).
+            public var regionGates: Tensor?
+            /// Aggregation weights `ω` `[B, M, C]`.
+            public var omega: Tensor
+            /// Intermediate values by the reference's names: `T_cp`, `T_g` `[C, d]`; `T_ca`, `T_uf`, `T_fn`
+            /// `[B, C, d]`; `X_fn` `[B, M, d]`; `S` `[B, M, C]` (those the switches compute).
+            public var intermediates: [String: Tensor]
+        }
+
+        /// Puts `parameters` on `tape`, as gradient-requiring leaves when `trainable`.
+        public func variables(_ parameters: Parameters, on tape: Tape, trainable: Bool = true) -> [String: Variable] {
+            var out: [String: Variable] = [:]
+            for (name, t) in parameters.tensors { out[name] = tape.variable(t, requiresGrad: trainable) }
+            return out
+        }
+
+        /// The forward pass (and the loss when `labels` is given).
+        // SSPA-SPEC.md (whole model); scripts/sspa_reference.py, forward
+        public func forward(_ P: [String: Variable], x0: Tensor, regions: Tensor, labels: Tensor?, on tape: Tape) -> Output {
+            let d = width, c = labelCount
+            precondition(regions.rank == 3 && regions.shape[2] == d, "SSPA.Model: regions must be [B, M, \(d)], got \(regions.shape)")
+            let b = regions.shape[0], m = regions.shape[1]
+            precondition(x0.shape == [b, d], "SSPA.Model: x0 must be [\(b), \(d)], got \(x0.shape)")
+            if let labels { precondition(labels.shape == [b, c], "SSPA.Model: labels must be [\(b), \(c)], got \(labels.shape)") }
+            func p(_ name: String) -> Variable {
+                guard let v = P[name] else { preconditionFailure("SSPA.Model: parameter \(name) is missing") }
+                return v
+            }
+            let eps = config.normEps
+            let X = tape.constant(regions)
+            var inter: [String: Tensor] = [:]
+
+            // Prompts: CAP and global contexts through the frozen text tower in one pass.
+            var contexts: [Variable] = []
+            if !config.noCAP { contexts.append(p("prompt.cap_context")) }
+            if !config.noGlobal { contexts.append(p("prompt.global_context")) }
+            let encoded = contexts.isEmpty ? [] : promptEncoder.encode(contexts)
+            let tcp: Variable? = config.noCAP ? nil : encoded[0]
+            let tg: Variable? = config.noGlobal ? nil : encoded[encoded.count - 1]
+
+            // DSF
+            var tca: Variable?
+            if let tcp {
+                inter["T_cp"] = tcp.value
+                tca = dsf(tcp, X, p("dsf.W_f"))
+            }
+            let tka: Variable? = config.noKAP ? nil : tape.constant(knowledge)
+
+            // QSM
+            var tuf: Variable
+            if config.noQSM {
+                tuf = normalizedSum([tka, tca], on: tape)
+            } else {
+                let x0q = tape.constant(x0.reshaped([b, 1, d]))
+                var q: [Variable?] = quaternionLinear([nil, tka, tca, x0q], prefix: "qsm.layer1", P)
+                q = q.map { $0.map { tape.gelu($0, approximation: .exact) } }
+                q = quaternionLinear(q, prefix: "qsm.layer2", P)
+                let parts = q.compactMap { $0 }
+                let synthesis = tape.matmul(tape.concat(parts, axis: parts[0].shape.count - 1), p("qsm.W_o"))
+                tuf = normalizedSum([tka, tca, tape.mul(p("qsm.gamma"), synthesis)], on: tape)
+            }
+            if tuf.shape != [b, c, d] { tuf = tape.add(tuf, tape.constant(Tensor(zeros: [b, c, d]))) }
+            inter["T_ca"] = tca.map { $0.shape == [b, c, d] ? $0.value : Ops.add($0.value, Tensor(zeros: [b, c, d])) }
+                ?? Tensor(zeros: [b, c, d])
+            inter["T_uf"] = tuf.value
+
+            // GDMA
+            var tfn = tuf, xfn = X
+            var labelGates: Tensor?, regionGates: Tensor?
+            if !config.noGDMA {
+                let v2s = gatedAttention(tuf, X, prefix: "gdma.v2s", P)
+                let s2v = gatedAttention(X, tuf, prefix: "gdma.s2v", P)
+                tfn = v2s.output
+                xfn = s2v.output
+                labelGates = v2s.gates.value.reshaped([b, c])
+                regionGates = s2v.gates.value.reshaped([b, m])
+            }
+            inter["T_fn"] = tfn.value
+            inter["X_fn"] = xfn.value
+
+            // Aggregator, on S transposed: [B, C, M], pooled over the last axis.
+            let st = tape.cosineSimilarity(tfn, xfn, eps: eps)
+            let omegaT: Variable
+            switch config.aggregator {
+            case .soft:
+                let logits = config.sharp ? tape.scale(st, by: 1 / config.sharpTau) : tape.div(st, tape.exp(p("agg.log_tau")))
+                omegaT = tape.softmax(logits)
+            case .max:
+                var w = Tensor(zeros: [b, c, m])
+                let best = Ops.argmax(st.value)
+                w.withUnsafeMutableBufferPointer { ptr in for (row, j) in best.enumerated() { ptr[row * m + j] = 1 } }
+                omegaT = tape.constant(w)
+            case .mean:
+                omegaT = tape.constant(Tensor(repeating: 1 / Float(m), shape: [b, c, m]))
+            }
+            let pooled = tape.sum(tape.mul(omegaT, st), axis: 2)
+            let sR = tape.add(tape.mul(tape.exp(p("region.log_kappa")), pooled), p("region.bias"))
+            inter["S"] = Ops.transpose(st.value)
+
+            // Global branch
+            var sG: Variable?
+            if let tg {
+                inter["T_g"] = tg.value
+                let cosine = tape.cosineSimilarity(tape.constant(x0), tg, eps: eps)
+                sG = tape.add(tape.mul(tape.exp(p("global.log_kappa")), cosine), p("global.bias"))
+            }
+
+            // Prediction and loss
+            var probabilities = Ops.sigmoid(sR.value)
+            if let sG { probabilities = Ops.scale(Ops.add(probabilities, Ops.sigmoid(sG.value)), by: 0.5) }
+            var loss: Variable?, lossValue: Double?
+            if let labels {
+                (loss, lossValue) = asl(sR: sR, sG: sG, labels: labels)
+            }
+            return Output(loss: loss, lossValue: lossValue, globalLogits: sG, regionLogits: sR,
+                          probabilities: probabilities, labelGates: labelGates, regionGates: regionGates,
+                          omega: Ops.transpose(omegaT.value), intermediates: inter)
+        }
+
+        /// One forward and backward pass: the output and `d loss / d θ` for every parameter (zeros where none flows).
+        public func lossAndGradients(_ parameters: Parameters, x0: Tensor, regions: Tensor, labels: Tensor)
+            -> (output: Output, gradients: [String: Tensor]) {
+            let tape = Tape()
+            let vars = variables(parameters, on: tape)
+            let out = forward(vars, x0: x0, regions: regions, labels: labels, on: tape)
+            guard let loss = out.loss else { preconditionFailure("SSPA.Model: no loss") }
+            tape.backward(from: loss)
+            var grads: [String: Tensor] = [:]
+            for (name, v) in vars { grads[name] = tape.gradient(of: v) ?? Tensor(zeros: v.shape) }
+            return (out, grads)
+        }
+
+        // MARK: Modules
+
+        /// `T^ca = norm(T^cp + softmax_m((T^cp W_f) Xᵀ / sqrt(d)) X)`, `[B, C, d]`.
+        // SSPA-SPEC.md, DSF
+        func dsf(_ tcp: Variable, _ X: Variable, _ wf: Variable) -> Variable {
+            let tape = tcp.tape
+            let query = tape.matmul(tcp, wf)
+            let scores = tape.scale(tape.matmul(query, X, transposeB: true), by: 1 / Float(width).squareRoot())
+            let attended = tape.matmul(tape.softmax(scores), X)
+            return tape.l2Normalize(tape.add(tcp, attended), eps: config.normEps)
+        }
+
+        /// The Hamilton product `W ⊗ q` of a quaternion linear layer; `W v = v · Wᵀ`. A nil part is zero and its
+        /// terms are skipped (exact).
+        // SSPA-SPEC.md, QSM (the four out_* equations); scripts/sspa_reference.py, qlinear
+        func quaternionLinear(_ q: [Variable?], prefix: String, _ P: [String: Variable]) -> [Variable?] {
+            let weights = ["r", "i", "j", "k"].map { part -> Variable in
+                guard let w = P["\(prefix).W_\(part)"] else { preconditionFailure("SSPA.Model: \(prefix).W_\(part) is missing") }
+                return w
+            }
+            // (weight, input, sign) per output part, inputs and weights indexed r, i, j, k = 0…3.
+            let terms: [[(Int, Int, Bool)]] = [
+                [(0, 0, true), (1, 1, false), (2, 2, false), (3, 3, false)],
+                [(0, 1, true), (1, 0, true), (2, 3, true), (3, 2, false)],
+                [(0, 2, true), (1, 3, false), (2, 0, true), (3, 1, true)],
+                [(0, 3, true), (1, 2, true), (2, 1, false), (3, 0, true)],
+            ]
+            return terms.map { row in
+                var acc: Variable?
+                for (w, i, positive) in row {
+                    guard let input = q[i] else { continue }
+                    let t = input.tape.matmul(input, weights[w], transposeB: true)
+                    if let a = acc { acc = positive ? a + t : a - t } else { acc = positive ? t : -t }
+                }
+                return acc
+            }
+        }
+
+        /// `norm(Qs + g ⊙ (Z Wo))` with `Z = softmax((Qs Wq)(KV Wk)ᵀ / sqrt(d)) (KV Wv)` and
+        /// `g = σ([Qs; Z] w + β)`; returns the output and the gates `[B, n, 1]`.
+        // SSPA-SPEC.md, GDMA; scripts/sspa_reference.py, gdma
+        func gatedAttention(_ qs: Variable, _ kv: Variable, prefix: String, _ P: [String: Variable])
+            -> (output: Variable, gates: Variable) {
+            let tape = qs.tape
+            func p(_ name: String) -> Variable {
+                guard let v = P["\(prefix).\(name)"] else { preconditionFailure("SSPA.Model: \(prefix).\(name) is missing") }
+                return v
+            }
+            let d = width
+            let z = tape.attention(query: tape.matmul(qs, p("Wq")), key: tape.matmul(kv, p("Wk")),
+                                   value: tape.matmul(kv, p("Wv")), heads: 1, scale: 1 / Float(d).squareRoot())
+            let gateInput = tape.concat([qs, z], axis: 2)
+            let gates = tape.sigmoid(tape.add(tape.matmul(gateInput, tape.reshape(p("w_gate"), [2 * d, 1])), p("beta")))
+            let out = tape.l2Normalize(tape.add(qs, tape.mul(gates, tape.matmul(z, p("Wo")))), eps: config.normEps)
+            return (out, gates)
+        }
+
+        /// `norm(Σ terms)` over the non-nil terms (zeros when all are nil).
+        func normalizedSum(_ terms: [Variable?], on tape: Tape) -> Variable {
+            let present = terms.compactMap { $0 }
+            guard var acc = present.first else { return tape.constant(Tensor(zeros: [1, labelCount, width])) }
+            for t in present.dropFirst() { acc = acc + t }
+            return acc.tape.l2Normalize(acc, eps: config.normEps)
+        }
+
+        /// `L = ASL(s^G, y) + λ·ASL(s^R, y)` as a tape node: the exact float64 value, and the exact gradient
+        /// `dL/ds` injected as `Σ s ⊙ (dL/ds) + (L − Σ s ⊙ (dL/ds))` with the bracket a constant.
+        // SSPA-SPEC.md, Loss
+        func asl(sR: Variable, sG: Variable?, labels: Tensor) -> (Variable, Double) {
+            let tape = sR.tape
+            let region = AsymmetricLoss.evaluate(logits: sR.value, labels: labels, config: config)
+            var value = config.lambda * region.loss
+            var linear = tape.sum(tape.mul(sR, tape.constant(Ops.scale(region.gradient, by: Float(config.lambda)))))
+            if let sG {
+                let global = AsymmetricLoss.evaluate(logits: sG.value, labels: labels, config: config)
+                value += global.loss
+                linear = tape.add(linear, tape.sum(tape.mul(sG, tape.constant(global.gradient))))
+            }
+            let offset = value - Double(linear.value.scalar)
+            let loss = tape.add(tape.reshape(linear, [1]), tape.constant(Tensor([Float(offset)], shape: [1])))
+            return (loss, value)
+        }
+    }
+}
