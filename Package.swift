@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "sspa-knowledge", targets: ["SSPAKnowledgeCommand"]),
+        .executable(name: "sspa", targets: ["SSPACommand"]),
         .library(name: "Knowledge", targets: ["Knowledge"]),
         .library(name: "Tensor", targets: ["Tensor"]),
         .library(name: "CLIP", targets: ["CLIP"]),
@@ -53,6 +54,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .executableTarget(
+            name: "SSPACommand",
+            dependencies: [
+                "SSPA",
+                "Knowledge",
+                "CLIP",
+                "Tensor",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .target(
             name: "TestSupport",
             path: "Tests/TestSupport"
@@ -68,7 +79,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SSPATests",
-            dependencies: ["SSPA", "CLIP", "Tensor", "TestSupport"],
+            dependencies: ["SSPA", "SSPACommand", "Knowledge", "CLIP", "Tensor", "TestSupport"],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(
