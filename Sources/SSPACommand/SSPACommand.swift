@@ -6,7 +6,16 @@ struct SSPACommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sspa",
         abstract: "Train and evaluate the SSPA multi-label classifier on cached CLIP features.",
+        discussion: """
+            Features files are safetensors with x0 [N, d], X [N, M, d] (f32 or f16), labels [N, C] int8 in \
+            {1, 0, -1} (-1 unknown), and metadata labels (JSON array of raw label names), encoder_sha256 and \
+            image_paths. The knowledge T^ka comes from knowledge.db (`sspa-knowledge build` then `encode --clip`).
+
+              sspa train --features train.safetensors --val val.safetensors --knowledge knowledge.db \\
+                  --label-set voc --clip clip-vit-b16 --out runs/voc
+              sspa evaluate --model runs/voc --features test.safetensors
+            """,
         version: "0.1.0",
-        subcommands: []
+        subcommands: [Train.self, Evaluate.self]
     )
 }

@@ -1,0 +1,106 @@
+import Foundation
+import Tensor
+
+extension SSPA {
+    /// AdamW (Loshchilov & Hutter): Adam moments with decoupled weight decay, `θ ← θ − lr·(m̂/(√v̂ + ε) + wd·θ)`.
+    ///
+    /// Weight decay goes only to matrices (`decays(_:)`): the CAP and global context vectors, every scalar (scales
+    /// `log_kappa`, `log_tau`, `qsm.gamma`, biases `bias`, `beta`) and the gate vectors `w_gate` (a bias-like
+    /// readout) get none. The state (moments by parameter name, step) is saved beside a checkpoint for `--resume`.
+    public struct AdamW: Sendable {
+        public var beta1: Float = 0.9
+        public var beta2: Float = 0.999
+        public var epsilon: Float = 1e-8
+        public var weightDecay: Float
+        /// Updates done so far (bias correction uses `step`).
+        public var step = 0
+        /// First moments by parameter name.
+        public var firstMoments: [String: Tensor] = [:]
+        /// Second moments by parameter name.
+        public var secondMoments: [String: Tensor] = [:]
+
+        public init(weightDecay: Float = 1e-4) {
+            self.weightDecay = weightDecay
+        }
+
+        /// Whether `name` gets weight decay: matrices only, not the context vectors, scalars or gate vectors.
+        public static func decays(_ name: String) -> Bool {
+            if name.hasPrefix("prompt.") { return false }
+            if name.hasSuffix(".w_gate") || name.hasSuffix(".bias") || name.hasSuffix(".beta") { return false }
+            if name.hasSuffix("log_kappa") || name.hasSuffix("log_tau") || name == "qsm.gamma" { return false }
+            return true
+        }
+
+        /// One update of every parameter that has a gradient, at learning rate `lr`.
+        public mutating func update(_ parameters: inout Parameters, gradients: [String: Tensor], lr: Float) {
+            step += 1
+            let c1 = 1 - Foundation.pow(beta1, Float(step)), c2 = 1 - Foundation.pow(beta2, Float(step))
+            let (b1, b2, eps) = (beta1, beta2, epsilon)
+            for name in parameters.names {
+                guard let g = gradients[name], var theta = parameters.tensors[name] else { continue }
+                precondition(g.shape == theta.shape, "AdamW: gradient of \(name) is \(g.shape), parameter \(theta.shape)")
+                var m = firstMoments[name] ?? Tensor(zeros: theta.shape)
+                var v = secondMoments[name] ?? Tensor(zeros: theta.shape)
+                let decay = Self.decays(name) ? weightDecay : 0
+                g.withUnsafeBufferPointer { gp in
+                    m.withUnsafeMutableBufferPointer { mp in
+                        v.withUnsafeMutableBufferPointer { vp in
+                            theta.withUnsafeMutableBufferPointer { tp in
+                                for i in 0..<tp.count {
+                                    mp[i] = b1 * mp[i] + (1 - b1) * gp[i]
+                                    vp[i] = b2 * vp[i] + (1 - b2) * gp[i] * gp[i]
+                                    let mhat = mp[i] / c1, vhat = vp[i] / c2
+                                    tp[i] -= lr * (mhat / (vhat.squareRoot() + eps) + decay * tp[i])
+                                }
+                            }
+                        }
+                    }
+                }
+                firstMoments[name] = m
+                secondMoments[name] = v
+                parameters.tensors[name] = theta
+            }
+        }
+
+        /// Scales `gradients` in place so that their global L2 norm is at most `maxNorm`; returns the norm before.
+        @discardableResult
+        public static func clipGradientNorm(_ gradients: inout [String: Tensor], maxNorm: Float) -> Float {
+            var total = 0.0
+            for name in gradients.keys.sorted() {
+                total += gradients[name]!.withUnsafeBufferPointer { p in p.reduce(0.0) { $0 + Double($1) * Double($1) } }
+            }
+            let norm = Float(total.squareRoot())
+            if norm.isFinite, norm > maxNorm {
+                let s = maxNorm / (norm + 1e-6)
+                for name in gradients.keys.sorted() { gradients[name] = Ops.scale(gradients[name]!, by: s) }
+            }
+            return norm
+        }
+
+        /// The state as tensors (`m.NAME`, `v.NAME`) plus the step in the metadata.
+        public func save(to url: URL) throws {
+            var writer = SafeTensorsWriter(metadata: ["step": String(step), "beta1": "\(beta1)", "beta2": "\(beta2)",
+                                                      "epsilon": "\(epsilon)", "weight_decay": "\(weightDecay)"])
+            for (name, t) in firstMoments { writer.add("m.\(name)", t) }
+            for (name, t) in secondMoments { writer.add("v.\(name)", t) }
+            try writer.write(to: url)
+        }
+
+        /// Reads a state written by `save`.
+        public init(contentsOf url: URL) throws {
+            let file = try SafeTensors(path: url.path)
+            guard let step = file.metadata["step"].flatMap(Int.init), let wd = file.metadata["weight_decay"].flatMap(Float.init) else {
+                throw ConfigError("\(url.path): not an optimizer state (no step / weight_decay metadata)")
+            }
+            self.init(weightDecay: wd)
+            self.step = step
+            if let b = file.metadata["beta1"].flatMap(Float.init) { beta1 = b }
+            if let b = file.metadata["beta2"].flatMap(Float.init) { beta2 = b }
+            if let e = file.metadata["epsilon"].flatMap(Float.init) { epsilon = e }
+            for name in file.names {
+                if name.hasPrefix("m.") { firstMoments[String(name.dropFirst(2))] = try file.tensor(name) }
+                if name.hasPrefix("v.") { secondMoments[String(name.dropFirst(2))] = try file.tensor(name) }
+            }
+        }
+    }
+}

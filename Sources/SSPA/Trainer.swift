@@ -1,0 +1,254 @@
+import CLIP
+import Foundation
+import Tensor
+
+extension SSPA {
+    /// Training hyper-parameters (SSPA-SPEC.md, "Training defaults"), saved in every checkpoint's `config.json`.
+    public struct TrainingOptions: Codable, Sendable, Hashable {
+        /// Passes over the training set.
+        public var epochs = 10
+        /// Images per step (the last batch of an epoch may be smaller).
+        public var batchSize = 32
+        /// Peak learning rate, reached at the end of the warm-up.
+        public var learningRate: Float = 5e-4
+        /// AdamW's decoupled weight decay (matrices only, see `AdamW.decays`).
+        public var weightDecay: Float = 1e-4
+        /// Linear warm-up length in epochs; cosine decay to 0 follows.
+        public var warmupEpochs = 1
+        /// Global gradient L2 norm clipping.
+        public var maxGradientNorm: Float = 10
+        /// Seeds the initial parameters and the shuffling.
+        public var seed: UInt64 = 0
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case epochs, batchSize = "batch_size", learningRate = "lr", weightDecay = "weight_decay"
+            case warmupEpochs = "warmup_epochs", maxGradientNorm = "max_grad_norm", seed
+        }
+
+        /// Throws on values that cannot train.
+        public func validate() throws {
+            if epochs < 1 { throw ConfigError("epochs must be at least 1, got \(epochs)") }
+            if batchSize < 1 { throw ConfigError("batch size must be at least 1, got \(batchSize)") }
+            if !(learningRate > 0) || !learningRate.isFinite { throw ConfigError("the learning rate must be positive, got \(learningRate)") }
+            if weightDecay < 0 || !weightDecay.isFinite { throw ConfigError("weight decay must be ≥ 0, got \(weightDecay)") }
+            if warmupEpochs < 0 { throw ConfigError("warm-up epochs must be ≥ 0, got \(warmupEpochs)") }
+            if !(maxGradientNorm > 0) { throw ConfigError("the gradient clipping norm must be positive, got \(maxGradientNorm)") }
+        }
+    }
+
+    /// One finished epoch.
+    public struct EpochRecord: Codable, Sendable, Hashable {
+        /// 1-based epoch number.
+        public var epoch: Int
+        /// Mean training loss over the epoch's batches (of the batches run in this process when resumed mid-epoch).
+        public var trainLoss: Double
+        /// Validation mAP after the epoch, when a validation set is given.
+        public var validationMAP: Double?
+        /// Wall time of the epoch.
+        public var seconds: Double
+
+        enum CodingKeys: String, CodingKey {
+            case epoch, trainLoss = "train_loss", validationMAP = "val_map", seconds
+        }
+    }
+
+    /// Where training stands: enough to resume bit for bit. Shuffling uses no running generator: epoch `e`'s order
+    /// is a Fisher–Yates permutation from `SplitMix64(seed: Trainer.shuffleSeed(seed, epoch: e))`, so the "rng state"
+    /// is the pair (seed, epoch), and resuming mid-epoch skips the batches already done.
+    public struct TrainingState: Codable, Sendable, Hashable {
+        /// Epochs fully done.
+        public var epoch = 0
+        /// Batches done within the current (unfinished) epoch.
+        public var batchInEpoch = 0
+        /// Optimizer updates done in total.
+        public var step = 0
+        /// The training seed.
+        public var seed: UInt64 = 0
+        /// Seed of the current epoch's shuffle (`Trainer.shuffleSeed(seed, epoch: epoch)`).
+        public var shuffleSeed: UInt64 = 0
+        /// Sum of the losses of the current epoch's batches so far (for the epoch mean after a resume).
+        public var epochLossSum = 0.0
+        /// Finished epochs.
+        public var history: [EpochRecord] = []
+
+        public init(seed: UInt64 = 0) {
+            self.seed = seed
+            shuffleSeed = Trainer.shuffleSeed(seed, epoch: 0)
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case epoch, batchInEpoch = "batch_in_epoch", step, seed, shuffleSeed = "shuffle_seed"
+            case epochLossSum = "epoch_loss_sum", history
+        }
+    }
+
+    /// What the trainer reports while it runs.
+    public enum TrainingEvent: Sendable {
+        /// One optimizer step is done.
+        case step(epoch: Int, batch: Int, batchesPerEpoch: Int, step: Int, totalSteps: Int, loss: Double, learningRate: Float)
+        /// One epoch is done (with the validation mAP when there is a validation set).
+        case epoch(EpochRecord)
+    }
+
+    /// Trains an SSPA model on cached features: seeded shuffling, AdamW, warm-up plus cosine schedule and
+    /// gradient-norm clipping (SSPA-SPEC.md, "Training defaults"). Same seed, same data, same machine: same
+    /// weights, bit for bit.
+    public final class Trainer: @unchecked Sendable {
+        public let model: Model
+        public let options: TrainingOptions
+        public var parameters: Parameters
+        public var optimizer: AdamW
+        public var state: TrainingState
+
+        /// The spec's initial parameters for `model`, the context vectors from `config.contextInitText`.
+        public static func initialParameters(model: Model, tokenizer: CLIP.Tokenizer, seed: UInt64) throws -> Parameters {
+            let context = try model.promptEncoder.contextEmbeddings(text: model.config.contextInitText, tokenizer: tokenizer)
+            return Parameters.initial(config: model.config, d: model.width, contextInit: context, seed: seed)
+        }
+
+        /// A trainer starting from `parameters` (fresh ones come from `initialParameters`), with a fresh optimizer
+        /// and state unless resumed.
+        public init(model: Model, options: TrainingOptions, parameters initial: Parameters, optimizer: AdamW? = nil,
+                    state: TrainingState? = nil) throws {
+            try options.validate()
+            self.model = model
+            self.options = options
+            try initial.validate(config: model.config, d: model.width, contextWidth: model.promptEncoder.textModel.config.hiddenSize)
+            self.parameters = initial
+            self.optimizer = optimizer ?? AdamW(weightDecay: options.weightDecay)
+            self.state = state ?? TrainingState(seed: options.seed)
+        }
+
+        /// The shuffle seed of epoch `epoch` (0-based) for the training seed `seed`.
+        public static func shuffleSeed(_ seed: UInt64, epoch: Int) -> UInt64 {
+            var g = SplitMix64(seed: seed ^ 0x5353_5041_5348_5546)  // "SSPASHUF"
+            var s: UInt64 = g.next()
+            for _ in 0..<epoch { s = g.next() }
+            return s
+        }
+
+        /// The order of the `count` training images in epoch `epoch` (0-based).
+        public static func permutation(count: Int, seed: UInt64, epoch: Int) -> [Int] {
+            var g = SplitMix64(seed: shuffleSeed(seed, epoch: epoch))
+            var order = Array(0..<count)
+            if count > 1 {
+                for i in stride(from: count - 1, to: 0, by: -1) {
+                    let j = Int(g.next() % UInt64(i + 1))
+                    order.swapAt(i, j)
+                }
+            }
+            return order
+        }
+
+        /// Batches per epoch for `count` images.
+        public func batchesPerEpoch(_ count: Int) -> Int { (count + options.batchSize - 1) / options.batchSize }
+
+        /// The learning-rate schedule for a training set of `count` images.
+        public func schedule(count: Int) -> LearningRateSchedule {
+            let perEpoch = batchesPerEpoch(count)
+            return LearningRateSchedule(peak: options.learningRate, warmupSteps: options.warmupEpochs * perEpoch,
+                                        totalSteps: options.epochs * perEpoch)
+        }
+
+        /// One update on a batch; returns the loss and the gradient norm before clipping.
+        @discardableResult
+        public func step(x0: Tensor, regions: Tensor, labels: Tensor, learningRate: Float) throws -> (loss: Double, gradientNorm: Float) {
+            var (output, gradients) = model.lossAndGradients(parameters, x0: x0, regions: regions, labels: labels)
+            guard let loss = output.lossValue, loss.isFinite else {
+                throw TrainingError("the loss became \(output.lossValue.map { "\($0)" } ?? "nil") at step \(state.step + 1); lower the learning rate")
+            }
+            let norm = AdamW.clipGradientNorm(&gradients, maxNorm: options.maxGradientNorm)
+            guard norm.isFinite else {
+                throw TrainingError("the gradient norm became \(norm) at step \(state.step + 1); lower the learning rate")
+            }
+            optimizer.update(&parameters, gradients: gradients, lr: learningRate)
+            return (loss, norm)
+        }
+
+        /// Trains until `options.epochs` epochs are done or `shouldStop` returns true (checked between steps).
+        /// Returns true when every epoch is done. Resumes from `state` (epoch, batch within epoch, step).
+        @discardableResult
+        public func run(train: Features, validation: Features? = nil, shouldStop: () -> Bool = { false },
+                        events: (TrainingEvent) -> Void = { _ in }) throws -> Bool {
+            try checkShapes(train, role: "training")
+            if let validation { try checkShapes(validation, role: "validation") }
+            let perEpoch = batchesPerEpoch(train.count)
+            let total = options.epochs * perEpoch
+            let schedule = schedule(count: train.count)
+            while state.epoch < options.epochs {
+                let started = Date()
+                let order = Self.permutation(count: train.count, seed: options.seed, epoch: state.epoch)
+                state.shuffleSeed = Self.shuffleSeed(options.seed, epoch: state.epoch)
+                while state.batchInEpoch < perEpoch {
+                    if shouldStop() { return false }
+                    let lo = state.batchInEpoch * options.batchSize
+                    let indices = Array(order[lo..<min(lo + options.batchSize, train.count)])
+                    let batch = train.batch(indices)
+                    let lr = schedule.rate(at: state.step)
+                    let (loss, _) = try step(x0: batch.x0, regions: batch.regions, labels: batch.labels, learningRate: lr)
+                    state.step += 1
+                    state.batchInEpoch += 1
+                    state.epochLossSum += loss
+                    events(.step(epoch: state.epoch + 1, batch: state.batchInEpoch, batchesPerEpoch: perEpoch,
+                                 step: state.step, totalSteps: total, loss: loss, learningRate: lr))
+                }
+                let map = try validation.map { try meanAveragePrecision($0) } ?? nil
+                let record = EpochRecord(epoch: state.epoch + 1, trainLoss: state.epochLossSum / Double(perEpoch),
+                                         validationMAP: map, seconds: Date().timeIntervalSince(started))
+                state.history.append(record)
+                state.epoch += 1
+                state.batchInEpoch = 0
+                state.epochLossSum = 0
+                state.shuffleSeed = Self.shuffleSeed(options.seed, epoch: state.epoch)
+                events(.epoch(record))
+            }
+            return true
+        }
+
+        /// Throws unless `features` fits the model (width, labels).
+        public func checkShapes(_ features: Features, role: String) throws {
+            guard features.width == model.width else {
+                throw TrainingError("the \(role) features have width d = \(features.width), the model \(model.width)")
+            }
+            guard features.labelCount == model.labelCount else {
+                throw TrainingError("the \(role) features have \(features.labelCount) labels, the model \(model.labelCount)")
+            }
+        }
+
+        /// `p` `[N, C]` for every image, in batches.
+        public func predict(_ features: Features, batchSize: Int = 64) -> Tensor {
+            Trainer.predict(model: model, parameters: parameters, features: features, batchSize: batchSize)
+        }
+
+        /// `p` `[N, C]` of `model` with `parameters` for every image, in batches.
+        public static func predict(model: Model, parameters: Parameters, features: Features, batchSize: Int = 64) -> Tensor {
+            var rows: [Tensor] = []
+            var lo = 0
+            while lo < features.count {
+                let hi = min(lo + batchSize, features.count)
+                let batch = features.batch(Array(lo..<hi))
+                let tape = Tape()
+                let out = model.forward(model.variables(parameters, on: tape, trainable: false), x0: batch.x0,
+                                        regions: batch.regions, labels: nil, on: tape)
+                rows.append(out.probabilities)
+                lo = hi
+            }
+            return rows.count == 1 ? rows[0] : Ops.concat(rows, axis: 0)
+        }
+
+        /// Validation mAP of the current parameters (nil when no label has a known positive).
+        public func meanAveragePrecision(_ features: Features) throws -> Double? {
+            let p = predict(features)
+            return Metrics.meanAveragePrecision(try Metrics.Input(scores: p, targets: features.labels))
+        }
+    }
+
+    /// Training cannot go on; the message says why.
+    public struct TrainingError: Error, CustomStringConvertible, Sendable {
+        public var message: String
+        public init(_ message: String) { self.message = message }
+        public var description: String { message }
+    }
+}

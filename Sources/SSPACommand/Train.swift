@@ -1,0 +1,202 @@
+import ArgumentParser
+import Foundation
+import Knowledge
+import SSPA
+import Tensor
+
+/// `sspa train`: trains SSPA on a features file with knowledge from knowledge.db, checkpointing after every epoch.
+struct Train: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train SSPA on cached CLIP features.",
+        discussion: """
+            Writes a checkpoint folder (config.json, model.safetensors, knowledge.safetensors, optimizer.safetensors, \
+            training-state.json) after every epoch, and on Ctrl-C before exiting. --resume continues it bit for bit; \
+            its hyper-parameters and switches come from the checkpoint (options that contradict them are an error).
+            """
+    )
+
+    @Option(help: ArgumentHelp("Training features (safetensors: x0, X, labels).", valueName: "file"))
+    var features: String
+
+    @Option(help: ArgumentHelp("Validation features; the validation mAP is printed after every epoch.", valueName: "file"))
+    var val: String?
+
+    @Option(help: ArgumentHelp("The knowledge store.", valueName: "path"))
+    var knowledge = "knowledge.db"
+
+    @Option(name: .customLong("label-set"), help: ArgumentHelp("The label set in the store.", valueName: "name"))
+    var labelSet: String
+
+    @Option(name: .customLong("knowledge-run"), help: ArgumentHelp("Use this run's knowledge vectors (default: the latest encoded).", valueName: "id"))
+    var knowledgeRun: Int64?
+
+    @Option(help: ArgumentHelp("The Hugging Face CLIP checkpoint folder whose text tower encodes the prompts (the same one the features and the knowledge came from).", valueName: "dir"))
+    var clip: String
+
+    @Option(help: ArgumentHelp("The checkpoint folder to write.", valueName: "dir"))
+    var out: String
+
+    @Option(help: ArgumentHelp("Passes over the training set (default 10).", valueName: "n"))
+    var epochs: Int?
+
+    @Option(help: ArgumentHelp("Images per step (default 32).", valueName: "n"))
+    var batch: Int?
+
+    @Option(help: ArgumentHelp("Peak learning rate (default 5e-4).", valueName: "rate"))
+    var lr: Float?
+
+    @Option(name: .customLong("weight-decay"), help: ArgumentHelp("AdamW weight decay on matrices (default 1e-4).", valueName: "wd"))
+    var weightDecay: Float?
+
+    @Option(name: .customLong("warmup-epochs"), help: ArgumentHelp("Linear warm-up epochs before the cosine decay (default 1).", valueName: "n"))
+    var warmupEpochs: Int?
+
+    @Option(help: ArgumentHelp("Seed of the initial parameters and the shuffling (default 0).", valueName: "n"))
+    var seed: UInt64?
+
+    @Option(help: ArgumentHelp("Ablation switches, comma-separated: no-kap, no-cap, no-qsm, no-gdma, no-global, sharp, aggregator=max|mean|soft.", valueName: "list"))
+    var ablate: String?
+
+    @Flag(help: "Continue the checkpoint in --out.")
+    var resume = false
+
+    @Flag(name: .shortAndLong, help: "No progress bar.")
+    var quiet = false
+
+    func run() async throws {
+        try await reportingErrors { try train() }
+    }
+
+    func train() throws {
+        let fm = FileManager.default
+        let outURL = URL(fileURLWithPath: out)
+        let hasCheckpoint = fm.fileExists(atPath: outURL.appendingPathComponent("config.json").path)
+        if hasCheckpoint && !resume {
+            throw CLIError("\(out) already holds a checkpoint; pass --resume to continue it, or choose another --out", code: 73)
+        }
+        if resume && !hasCheckpoint { throw CLIError("--resume: \(out) holds no checkpoint (no config.json)", code: 66) }
+        let checkpoint = resume ? try SSPA.Checkpoint.load(from: outURL) : nil
+
+        // Switches and hyper-parameters.
+        var config = try ablatedConfig(ablate)
+        var options = SSPA.TrainingOptions()
+        if let checkpoint {
+            let saved = checkpoint.manifest
+            if ablate != nil && config != saved.model {
+                throw SSPA.CheckpointError(directory: out, message: "a checkpoint from another config: it was trained as \(ablationSummary(saved.model)), --ablate asks for \(ablationSummary(config))")
+            }
+            config = saved.model
+            options = saved.training
+            var conflicts: [String] = []
+            if let epochs, epochs != options.epochs { conflicts.append("--epochs \(epochs) (saved \(options.epochs))") }
+            if let batch, batch != options.batchSize { conflicts.append("--batch \(batch) (saved \(options.batchSize))") }
+            if let lr, lr != options.learningRate { conflicts.append("--lr \(lr) (saved \(options.learningRate))") }
+            if let weightDecay, weightDecay != options.weightDecay { conflicts.append("--weight-decay \(weightDecay) (saved \(options.weightDecay))") }
+            if let warmupEpochs, warmupEpochs != options.warmupEpochs { conflicts.append("--warmup-epochs \(warmupEpochs) (saved \(options.warmupEpochs))") }
+            if let seed, seed != options.seed { conflicts.append("--seed \(seed) (saved \(options.seed))") }
+            if saved.labelSet != labelSet { conflicts.append("--label-set \(labelSet) (saved \(saved.labelSet))") }
+            if !conflicts.isEmpty {
+                throw SSPA.CheckpointError(directory: out, message: "a checkpoint from another config; --resume keeps its settings, but these differ: \(conflicts.joined(separator: ", "))")
+            }
+        } else {
+            if let epochs { options.epochs = epochs }
+            if let batch { options.batchSize = batch }
+            if let lr { options.learningRate = lr }
+            if let weightDecay { options.weightDecay = weightDecay }
+            if let warmupEpochs { options.warmupEpochs = warmupEpochs }
+            if let seed { options.seed = seed }
+        }
+        do { try options.validate() } catch { throw CLIError("\(error)", code: 64) }
+
+        // The text tower, the knowledge and the labels.
+        guard fm.fileExists(atPath: clip) else { throw CLIError("\(clip): no such CLIP checkpoint folder", code: 66) }
+        let encoder = try TextEncoder.load(directory: clip)
+        guard fm.fileExists(atPath: knowledge) else {
+            throw CLIError("\(knowledge): no such knowledge store; build one with `sspa-knowledge build` and `sspa-knowledge encode --clip DIR`", code: 66)
+        }
+        let store = try KnowledgeStore(path: knowledge, readOnly: true)
+        guard let set = try store.labelSet(named: labelSet) else {
+            let names = try store.labelSetNames()
+            throw CLIError("no label set '\(labelSet)' in \(knowledge); it holds: \(names.isEmpty ? "none" : names.joined(separator: ", "))", code: 65)
+        }
+        guard let (labels, matrix, runID) = try store.knowledgeMatrix(labelSet: labelSet, encoderID: encoder.id, runID: knowledgeRun) else {
+            let others = try store.encoders(labelSet: labelSet)
+            let known = others.isEmpty ? "no encoder has encoded it yet" : "it is encoded for \(others.map { String($0.prefix(12)) }.joined(separator: ", "))"
+            throw CLIError("label set '\(labelSet)' in \(knowledge) has no knowledge vectors\(knowledgeRun.map { " of run \($0)" } ?? "") for the CLIP at \(clip) (encoder \(encoder.id.prefix(12))); \(known). Run `sspa-knowledge encode --clip \(clip) --label-set \(labelSet) --db \(knowledge)` first.", code: 65)
+        }
+        let source = "\(knowledge) (label set \(labelSet))"
+        let knowledgeMatrix: Tensor
+        if let checkpoint {
+            let saved = checkpoint.manifest
+            guard saved.labels == labels, saved.knowledgeEncoderSHA256 == encoder.id else {
+                throw SSPA.CheckpointError(directory: out, message: "a checkpoint from another config: it was trained on \(saved.labels.count) labels of '\(saved.labelSet)' with encoder \(saved.knowledgeEncoderSHA256.prefix(12)); now \(labels.count) labels with encoder \(encoder.id.prefix(12))")
+            }
+            knowledgeMatrix = checkpoint.knowledge
+        } else {
+            knowledgeMatrix = matrix
+        }
+        let displayNames = labels.map { set.label(named: $0)?.displayName ?? $0 }
+
+        // Features.
+        let train = try loadFeatures(features, role: "training")
+        try train.check(labelNames: labels, encoderID: encoder.id, against: source, file: features)
+        let validation = try val.map { path -> SSPA.Features in
+            let v = try loadFeatures(path, role: "validation")
+            try v.check(labelNames: labels, encoderID: encoder.id, against: source, file: path)
+            return v
+        }
+        for (path, data) in [(features, train)] + (validation.map { [(val!, $0)] } ?? []) where data.width != knowledgeMatrix.shape[1] {
+            throw SSPA.FeaturesError(file: path, message: "its features have width d = \(data.width), but the CLIP at \(clip) projects to d = \(knowledgeMatrix.shape[1])")
+        }
+
+        // Model and trainer.
+        let promptEncoder = try SSPA.PromptEncoder(textModel: encoder.model, tokenizer: encoder.tokenizer, displayNames: displayNames, nCtx: config.nCtx)
+        let model = try SSPA.Model(config: config, promptEncoder: promptEncoder, knowledge: knowledgeMatrix)
+        let parameters = try checkpoint?.parameters ?? SSPA.Trainer.initialParameters(model: model, tokenizer: encoder.tokenizer, seed: options.seed)
+        let trainer = try SSPA.Trainer(model: model, options: options, parameters: parameters,
+                                       optimizer: checkpoint?.optimizer, state: checkpoint?.state)
+        let manifest = SSPA.Checkpoint.Manifest(
+            model: config, training: options, labelSet: labelSet, labels: labels, displayNames: displayNames,
+            knowledgeEncoderSHA256: encoder.id, knowledgeRunID: checkpoint?.manifest.knowledgeRunID ?? runID,
+            clipDirectory: URL(fileURLWithPath: clip).standardizedFileURL.path, width: model.width,
+            contextWidth: encoder.model.config.hiddenSize)
+        func save() throws {
+            try SSPA.Checkpoint.save(.init(manifest: manifest, parameters: trainer.parameters, knowledge: knowledgeMatrix,
+                                           optimizer: trainer.optimizer, state: trainer.state), to: outURL)
+        }
+
+        if trainer.state.epoch >= options.epochs {
+            Console.out("\(out) is already trained for \(options.epochs) epochs; nothing to do.")
+            return
+        }
+        let perEpoch = trainer.batchesPerEpoch(train.count)
+        let total = perEpoch * options.epochs
+        let resumedAt = checkpoint.map { _ in " (resuming at epoch \(trainer.state.epoch + 1), step \(trainer.state.step + 1))" } ?? ""
+        Console.out("training SSPA (\(ablationSummary(config))) on \(train.count) images × \(train.regionCount) regions, d = \(train.width), \(labels.count) labels of '\(labelSet)'"
+            + (validation.map { ", validating on \($0.count)" } ?? "") + "; \(options.epochs) epochs × \(perEpoch) steps of \(options.batchSize)\(resumedAt)")
+
+        let interrupt = InterruptFlag()
+        defer { interrupt.restore() }
+        let progress = TrainingProgress(quiet: quiet)
+        progress.stepsAtStart = trainer.state.step
+        var saveError: Error?
+        let finished = try trainer.run(train: train, validation: validation, shouldStop: { interrupt.fired || saveError != nil }) { event in
+            switch event {
+            case .step(let epoch, let batch, let batches, let step, let totalSteps, let loss, _):
+                progress.step(epoch: epoch, epochs: options.epochs, batch: batch, batches: batches, step: step, total: totalSteps, loss: loss)
+            case .epoch(let record):
+                progress.clear()
+                let map = record.validationMAP.map { String(format: "  val mAP %.2f", $0 * 100) } ?? ""
+                Console.out(String(format: "epoch %d/%d  train loss %.4f%@  (%.1f s)", record.epoch, options.epochs, record.trainLoss, map, record.seconds))
+                do { try save() } catch { saveError = error }
+            }
+        }
+        progress.clear()
+        if let saveError { throw CLIError("cannot save the checkpoint to \(out): \(saveError)", code: 74) }
+        if !finished {
+            do { try save() } catch { throw CLIError("interrupted, and the checkpoint could not be saved to \(out): \(error)", code: 74) }
+            throw CLIError("interrupted at epoch \(trainer.state.epoch + 1), step \(trainer.state.step) of \(total); checkpoint saved to \(out). Run the same command with --resume to continue.", code: 130)
+        }
+        Console.out("saved \(out)")
+    }
+}

@@ -1,0 +1,247 @@
+import CLIP
+import Foundation
+import Knowledge
+import Tensor
+import TestSupport
+import Testing
+@testable import SSPA
+
+/// The result of running a binary.
+struct SSPARun: CustomStringConvertible {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+    var description: String { "exit \(status)\n--- stdout\n\(stdout)\n--- stderr\n\(stderr)" }
+}
+
+/// Runs the real `sspa` and `sspa-knowledge` binaries that `swift build --build-tests` put next to the test bundle.
+enum SSPABinary {
+    static func locate(_ name: String) -> String {
+        var candidates: [URL] = []
+        let argument0 = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        candidates.append(argument0.deletingLastPathComponent())
+        candidates.append(Bundle.main.bundleURL.deletingLastPathComponent())
+        candidates.append(Bundle.main.bundleURL)
+        for directory in candidates {
+            var dir = directory
+            for _ in 0..<4 {
+                let candidate = dir.appendingPathComponent(name).path
+                if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+                dir = dir.deletingLastPathComponent()
+            }
+        }
+        return Repo.path(".build/debug/\(name)")
+    }
+    static let sspa = locate("sspa")
+    static let knowledge = locate("sspa-knowledge")
+
+    static func start(_ binary: String, _ arguments: [String]) throws -> (Process, Pipe, Pipe) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.currentDirectoryURL = Repo.root
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        return (process, out, err)
+    }
+
+    static func finish(_ process: Process, _ out: Pipe, _ err: Pipe) -> SSPARun {
+        nonisolated(unsafe) var errData = Data()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async {
+            errData = err.fileHandleForReading.readDataToEndOfFile()
+            group.leave()
+        }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        process.waitUntilExit()
+        return SSPARun(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                       stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    static func run(_ binary: String, _ arguments: [String]) throws -> SSPARun {
+        let (p, o, e) = try start(binary, arguments)
+        return finish(p, o, e)
+    }
+
+    static func run(_ arguments: [String]) throws -> SSPARun { try run(sspa, arguments) }
+}
+
+private let wordnetPresent = FileManager.default.fileExists(atPath: "/usr/share/wordnet")
+
+/// `sspa train` and `sspa evaluate` end to end, on a knowledge.db built with `sspa-knowledge build` (WordNet) and
+/// `encode --clip` (the tiny CLIP fixture), and synthetic features (`SyntheticData`).
+@Suite("sspa command line", .serialized,
+       .enabled(if: SyntheticData.available && wordnetPresent, "needs the tiny CLIP fixture and WordNet"))
+final class SSPACLITests {
+    let dir: URL
+    let db: String
+    let clip = SyntheticData.checkpoint
+    let encoderID: String
+
+    init() throws {
+        dir = try temporaryDirectory()
+        db = dir.appendingPathComponent("knowledge.db").path
+        let labels = dir.appendingPathComponent("syn.txt")
+        try Data(SyntheticData.labelNames.joined(separator: "\n").utf8).write(to: labels)
+        let build = try SSPABinary.run(SSPABinary.knowledge, ["build", "--labels", labels.path, "--db", db, "--quiet"])
+        precondition(build.status == 0, "\(build)")
+        let encode = try SSPABinary.run(SSPABinary.knowledge, ["encode", "--clip", clip, "--label-set", "syn", "--db", db, "--quiet"])
+        precondition(encode.status == 0, "\(encode)")
+        encoderID = try TextEncoder.load(directory: clip).id
+    }
+
+    deinit { try? FileManager.default.removeItem(at: dir) }
+
+    func features(_ name: String, count: Int, seed: UInt64, labels: [String]? = nil, encoder: String? = nil) throws -> String {
+        let u = try SyntheticData.directions()
+        var data = try SyntheticData().make(count: count, directions: u, common: try SyntheticData.commonDirection(), seed: seed,
+                                            encoder: encoder ?? encoderID)
+        if let labels { data.labelNames = labels }
+        let url = dir.appendingPathComponent(name)
+        try data.write(to: url, dtype: .f16)
+        return url.path
+    }
+
+    func trainArguments(_ train: String, out: String, extra: [String] = []) -> [String] {
+        ["train", "--features", train, "--knowledge", db, "--label-set", "syn", "--clip", clip, "--out", out, "--batch", "16",
+         "--lr", "0.01", "--seed", "5"] + extra
+    }
+
+    @Test func trainEvaluateAndResume() throws {
+        let train = try features("train.safetensors", count: 48, seed: 1)
+        let val = try features("val.safetensors", count: 24, seed: 2)
+        let out = dir.appendingPathComponent("runs/syn").path
+        let run = try SSPABinary.run(trainArguments(train, out: out, extra: ["--val", val, "--epochs", "2"]))
+        #expect(run.status == 0, "\(run)")
+        #expect(run.stdout.contains("epoch 1/2  train loss"), "\(run)")
+        #expect(run.stdout.contains("val mAP"), "\(run)")
+        for file in ["config.json", "model.safetensors", "knowledge.safetensors", "optimizer.safetensors", "training-state.json"] {
+            #expect(FileManager.default.fileExists(atPath: out + "/" + file), "\(file)")
+        }
+        let checkpoint = try SSPA.Checkpoint.load(from: URL(fileURLWithPath: out))
+        #expect(checkpoint.manifest.labelSet == "syn" && checkpoint.manifest.labels == SyntheticData.labelNames)
+        #expect(checkpoint.manifest.knowledgeEncoderSHA256 == encoderID && checkpoint.manifest.knowledgeRunID == 1)
+        #expect(checkpoint.state?.epoch == 2 && checkpoint.state?.step == 6)
+
+        let evaluate = try SSPABinary.run(["evaluate", "--model", out, "--features", val])
+        #expect(evaluate.status == 0, "\(evaluate)")
+        #expect(evaluate.stdout.contains("mAP") && evaluate.stdout.contains("CF1"), "\(evaluate)")
+        let json = try SSPABinary.run(["evaluate", "--model", out, "--features", val, "--json"])
+        #expect(json.status == 0, "\(json)")
+        let report = try JSONDecoder().decode(SSPA.Metrics.Report.self, from: Data(json.stdout.utf8))
+        #expect(report.samples == 24 && report.labels == 6 && report.mAP != nil)
+
+        // The same seed gives the same weights; --resume on a finished run has nothing to do; a longer run resumed
+        // after 2 of 3 epochs equals a 3-epoch run from scratch.
+        let again = dir.appendingPathComponent("runs/again").path
+        #expect(try SSPABinary.run(trainArguments(train, out: again, extra: ["--val", val, "--epochs", "2"])).status == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: again + "/model.safetensors")) == Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors")))
+        let done = try SSPABinary.run(trainArguments(train, out: out, extra: ["--resume"]))
+        #expect(done.status == 0 && done.stdout.contains("nothing to do"), "\(done)")
+        let exists = try SSPABinary.run(trainArguments(train, out: out))
+        #expect(exists.status == 73 && exists.stderr.contains("already holds a checkpoint"), "\(exists)")
+        let other = try SSPABinary.run(trainArguments(train, out: out, extra: ["--resume", "--ablate", "no-qsm"]))
+        #expect(other.status == 65 && other.stderr.contains("another config"), "\(other)")
+        let otherLR = try SSPABinary.run(trainArguments(train, out: out, extra: ["--resume", "--epochs", "3"]))
+        #expect(otherLR.status == 65 && otherLR.stderr.contains("--epochs 3 (saved 2)"), "\(otherLR)")
+    }
+
+    @Test func interruptSavesACheckpointAndResumeFinishesIt() throws {
+        let train = try features("train-big.safetensors", count: 640, seed: 3)
+        let out = dir.appendingPathComponent("runs/interrupted").path
+        let (process, o, e) = try SSPABinary.start(SSPABinary.sspa, trainArguments(train, out: out, extra: ["--epochs", "3"]))
+        // Wait for the first epoch's checkpoint, then interrupt mid-run.
+        let deadline = Date().addingTimeInterval(60)
+        while !FileManager.default.fileExists(atPath: out + "/training-state.json") && Date() < deadline && process.isRunning {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        process.interrupt()
+        let run = SSPABinary.finish(process, o, e)
+        #expect(run.status == 130, "\(run)")
+        #expect(run.stderr.contains("checkpoint saved to"), "\(run)")
+        let state = try #require(try SSPA.Checkpoint.load(from: URL(fileURLWithPath: out)).state)
+        #expect(state.step >= 40 && state.step < 120, "\(state)")
+        let resumed = try SSPABinary.run(trainArguments(train, out: out, extra: ["--resume"]))
+        #expect(resumed.status == 0, "\(resumed)")
+        #expect(resumed.stdout.contains("resuming at epoch"), "\(resumed)")
+        #expect(try SSPA.Checkpoint.load(from: URL(fileURLWithPath: out)).state?.step == 120)
+
+        // Bit for bit equal to an uninterrupted run.
+        let whole = dir.appendingPathComponent("runs/whole").path
+        #expect(try SSPABinary.run(trainArguments(train, out: whole, extra: ["--epochs", "3"])).status == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: whole + "/model.safetensors")) == Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors")))
+    }
+
+    @Test func badInputsAreClearErrors() throws {
+        let good = try features("good.safetensors", count: 8, seed: 4)
+        let out = dir.appendingPathComponent("runs/bad").path
+
+        // Label-set mismatch (other names), encoder mismatch.
+        let renamed = try features("renamed.safetensors", count: 8, seed: 4, labels: ["dog", "cat", "car", "tree", "boat", "horse"])
+        var run = try SSPABinary.run(trainArguments(renamed, out: out))
+        #expect(run.status == 65 && run.stderr.contains("renamed.safetensors: its 6 labels do not match the 6 labels of") && run.stderr.contains("missing bird"), "\(run)")
+        let otherEncoder = try features("enc.safetensors", count: 8, seed: 4, encoder: "abc123")
+        run = try SSPABinary.run(trainArguments(otherEncoder, out: out))
+        #expect(run.status == 65 && run.stderr.contains("encoder abc123"), "\(run)")
+
+        // NaN in the features.
+        var data = try SSPA.Features(contentsOf: URL(fileURLWithPath: good))
+        data.x0.withUnsafeMutableBufferPointer { $0[20] = .nan }
+        let nan = dir.appendingPathComponent("nan.safetensors")
+        var writer = SafeTensorsWriter(metadata: ["labels": #"["dog","cat","car","tree","boat","bird"]"#, "encoder_sha256": encoderID])
+        writer.add("x0", data.x0)
+        writer.add("X", data.regions)
+        writer.add("labels", integers: data.labels.scalars.map { Int8($0) }, shape: data.labels.shape, as: .i8)
+        try writer.write(to: nan)
+        run = try SSPABinary.run(trainArguments(nan.path, out: out))
+        #expect(run.status == 65 && run.stderr.contains("nan.safetensors: x0 holds NaN at image 1"), "\(run)")
+
+        // Wrong shapes.
+        var shapes = SafeTensorsWriter(metadata: writer.metadata)
+        shapes.add("x0", Tensor(zeros: [8, 16]))
+        shapes.add("X", Tensor(zeros: [7, 12, 16]))
+        shapes.add("labels", integers: [Int8](repeating: 0, count: 48), shape: [8, 6], as: .i8)
+        let wrong = dir.appendingPathComponent("shapes.safetensors")
+        try shapes.write(to: wrong)
+        run = try SSPABinary.run(trainArguments(wrong.path, out: out))
+        #expect(run.status == 65 && run.stderr.contains("X has shape [7, 12, 16] but x0 is [8, 16]"), "\(run)")
+
+        // Empty dataset.
+        var empty = SafeTensorsWriter(metadata: writer.metadata)
+        empty.add("x0", Tensor(zeros: [0, 16]))
+        empty.add("X", Tensor(zeros: [0, 12, 16]))
+        empty.add("labels", integers: [Int8](), shape: [0, 6], as: .i8)
+        let emptyURL = dir.appendingPathComponent("empty.safetensors")
+        try empty.write(to: emptyURL)
+        run = try SSPABinary.run(trainArguments(emptyURL.path, out: out))
+        #expect(run.status == 65 && run.stderr.contains("empty.safetensors: the dataset is empty"), "\(run)")
+
+        // Unknown label set, missing files, bad ablation.
+        run = try SSPABinary.run(["train", "--features", good, "--knowledge", db, "--label-set", "voc", "--clip", clip, "--out", out])
+        #expect(run.status == 65 && run.stderr.contains("no label set 'voc'") && run.stderr.contains("syn"), "\(run)")
+        run = try SSPABinary.run(trainArguments(dir.appendingPathComponent("missing.safetensors").path, out: out))
+        #expect(run.status == 66 && run.stderr.contains("no such training features file"), "\(run)")
+        run = try SSPABinary.run(trainArguments(good, out: out, extra: ["--ablate", "no-foo"]))
+        #expect(run.status == 64 && run.stderr.contains("unknown ablation 'no-foo'"), "\(run)")
+        run = try SSPABinary.run(trainArguments(good, out: out, extra: ["--ablate", "sharp,aggregator=max"]))
+        #expect(run.status == 64 && run.stderr.contains("sharp"), "\(run)")
+
+        // Evaluating: not a checkpoint; a checkpoint whose parameters belong to another config.
+        run = try SSPABinary.run(["evaluate", "--model", dir.path, "--features", good])
+        #expect(run.status == 65 && run.stderr.contains("config.json is missing"), "\(run)")
+        #expect(try SSPABinary.run(trainArguments(good, out: out, extra: ["--epochs", "1"])).status == 0)
+        let configURL = URL(fileURLWithPath: out + "/config.json")
+        var manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as! [String: Any]
+        var model = manifest["model"] as! [String: Any]
+        model["no_gdma"] = true
+        manifest["model"] = model
+        try JSONSerialization.data(withJSONObject: manifest).write(to: configURL)
+        run = try SSPABinary.run(["evaluate", "--model", out, "--features", good])
+        #expect(run.status == 65 && run.stderr.contains("another config"), "\(run)")
+    }
+}
