@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "CLIP", targets: ["CLIP"]),
         .library(name: "SSPA", targets: ["SSPA"]),
         .executable(name: "sspa-bench-encode", targets: ["BenchEncode"]),
+        .executable(name: "sspa-bench-train", targets: ["BenchTrain"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -23,6 +24,20 @@ let package = Package(
             name: "COpenBLAS",
             path: "Sources/COpenBLAS",
             providers: [.apt(["libopenblas-dev"])]
+        ),
+        .systemLibrary(
+            name: "CImageCodecs",
+            path: "Sources/CImageCodecs",
+            providers: [.apt(["libjpeg62-turbo-dev", "libpng-dev"])]
+        ),
+        .target(
+            name: "Images",
+            dependencies: ["CImageCodecs", "Tensor"]
+        ),
+        .testTarget(
+            name: "ImagesTests",
+            dependencies: ["Images", "Tensor", "TestSupport"],
+            resources: [.copy("Fixtures")]
         ),
         .target(
             name: "Tensor",
@@ -92,6 +107,7 @@ let package = Package(
             dependencies: ["SSPAKnowledgeCommand", "Knowledge", "Tensor", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")],
             exclude: ["__Snapshots__"]
         ),
+        .executableTarget(name: "BenchTrain", dependencies: ["SSPA", "CLIP", "Tensor"], path: "Benchmarks/BenchTrain"),
         .executableTarget(name: "BenchEncode", dependencies: ["CLIP", "Tensor"], path: "Benchmarks/BenchEncode"),
     ]
 )

@@ -1,0 +1,1 @@
+print("sspa-bench-train: not written yet")

@@ -1,0 +1,4 @@
+import CImageCodecs
+
+/// Image decoding (JPEG, PNG) and CLIP preprocessing.
+public enum Images {}
