@@ -1,0 +1,201 @@
+import Foundation
+import Tensor
+
+extension CLIP {
+    /// The vision tower's hyper-parameters, with Hugging Face's names.
+    public struct VisionConfig: Codable, Sendable, Hashable {
+        public var hiddenSize: Int
+        public var intermediateSize: Int
+        public var numHiddenLayers: Int
+        public var numAttentionHeads: Int
+        public var imageSize: Int
+        public var patchSize: Int
+        public var numChannels: Int
+        public var hiddenAct: String
+        public var layerNormEps: Float
+        public var projectionDim: Int
+
+        enum CodingKeys: String, CodingKey {
+            case hiddenSize = "hidden_size", intermediateSize = "intermediate_size", numHiddenLayers = "num_hidden_layers"
+            case numAttentionHeads = "num_attention_heads", imageSize = "image_size", patchSize = "patch_size"
+            case numChannels = "num_channels", hiddenAct = "hidden_act", layerNormEps = "layer_norm_eps"
+            case projectionDim = "projection_dim"
+        }
+
+        /// Hugging Face's `CLIPVisionConfig` defaults fill keys a config leaves out.
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? 768
+            intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? 3072
+            numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? 12
+            numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? 12
+            imageSize = try c.decodeIfPresent(Int.self, forKey: .imageSize) ?? 224
+            patchSize = try c.decodeIfPresent(Int.self, forKey: .patchSize) ?? 32
+            numChannels = try c.decodeIfPresent(Int.self, forKey: .numChannels) ?? 3
+            hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? "quick_gelu"
+            layerNormEps = try c.decodeIfPresent(Float.self, forKey: .layerNormEps) ?? 1e-5
+            projectionDim = try c.decodeIfPresent(Int.self, forKey: .projectionDim) ?? 512
+        }
+
+        /// Patches per side.
+        public var grid: Int { imageSize / patchSize }
+    }
+
+    /// Reads the vision config from `config.json`: `vision_config` of a `CLIPModel`, or a vision-only config.
+    public static func loadVisionConfig(directory: URL) throws -> VisionConfig {
+        let url = directory.appendingPathComponent("config.json")
+        guard let data = try? Data(contentsOf: url), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw CheckpointError("\(url.path): missing or not a JSON object. A CLIP checkpoint folder holds config.json and model.safetensors.")
+        }
+        do {
+            var vision = (object["vision_config"] as? [String: Any]) ?? object
+            if vision["projection_dim"] == nil, let projection = object["projection_dim"] { vision["projection_dim"] = projection }
+            return try JSONDecoder().decode(VisionConfig.self, from: JSONSerialization.data(withJSONObject: vision))
+        } catch {
+            throw CheckpointError("\(url.path): cannot read the vision config: \(error)")
+        }
+    }
+
+    /// How region features are taken from the last block.
+    public enum RegionMode: String, Sendable, CaseIterable {
+        /// The patch tokens after the last block (through `post_layernorm` and `visual_projection`).
+        case patch
+        /// MaskCLIP's value path: the last block's value projection and output projection of each token's own
+        /// (LayerNormed) input, with no attention mixing, residual or MLP; better localised.
+        case value
+    }
+
+    /// CLIP's vision tower with its projection: patch embedding (a stride-`p` convolution run as one matmul over
+    /// unfolded patches), class and position embeddings, `pre_layrnorm`, pre-LN blocks without a mask,
+    /// `post_layernorm` and `visual_projection`.
+    public final class VisionModel: @unchecked Sendable {
+        public let config: VisionConfig
+        let patchWeight: Tensor // [D, C·p·p]
+        let classEmbedding: Tensor
+        let positionEmbedding: Tensor
+        let preNormWeight, preNormBias, postNormWeight, postNormBias: Tensor
+        let layers: [TextModel.Layer]
+        let projection: Tensor
+
+        /// The outputs SSPA uses (SSPA-SPEC.md, "Inputs").
+        public struct Output: Sendable {
+            /// `[B, P]`: `visual_projection(post_layernorm(cls))`, the CLIP image embedding.
+            public var x0: Tensor
+            /// `[B, M, P]`: the patch tokens through `post_layernorm` and `visual_projection`.
+            public var regions: Tensor
+            /// `[B, 1+M, D]`: the last block's output (transformers' `last_hidden_state`, before `post_layernorm`).
+            public var lastHiddenState: Tensor
+        }
+
+        public convenience init(directory: URL) throws {
+            try self.init(config: CLIP.loadVisionConfig(directory: directory), checkpoint: Checkpoint(directory: directory))
+        }
+
+        // transformers CLIPVisionTransformer.__init__: key names and shapes
+        public init(config: VisionConfig, checkpoint: Checkpoint) throws {
+            guard ["quick_gelu", "gelu", "gelu_new", "gelu_pytorch_tanh"].contains(config.hiddenAct) else {
+                throw CheckpointError("\(checkpoint.directory.path)/config.json: vision hidden_act '\(config.hiddenAct)' is not supported.")
+            }
+            self.config = config
+            let d = config.hiddenSize, f = config.intermediateSize, p = config.patchSize, c = config.numChannels
+            func t(_ key: String, _ shape: [Int]) throws -> Tensor {
+                try checkpoint.tensor(anyOf: ["vision_model." + key, key], shape: shape)
+            }
+            patchWeight = try t("embeddings.patch_embedding.weight", [d, c, p, p]).reshaped([d, c * p * p])
+            classEmbedding = try t("embeddings.class_embedding", [d])
+            positionEmbedding = try t("embeddings.position_embedding.weight", [config.grid * config.grid + 1, d])
+            preNormWeight = try t("pre_layrnorm.weight", [d])
+            preNormBias = try t("pre_layrnorm.bias", [d])
+            layers = try (0..<config.numHiddenLayers).map { i in
+                let k = "encoder.layers.\(i)."
+                return TextModel.Layer(
+                    norm1Weight: try t(k + "layer_norm1.weight", [d]), norm1Bias: try t(k + "layer_norm1.bias", [d]),
+                    qWeight: try t(k + "self_attn.q_proj.weight", [d, d]), qBias: try t(k + "self_attn.q_proj.bias", [d]),
+                    kWeight: try t(k + "self_attn.k_proj.weight", [d, d]), kBias: try t(k + "self_attn.k_proj.bias", [d]),
+                    vWeight: try t(k + "self_attn.v_proj.weight", [d, d]), vBias: try t(k + "self_attn.v_proj.bias", [d]),
+                    outWeight: try t(k + "self_attn.out_proj.weight", [d, d]), outBias: try t(k + "self_attn.out_proj.bias", [d]),
+                    norm2Weight: try t(k + "layer_norm2.weight", [d]), norm2Bias: try t(k + "layer_norm2.bias", [d]),
+                    fc1Weight: try t(k + "mlp.fc1.weight", [f, d]), fc1Bias: try t(k + "mlp.fc1.bias", [f]),
+                    fc2Weight: try t(k + "mlp.fc2.weight", [d, f]), fc2Bias: try t(k + "mlp.fc2.bias", [d]))
+            }
+            postNormWeight = try t("post_layernorm.weight", [d])
+            postNormBias = try t("post_layernorm.bias", [d])
+            projection = try checkpoint.tensor("visual_projection.weight", shape: [config.projectionDim, d])
+        }
+
+        /// Unfolds `[B, C, H, W]` pixels into `[B·M, C·p·p]` patch rows in the convolution weight's (c, y, x) order.
+        func unfold(_ pixels: Tensor) -> Tensor {
+            let b = pixels.shape[0], c = config.numChannels, s = config.imageSize, p = config.patchSize, g = config.grid
+            return Tensor(unsafeUninitializedShape: [b * g * g, c * p * p]) { out in
+                pixels.withUnsafeBufferPointer { src in
+                    var o = 0
+                    for n in 0..<b {
+                        for gy in 0..<g {
+                            for gx in 0..<g {
+                                for ch in 0..<c {
+                                    for y in 0..<p {
+                                        let row = ((n * c + ch) * s + gy * p + y) * s + gx * p
+                                        for x in 0..<p { out[o] = src[row + x]; o += 1 }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        /// Runs the tower on normalised pixels `[B, C, S, S]` (CLIPImageProcessor's `pixel_values`).
+        // transformers CLIPVisionTransformer.forward, CLIPVisionModelWithProjection
+        public func encode(_ pixels: Tensor, regions mode: RegionMode = .patch) -> Output {
+            let s = config.imageSize
+            precondition(pixels.shape == [pixels.shape[0], config.numChannels, s, s], "CLIP.VisionModel: pixels must be [B, \(config.numChannels), \(s), \(s)], got \(pixels.shape)")
+            let b = pixels.shape[0], d = config.hiddenSize, m = config.grid * config.grid, t = m + 1
+            let patches = Ops.linear(unfold(pixels), weight: patchWeight, bias: nil) // [B·M, D]
+            // [cls; patches] + positions
+            var x = Tensor(unsafeUninitializedShape: [b, t, d]) { out in
+                classEmbedding.withUnsafeBufferPointer { cls in
+                    patches.withUnsafeBufferPointer { src in
+                        for n in 0..<b {
+                            for j in 0..<d { out[n * t * d + j] = cls[j] }
+                            for i in 0..<(m * d) { out[n * t * d + d + i] = src[n * m * d + i] }
+                        }
+                    }
+                }
+            }
+            Ops.addInPlace(&x, positionEmbedding)
+            x = Ops.layerNorm(x.reshaped([b * t, d]), weight: preNormWeight, bias: preNormBias, eps: config.layerNormEps)
+            var valueRegions: Tensor?
+            for (index, layer) in layers.enumerated() {
+                let h = Ops.layerNorm(x, weight: layer.norm1Weight, bias: layer.norm1Bias, eps: config.layerNormEps)
+                let v = Ops.linear(h, weight: layer.vWeight, bias: layer.vBias)
+                if mode == .value, index == layers.count - 1 {
+                    valueRegions = Ops.linear(v, weight: layer.outWeight, bias: layer.outBias).reshaped([b, t, d])
+                }
+                let q = Ops.linear(h, weight: layer.qWeight, bias: layer.qBias).reshaped([b, t, d])
+                let k = Ops.linear(h, weight: layer.kWeight, bias: layer.kBias).reshaped([b, t, d])
+                let attended = Ops.attention(query: q, key: k, value: v.reshaped([b, t, d]), heads: config.numAttentionHeads)
+                Ops.addInPlace(&x, Ops.linear(attended.reshaped([b * t, d]), weight: layer.outWeight, bias: layer.outBias))
+                let h2 = Ops.layerNorm(x, weight: layer.norm2Weight, bias: layer.norm2Bias, eps: config.layerNormEps)
+                var inner = Ops.linear(h2, weight: layer.fc1Weight, bias: layer.fc1Bias)
+                switch config.hiddenAct {
+                case "quick_gelu": Ops.quickGELUInPlace(&inner)
+                case "gelu": Ops.geluInPlace(&inner, approximation: .exact)
+                default: Ops.geluInPlace(&inner, approximation: .tanh)
+                }
+                Ops.addInPlace(&x, Ops.linear(inner, weight: layer.fc2Weight, bias: layer.fc2Bias))
+            }
+            let last = x.reshaped([b, t, d])
+            let normed = Ops.layerNorm(x, weight: postNormWeight, bias: postNormBias, eps: config.layerNormEps).reshaped([b, t, d])
+            let projectedAll = Ops.linear(normed.reshaped([b * t, d]), weight: projection, bias: nil).reshaped([b, t, config.projectionDim])
+            let x0 = Ops.slice(projectedAll, axis: 1, range: 0..<1).reshaped([b, config.projectionDim])
+            var regions = Ops.slice(projectedAll, axis: 1, range: 1..<t)
+            if let valueRegions {
+                let tokens = Ops.slice(valueRegions, axis: 1, range: 1..<t).reshaped([b * m, d])
+                let n = Ops.layerNorm(tokens, weight: postNormWeight, bias: postNormBias, eps: config.layerNormEps)
+                regions = Ops.linear(n, weight: projection, bias: nil).reshaped([b, m, config.projectionDim])
+            }
+            return Output(x0: x0, regions: regions, lastHiddenState: last)
+        }
+    }
+}
