@@ -28,7 +28,7 @@ let package = Package(
         .systemLibrary(
             name: "CImageCodecs",
             path: "Sources/CImageCodecs",
-            providers: [.apt(["libjpeg62-turbo-dev", "libpng-dev"])]
+            providers: [.apt(["libjpeg62-turbo-dev", "libturbojpeg0-dev", "libpng-dev"])]
         ),
         .target(
             name: "Images",

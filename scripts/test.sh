@@ -12,9 +12,9 @@ log() { printf '\n==> %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 if [ "${SSPA_SKIP_INSTALL:-0}" != 1 ]; then
-  log "Debian packages: libopenblas-dev wordnet-base sqlite3 curl libjpeg62-turbo-dev libpng-dev"
+  log "Debian packages: libopenblas-dev wordnet-base sqlite3 curl libjpeg62-turbo-dev libturbojpeg0-dev libpng-dev"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev wordnet-base sqlite3 curl libjpeg62-turbo-dev libpng-dev >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev wordnet-base sqlite3 curl libjpeg62-turbo-dev libturbojpeg0-dev libpng-dev >/dev/null
   log "Python test tools (scripts/requirements-test.txt; llama-cpp-python builds from source the first time)"
   CMAKE_BUILD_PARALLEL_LEVEL=2 python3 -m pip install -q -r scripts/requirements-test.txt
 fi
