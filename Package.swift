@@ -73,6 +73,7 @@ let package = Package(
             name: "SSPACommand",
             dependencies: [
                 "SSPA",
+                "Images",
                 "Knowledge",
                 "CLIP",
                 "Tensor",
@@ -94,7 +95,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SSPATests",
-            dependencies: ["SSPA", "SSPACommand", "Knowledge", "CLIP", "Tensor", "TestSupport"],
+            dependencies: ["SSPA", "SSPACommand", "Knowledge", "CLIP", "Tensor", "Images", "TestSupport"],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(
