@@ -115,6 +115,16 @@ struct StoreTests {
         #expect(try store.labelSet(named: "pets")?.labels.count == 3, "a refused update changes nothing")
     }
 
+    @Test func readingAnOlderStoreMigratesItOnce() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("old.db").path
+        try StoreSchema.migrator.migrate(DatabaseQueue(path: path), upTo: "v1-descriptions-view")
+        let store = try KnowledgeStore(path: path, readOnly: true)
+        #expect(try store.appliedMigrations().last == "v2-embeddings")
+        #expect(try store.labelSetNames().isEmpty)
+    }
+
     @Test func aFileThatIsNotSQLiteGetsAClearError() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -35,7 +35,16 @@ public final class KnowledgeStore: Sendable {
             if !readOnly {
                 try StoreSchema.migrator.migrate(queue)
             } else if try queue.read({ try !StoreSchema.migrator.hasCompletedMigrations($0) }) {
-                throw StoreError("\(path) was written by a different version of sspa-knowledge (its schema is not current). Run `sspa-knowledge build` with this version to migrate it.")
+                // An older file: migrations only add, so bring it up to date once if we may write it.
+                guard FileManager.default.isWritableFile(atPath: path) else {
+                    throw StoreError("\(path) was written by an older version of sspa-knowledge and is read-only here. Copy it somewhere writable, or run `sspa-knowledge build` on it to migrate it.")
+                }
+                var writable = Configuration()
+                writable.busyMode = .timeout(10)
+                try StoreSchema.migrator.migrate(DatabaseQueue(path: path, configuration: writable))
+                if try queue.read({ try !StoreSchema.migrator.hasCompletedMigrations($0) }) {
+                    throw StoreError("\(path) was written by a newer version of sspa-knowledge; use that version.")
+                }
             }
         } catch let error as DatabaseError where error.resultCode == .SQLITE_NOTADB || error.resultCode == .SQLITE_CORRUPT {
             throw StoreError("\(path) is not a SQLite database (or is damaged): \(error.message ?? "\(error)"). Pass another --db, or move this file away.")
