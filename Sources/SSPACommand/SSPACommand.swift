@@ -16,6 +16,6 @@ struct SSPACommand: AsyncParsableCommand {
               sspa evaluate --model runs/voc --features test.safetensors
             """,
         version: "0.1.0",
-        subcommands: [Train.self, Evaluate.self]
+        subcommands: [Features.self, Train.self, Evaluate.self, Predict.self]
     )
 }
