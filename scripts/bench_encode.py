@@ -38,6 +38,10 @@ OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: on some processors these are set in this e
 them exactly as they are for both sides (it neither sets nor unsets them) and prints their values.  PyTorch's
 CPU wheel uses MKL/oneDNN, not OpenBLAS, so they only affect the Swift side.
 
+Run time: about 30 minutes on 2 idle cores with the defaults (transformers with padding=True at 1 thread takes
+about 3.5 minutes per pass).  Each side is timed best of ``--repeat``; on a machine busy with other work the
+numbers, the 2-thread ones especially, are noisy: check the load average printed per thread count.
+
 Exit status: 0 when every parity check passes, 1 otherwise.  The Swift/transformers >= 1.5x goal is reported,
 not enforced.
 """
