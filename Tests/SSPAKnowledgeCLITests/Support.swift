@@ -3,71 +3,28 @@ import Testing
 import TestSupport
 
 /// The result of running a command.
-struct Run: CustomStringConvertible {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-    var description: String { "exit \(status)\n--- stdout\n\(stdout)\n--- stderr\n\(stderr)" }
-}
+typealias Run = ProcessResult
 
 /// Runs the real `sspa-knowledge` binary that `swift test` built next to the test bundle.
 enum CLI {
-    static let binary: String = {
-        if let explicit = ProcessInfo.processInfo.environment["SSPA_KNOWLEDGE_BIN"] { return explicit }
-        var candidates: [URL] = []
-        let argument0 = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        candidates.append(argument0.deletingLastPathComponent())
-        candidates.append(Bundle.main.bundleURL.deletingLastPathComponent())
-        candidates.append(Bundle.main.bundleURL)
-        for directory in candidates {
-            var dir = directory
-            for _ in 0..<4 {
-                let candidate = dir.appendingPathComponent("sspa-knowledge").path
-                if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-                dir = dir.deletingLastPathComponent()
-            }
-        }
-        return Repo.path(".build/debug/sspa-knowledge")
-    }()
+    static let binary: String = ProcessInfo.processInfo.environment["SSPA_KNOWLEDGE_BIN"] ?? Processes.locate("sspa-knowledge")
 
     static func start(_ arguments: [String], environment: [String: String] = [:], cwd: URL? = nil) throws -> (Process, Pipe, Pipe) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "SSPA_LLM_URL")
         env.removeValue(forKey: "SSPA_LLM_MODEL")
         env.removeValue(forKey: "OPENAI_API_KEY")
         for (k, v) in environment { env[k] = v }
-        process.environment = env
-        if let cwd { process.currentDirectoryURL = cwd }
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        return (process, out, err)
+        return try Processes.start(binary, arguments, environment: env, cwd: cwd)
     }
 
-    /// Runs to completion, reading both pipes while it runs so a chatty child never blocks.
+    /// Runs to completion, reading both pipes while it runs.
     static func run(_ arguments: [String], environment: [String: String] = [:], cwd: URL? = nil) throws -> Run {
         let (process, out, err) = try start(arguments, environment: environment, cwd: cwd)
         return finish(process, out, err)
     }
 
-    static func finish(_ process: Process, _ out: Pipe, _ err: Pipe) -> Run {
-        nonisolated(unsafe) var errData = Data()
-        let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async {
-            errData = err.fileHandleForReading.readDataToEndOfFile()
-            group.leave()
-        }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        process.waitUntilExit()
-        return Run(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
-    }
+    static func finish(_ process: Process, _ out: Pipe, _ err: Pipe) -> Run { Processes.finish(process, out, err) }
 }
 
 /// Runs `sqlite3` (the CLI a person would use) on a store.

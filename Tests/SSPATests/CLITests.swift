@@ -7,61 +7,18 @@ import Testing
 @testable import SSPA
 
 /// The result of running a binary.
-struct SSPARun: CustomStringConvertible {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-    var description: String { "exit \(status)\n--- stdout\n\(stdout)\n--- stderr\n\(stderr)" }
-}
+typealias SSPARun = ProcessResult
 
 /// Runs the real `sspa` and `sspa-knowledge` binaries that `swift build --build-tests` put next to the test bundle.
 enum SSPABinary {
-    static func locate(_ name: String) -> String {
-        var candidates: [URL] = []
-        let argument0 = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        candidates.append(argument0.deletingLastPathComponent())
-        candidates.append(Bundle.main.bundleURL.deletingLastPathComponent())
-        candidates.append(Bundle.main.bundleURL)
-        for directory in candidates {
-            var dir = directory
-            for _ in 0..<4 {
-                let candidate = dir.appendingPathComponent(name).path
-                if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-                dir = dir.deletingLastPathComponent()
-            }
-        }
-        return Repo.path(".build/debug/\(name)")
-    }
-    static let sspa = locate("sspa")
-    static let knowledge = locate("sspa-knowledge")
+    static let sspa = Processes.locate("sspa")
+    static let knowledge = Processes.locate("sspa-knowledge")
 
     static func start(_ binary: String, _ arguments: [String]) throws -> (Process, Pipe, Pipe) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
-        process.currentDirectoryURL = Repo.root
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        return (process, out, err)
+        try Processes.start(binary, arguments, cwd: Repo.root)
     }
 
-    static func finish(_ process: Process, _ out: Pipe, _ err: Pipe) -> SSPARun {
-        nonisolated(unsafe) var errData = Data()
-        let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async {
-            errData = err.fileHandleForReading.readDataToEndOfFile()
-            group.leave()
-        }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        process.waitUntilExit()
-        return SSPARun(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                       stderr: String(decoding: errData, as: UTF8.self))
-    }
+    static func finish(_ process: Process, _ out: Pipe, _ err: Pipe) -> SSPARun { Processes.finish(process, out, err) }
 
     static func run(_ binary: String, _ arguments: [String]) throws -> SSPARun {
         let (p, o, e) = try start(binary, arguments)
