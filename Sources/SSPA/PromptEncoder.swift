@@ -19,8 +19,11 @@ extension SSPA {
         public let sequences: [[Int32]]
         /// Pooling index per label (the EOT after the name).
         public let poolIndices: [Int]
-        /// Token plus position embeddings `[C, L, D]`, with zeros (plus position embeddings) at the context slots.
-        let baseEmbeddings: Tensor
+        /// Token plus position embeddings of the shared prefix `[SOT] u_1…u_n`, `[n + 1, D]`, with zeros (plus
+        /// position embeddings) at the context slots.
+        let prefixEmbeddings: Tensor
+        /// Token plus position embeddings of every label's own tokens (positions `n + 1 ..< L`), `[C·(L − n − 1), D]`.
+        let suffixEmbeddings: Tensor
 
         /// Labels number `C`.
         public var labelCount: Int { sequences.count }
@@ -57,7 +60,11 @@ extension SSPA {
             self.nCtx = nCtx
             self.sequences = padded
             self.poolIndices = raw.map { $0.count - 1 }
-            self.baseEmbeddings = base
+            let prefix = nCtx + 1
+            self.prefixEmbeddings = Ops.slice(Ops.slice(base, axis: 0, range: 0..<1).reshaped([length, width]),
+                                              axis: 0, range: 0..<prefix)
+            self.suffixEmbeddings = Ops.slice(base, axis: 1, range: prefix..<length)
+                .reshaped([padded.count * (length - prefix), width])
         }
 
         /// The prompts of `displayNames`, tokenized by `tokenizer` (the name's tokens, then those of ".").
@@ -89,6 +96,13 @@ extension SSPA {
 
         /// `E_t` of several prompts in one pass through the tower (the CAP and global prompts of a step share their
         /// matrix products); returns one `[C, d]` per context, in order.
+        ///
+        /// Two exact savings over running every padded sequence through every layer, both from the causal mask:
+        /// - The prefix `[SOT] u_1…u_n` is the same for every label of a prompt and sees nothing after it, so its
+        ///   hidden states are computed once per prompt; each label runs only its own tokens, attending to the
+        ///   shared prefix's keys and values (`queryOffset`). With names of a few tokens this halves the tower.
+        /// - Only the pooled state leaves the tower, so the last layer runs its query, output projection and MLP on
+        ///   the pooled row alone (its keys and values still cover the whole sequence, masked after the pool index).
         // scripts/sspa_reference.py, TextTower.__call__ and encode_hidden; transformers CLIPTextTransformer.forward
         public func encode(_ contexts: [Variable]) -> [Variable] {
             precondition(!contexts.isEmpty, "PromptEncoder.encode: no contexts")
@@ -97,45 +111,78 @@ extension SSPA {
             for context in contexts {
                 precondition(context.shape == [nCtx, width], "PromptEncoder: context must be [\(nCtx), \(width)], got \(context.shape)")
             }
-            // Context vectors scattered into their slots: a gather from [ctx_1; …; ctx_n; 0].
+            let prefix = nCtx + 1, suffix = length - prefix, rows = n * c
+            let heads = textModel.config.numAttentionHeads, eps = textModel.config.layerNormEps
+
+            // Prefix rows [n·prefix, D]: SOT then the context vectors, a gather from [ctx_1; …; ctx_n; 0], plus the
+            // SOT embedding and position embeddings.
             let table = tape.concat(contexts + [tape.constant(Tensor(zeros: [1, width]))], axis: 0)
-            let zeroRow = n * nCtx
             var slots: [Int32] = []
-            slots.reserveCapacity(n * c * length)
+            slots.reserveCapacity(n * prefix)
             for p in 0..<n {
-                for _ in 0..<c {
-                    for t in 0..<length {
-                        slots.append(t >= 1 && t <= nCtx ? Int32(p * nCtx + t - 1) : Int32(zeroRow))
-                    }
+                slots.append(Int32(n * nCtx))
+                for t in 0..<nCtx { slots.append(Int32(p * nCtx + t)) }
+            }
+            var xPre = tape.add(tape.reshape(tape.embedding(table, ids: slots), [n, prefix, width]),
+                                tape.constant(prefixEmbeddings))
+            xPre = tape.reshape(xPre, [n * prefix, width])
+            // Label rows [n·C·suffix, D]: fixed tokens, so a constant until the first attention mixes in the prefix.
+            var xSuf = tape.constant(n == 1 ? suffixEmbeddings : Ops.concat(Array(repeating: suffixEmbeddings, count: n), axis: 0))
+            // Row r = p·C + c of the label stream sees prompt p's prefix: its keys and values, tiled per label.
+            var tile: [Int32] = []
+            tile.reserveCapacity(rows * prefix)
+            for r in 0..<rows { for t in 0..<prefix { tile.append(Int32((r / c) * prefix + t)) } }
+            func keysOverWholeSequence(_ pre: Variable, _ suf: Variable) -> Variable {
+                tape.concat([tape.reshape(tape.embedding(pre, ids: tile), [rows, prefix, width]),
+                             tape.reshape(suf, [rows, suffix, width])], axis: 1)
+            }
+            func constant(_ t: Tensor) -> Variable { tape.constant(t) }
+            /// The residual attention output projection and the MLP block.
+            func finishBlock(_ x: Variable, _ attended: Variable, _ layer: CLIP.TextModel.Layer) -> Variable {
+                let x = tape.add(x, tape.linear(tape.reshape(attended, [x.shape[0], width]),
+                                                weight: constant(layer.outWeight), bias: constant(layer.outBias)))
+                let h = tape.layerNorm(x, weight: constant(layer.norm2Weight), bias: constant(layer.norm2Bias), eps: eps)
+                let inner = activate(tape.linear(h, weight: constant(layer.fc1Weight), bias: constant(layer.fc1Bias)))
+                return tape.add(x, tape.linear(inner, weight: constant(layer.fc2Weight), bias: constant(layer.fc2Bias)))
+            }
+
+            // Rows of the label stream holding the pooled (EOT) states.
+            let poolRows = (0..<rows).map { r in r * suffix + poolIndices[r % c] - prefix }
+            var final: Variable?
+            for (index, layer) in textModel.layers.enumerated() {
+                let hPre = tape.layerNorm(xPre, weight: constant(layer.norm1Weight), bias: constant(layer.norm1Bias), eps: eps)
+                let hSuf = tape.layerNorm(xSuf, weight: constant(layer.norm1Weight), bias: constant(layer.norm1Bias), eps: eps)
+                func project(_ h: Variable, _ w: Tensor, _ b: Tensor) -> Variable {
+                    tape.linear(h, weight: constant(w), bias: constant(b))
+                }
+                let kPre = project(hPre, layer.kWeight, layer.kBias), vPre = project(hPre, layer.vWeight, layer.vBias)
+                let keys = keysOverWholeSequence(kPre, project(hSuf, layer.kWeight, layer.kBias))
+                let values = keysOverWholeSequence(vPre, project(hSuf, layer.vWeight, layer.vBias))
+                if index < textModel.layers.count - 1 {
+                    // The prefix attends to itself; each label's tokens to the prefix and to themselves.
+                    let attPre = tape.attention(query: tape.reshape(project(hPre, layer.qWeight, layer.qBias), [n, prefix, width]),
+                                                key: tape.reshape(kPre, [n, prefix, width]),
+                                                value: tape.reshape(vPre, [n, prefix, width]), heads: heads, causal: true)
+                    let attSuf = tape.attention(query: tape.reshape(project(hSuf, layer.qWeight, layer.qBias), [rows, suffix, width]),
+                                                key: keys, value: values, heads: heads, causal: true, queryOffset: prefix)
+                    xPre = finishBlock(xPre, attPre, layer)
+                    xSuf = finishBlock(xSuf, attSuf, layer)
+                } else {
+                    // Last layer: only the pooled rows go on; the keys after each pool index are masked.
+                    var mask: [Bool] = []
+                    mask.reserveCapacity(rows * length)
+                    for r in 0..<rows { for t in 0..<length { mask.append(t > poolIndices[r % c]) } }
+                    let query = project(tape.embedding(hSuf, ids: poolRows), layer.qWeight, layer.qBias)
+                    let attended = tape.attention(query: tape.reshape(query, [rows, 1, width]), key: keys, value: values,
+                                                  heads: heads, keyPaddingMask: mask)
+                    final = finishBlock(tape.embedding(xSuf, ids: poolRows), attended, layer)
                 }
             }
-            let placed = tape.embedding(table, ids: slots, idsShape: [n * c, length])
-            let base = n == 1 ? baseEmbeddings : Ops.concat(Array(repeating: baseEmbeddings, count: n), axis: 0)
-            let rows = n * c
-            var x = tape.reshape(tape.add(placed, tape.constant(base)), [rows * length, width])
-            let eps = textModel.config.layerNormEps
-            for layer in textModel.layers {
-                let h = tape.layerNorm(x, weight: tape.constant(layer.norm1Weight), bias: tape.constant(layer.norm1Bias), eps: eps)
-                let q = tape.linear(h, weight: tape.constant(layer.qWeight), bias: tape.constant(layer.qBias))
-                let k = tape.linear(h, weight: tape.constant(layer.kWeight), bias: tape.constant(layer.kBias))
-                let v = tape.linear(h, weight: tape.constant(layer.vWeight), bias: tape.constant(layer.vBias))
-                let attended = tape.attention(query: tape.reshape(q, [rows, length, width]),
-                                              key: tape.reshape(k, [rows, length, width]),
-                                              value: tape.reshape(v, [rows, length, width]),
-                                              heads: textModel.config.numAttentionHeads, causal: true)
-                x = tape.add(x, tape.linear(tape.reshape(attended, [rows * length, width]),
-                                            weight: tape.constant(layer.outWeight), bias: tape.constant(layer.outBias)))
-                let h2 = tape.layerNorm(x, weight: tape.constant(layer.norm2Weight), bias: tape.constant(layer.norm2Bias), eps: eps)
-                let inner = activate(tape.linear(h2, weight: tape.constant(layer.fc1Weight), bias: tape.constant(layer.fc1Bias)))
-                x = tape.add(x, tape.linear(inner, weight: tape.constant(layer.fc2Weight), bias: tape.constant(layer.fc2Bias)))
-            }
-            // The final LayerNorm is row-wise, so pooling first and normalising only the pooled rows is exact.
-            var pool: [Int] = []
-            pool.reserveCapacity(rows)
-            for r in 0..<rows { pool.append(r * length + poolIndices[r % c]) }
-            let pooled = tape.layerNorm(tape.embedding(x, ids: pool), weight: tape.constant(textModel.finalNormWeight),
-                                        bias: tape.constant(textModel.finalNormBias), eps: eps)
-            let projected = tape.linear(pooled, weight: tape.constant(textModel.projection))
+            // The final LayerNorm is row-wise, so normalising only the pooled rows is exact.
+            let pooled = tape.layerNorm(final ?? tape.embedding(xSuf, ids: poolRows),
+                                        weight: constant(textModel.finalNormWeight),
+                                        bias: constant(textModel.finalNormBias), eps: eps)
+            let projected = tape.linear(pooled, weight: constant(textModel.projection))
             if n == 1 { return [projected] }
             return (0..<n).map { tape.slice(projected, axis: 0, range: ($0 * c)..<(($0 + 1) * c)) }
         }

@@ -6,32 +6,36 @@
 /// addresses through its leading dimension, so no tensor is ever split into heads or transposed. Rank-2 inputs
 /// `[T, H·D]` mean a batch of one.
 ///
-/// Masks: `causal` lets query `i` see keys `0...i` (top-left aligned, as PyTorch's `is_causal`);
+/// Masks: `causal` lets query `i` see keys `0...i + queryOffset` (top-left aligned, as PyTorch's `is_causal`, when
+/// `queryOffset` is 0; with a prefix of `queryOffset` keys whose queries were computed elsewhere, such as a cached or
+/// shared prompt prefix, query `i` sits at position `queryOffset + i`);
 /// `keyPaddingMask` is `[B, Tk]` row-major, `true` for a padded key that no query may see (PyTorch's
 /// `key_padding_mask` convention). A query with no visible key gets zeros rather than NaN.
 extension Ops {
     /// Attention output; see the extension's comment for layout and masks. `scale` defaults to `1/√Dk`.
     public static func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool = false,
-                                 keyPaddingMask: [Bool]? = nil, scale: Float? = nil) -> Tensor {
-        attention(query: query, key: key, value: value, heads: heads, causal: causal,
+                                 queryOffset: Int = 0, keyPaddingMask: [Bool]? = nil, scale: Float? = nil) -> Tensor {
+        attention(query: query, key: key, value: value, heads: heads, causal: causal, queryOffset: queryOffset,
                   keyPaddingMask: keyPaddingMask, scale: scale, keepProbabilities: false).output
     }
 
     /// Attention that also returns the probabilities `[B, H, Tq, Tk]` (masked entries exactly 0), which the
     /// backward pass needs and which GDMA reports.
     public static func attentionWithProbabilities(
-        query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool = false,
+        query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool = false, queryOffset: Int = 0,
         keyPaddingMask: [Bool]? = nil, scale: Float? = nil
     ) -> (output: Tensor, probabilities: Tensor) {
-        let r = attention(query: query, key: key, value: value, heads: heads, causal: causal,
+        let r = attention(query: query, key: key, value: value, heads: heads, causal: causal, queryOffset: queryOffset,
                           keyPaddingMask: keyPaddingMask, scale: scale, keepProbabilities: true)
         return (r.output, r.probabilities!)
     }
 
-    static func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool,
+    static func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool, queryOffset: Int,
                           keyPaddingMask: [Bool]?, scale: Float?,
                           keepProbabilities: Bool) -> (output: Tensor, probabilities: Tensor?) {
         let g = AttentionGeometry(query.shape, key.shape, value.shape, heads: heads)
+        precondition(queryOffset >= 0 && (queryOffset == 0 || causal),
+                     "Ops.attention: queryOffset must be non-negative and is only meaningful with a causal mask")
         if let keyPaddingMask {
             precondition(keyPaddingMask.count == g.batch * g.tk,
                          "Ops.attention: keyPaddingMask has \(keyPaddingMask.count) flags, expected B·Tk = \(g.batch * g.tk)")
@@ -57,7 +61,7 @@ extension Ops {
                                 for item in range {
                                     let scores = probs.map { $0 + item * scoresPerItem } ?? scr + chunk * scoresPerItem
                                     attendOne(item: item, g: g, heads: heads, alpha: alpha, causal: causal,
-                                              padding: keyPaddingMask, q: q, k: k, v: v, out: o, scores: scores)
+                                              offset: queryOffset, padding: keyPaddingMask, q: q, k: k, v: v, out: o, scores: scores)
                                 }
                             }
                         }
@@ -77,9 +81,9 @@ extension Ops {
     /// into the head's columns of the output.
     ///
     /// Query rows go in blocks small enough for single-threaded BLAS. Under a causal mask a block of rows
-    /// `i0..<i1` only needs keys `0..<i1`, so the masked upper triangle is never computed.
+    /// `i0..<i1` only needs keys `0..<i1 + offset`, so the masked upper triangle is never computed.
     @inline(__always)
-    static func attendOne(item: Int, g: AttentionGeometry, heads: Int, alpha: Float, causal: Bool,
+    static func attendOne(item: Int, g: AttentionGeometry, heads: Int, alpha: Float, causal: Bool, offset: Int,
                           padding: [Bool]?, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
                           v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
                           scores: UnsafeMutablePointer<Float>) {
@@ -91,14 +95,14 @@ extension Ops {
         let block = max(1, min(g.tq, blasSingleThreadWork / perRow - 1, causal ? 32 : g.tq))
         for i0 in stride(from: 0, to: g.tq, by: block) {
             let i1 = min(i0 + block, g.tq)
-            let keys = causal ? min(i1, g.tk) : g.tk
+            let keys = causal ? min(i1 + offset, g.tk) : g.tk
             let rows = scores + i0 * g.tk
             BLAS.sgemm(transA: false, transB: true, m: i1 - i0, n: keys, k: g.dk, alpha: alpha,
                        a: qBase + i0 * qk, lda: qk, b: kBase, ldb: qk, beta: 0, c: rows, ldc: g.tk)
             for i in i0..<i1 {
                 let row = scores + i * g.tk
-                // Under a causal mask only keys 0...i take part; softmax runs over that prefix alone.
-                let visible = causal ? min(i + 1, g.tk) : g.tk
+                // Under a causal mask only keys 0...i + offset take part; softmax runs over that prefix alone.
+                let visible = causal ? min(i + 1 + offset, g.tk) : g.tk
                 if let padding {
                     let flags = b * g.tk
                     for j in 0..<visible where padding[flags + j] { row[j] = -.infinity }

@@ -68,14 +68,16 @@ extension Tape {
     /// `Ops.attention`. Keeps Q, K, V and the probabilities P; per head the backward is dV = Pᵀ·dO, dP = dO·Vᵀ,
     /// dS = P ⊙ (dP − rowsum(dP ⊙ P)), dQ = scale·dS·K, dK = scale·dSᵀ·Q.
     public func attention(query: Variable, key: Variable, value: Variable, heads: Int, causal: Bool = false,
-                          keyPaddingMask: [Bool]? = nil, scale: Float? = nil) -> Variable {
+                          queryOffset: Int = 0, keyPaddingMask: [Bool]? = nil, scale: Float? = nil) -> Variable {
         check(query, key, value)
         guard query.requiresGrad || key.requiresGrad || value.requiresGrad else {
             return constant(Ops.attention(query: query.value, key: key.value, value: value.value, heads: heads,
-                                          causal: causal, keyPaddingMask: keyPaddingMask, scale: scale))
+                                          causal: causal, queryOffset: queryOffset, keyPaddingMask: keyPaddingMask,
+                                          scale: scale))
         }
         let r = Ops.attentionWithProbabilities(query: query.value, key: key.value, value: value.value, heads: heads,
-                                               causal: causal, keyPaddingMask: keyPaddingMask, scale: scale)
+                                               causal: causal, queryOffset: queryOffset,
+                                               keyPaddingMask: keyPaddingMask, scale: scale)
         return record(r.output, true) {
             let iq = query.id, ik = key.id, iv = value.id
             // dV needs only P; dQ needs K and V; dK needs Q and V. Keep nothing else (a tensor that is not needed

@@ -34,6 +34,21 @@ struct AttentionTests {
         #expect(single == Ops.slice(out, axis: 0, range: 0..<1).reshaped([7, 6]))
     }
 
+    @Test("a causal query offset equals the last rows of full causal attention (a shared prefix)", arguments: [7, 33, 130])
+    func queryOffset(length: Int) {
+        let (heads, dh) = (2, 4)
+        let q = Reference.random([2, length, heads * dh], seed: 13)
+        let k = Reference.random([2, length, heads * dh], seed: 14)
+        let v = Reference.random([2, length, heads * dh], seed: 15)
+        let full = Ops.attention(query: q, key: k, value: v, heads: heads, causal: true)
+        for prefix in [1, length / 2, length - 1] {
+            let tail = Ops.attention(query: Ops.slice(q, axis: 1, range: prefix..<length), key: k, value: v,
+                                     heads: heads, causal: true, queryOffset: prefix)
+            #expect(Reference.maxAbsDiff(tail, Reference.doubles(Ops.slice(full, axis: 1, range: prefix..<length))) <= 1e-6,
+                    "prefix \(prefix)")
+        }
+    }
+
     @Test("padded keys are ignored: same output as attention over the unpadded keys", arguments: [7, 33, 130])
     func paddingMask(length: Int) {
         let (heads, dh) = (2, 4)

@@ -154,8 +154,10 @@ struct AutodiffFloat64Tests {
         let b = c.batch ?? 1
         let mask: [Bool]? = c.padded ? (0..<(b * c.tk)).map { $0 % c.tk == c.tk - 1 || $0 == 1 } : nil
         expectClose(GradCheck64.run([q, k, v], tape: { t, x in
-            t.attention(query: x[0], key: x[1], value: x[2], heads: c.heads, causal: c.causal, keyPaddingMask: mask)
-        }, reference: { Ref64.attention($0[0], $0[1], $0[2], heads: c.heads, causal: c.causal, padding: mask) }),
+            t.attention(query: x[0], key: x[1], value: x[2], heads: c.heads, causal: c.causal, queryOffset: c.offset,
+                        keyPaddingMask: mask)
+        }, reference: { Ref64.attention($0[0], $0[1], $0[2], heads: c.heads, causal: c.causal, offset: c.offset,
+                                        padding: mask) }),
                     "attention")
     }
 }

@@ -156,8 +156,10 @@ struct AutodiffGradientTests {
 
     struct AttentionCase: CustomTestStringConvertible, Sendable {
         let batch: Int?, tq: Int, tk: Int, heads: Int, dk: Int, dv: Int, causal: Bool, padded: Bool
+        /// Causal position of the first query among the keys (a shared prefix whose queries are elsewhere).
+        var offset = 0
         var testDescription: String {
-            "B=\(batch.map(String.init) ?? "-") Tq=\(tq) Tk=\(tk) H=\(heads) causal=\(causal) padded=\(padded)"
+            "B=\(batch.map(String.init) ?? "-") Tq=\(tq) Tk=\(tk) H=\(heads) causal=\(causal) padded=\(padded) offset=\(offset)"
         }
     }
 
@@ -169,6 +171,8 @@ struct AutodiffGradientTests {
         .init(batch: 2, tq: 3, tk: 5, heads: 1, dk: 3, dv: 3, causal: false, padded: true),
         .init(batch: nil, tq: 7, tk: 7, heads: 1, dk: 3, dv: 3, causal: true, padded: false),
         .init(batch: 1, tq: 1, tk: 1, heads: 1, dk: 1, dv: 1, causal: true, padded: false),
+        .init(batch: 2, tq: 3, tk: 7, heads: 2, dk: 2, dv: 3, causal: true, padded: false, offset: 4),
+        .init(batch: 2, tq: 4, tk: 5, heads: 1, dk: 3, dv: 2, causal: true, padded: true, offset: 1),
     ]
 
     @Test("multi-head attention with and without causal mask", arguments: attentionCases)
@@ -180,7 +184,8 @@ struct AutodiffGradientTests {
         let b = c.batch ?? 1
         let mask: [Bool]? = c.padded ? (0..<(b * c.tk)).map { $0 % c.tk == c.tk - 1 || $0 == 1 } : nil
         let outcome = GradCheck.run([q, k, v]) { t, x in
-            t.attention(query: x[0], key: x[1], value: x[2], heads: c.heads, causal: c.causal, keyPaddingMask: mask)
+            t.attention(query: x[0], key: x[1], value: x[2], heads: c.heads, causal: c.causal, queryOffset: c.offset,
+                        keyPaddingMask: mask)
         }
         expectClose(outcome, "attention")
     }

@@ -164,7 +164,8 @@ enum Ref64 {
     }
 
     /// Naive multi-head attention on `[B, T, H·D]` or `[T, H·D]`, masks as `Ops.attention`.
-    static func attention(_ q: D64, _ k: D64, _ v: D64, heads: Int, causal: Bool, padding: [Bool]?) -> D64 {
+    static func attention(_ q: D64, _ k: D64, _ v: D64, heads: Int, causal: Bool, offset: Int = 0,
+                          padding: [Bool]?) -> D64 {
         let lead = q.shape.count == 3
         let b = lead ? q.shape[0] : 1
         let tq = q.shape[q.shape.count - 2], tk = k.shape[k.shape.count - 2]
@@ -175,7 +176,7 @@ enum Ref64 {
                 for i in 0..<tq {
                     var scores = [Double](repeating: -.infinity, count: tk)
                     for j in 0..<tk {
-                        if causal && j > i { continue }
+                        if causal && j > i + offset { continue }
                         if let padding, padding[bi * tk + j] { continue }
                         var s = 0.0
                         for d in 0..<dk { s += q.v[(bi * tq + i) * width + h * dk + d] * k.v[(bi * tk + j) * width + h * dk + d] }
