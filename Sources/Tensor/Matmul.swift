@@ -138,6 +138,26 @@ enum BLAS {
             }
             return
         }
+        if n == 1 || m == 1 {
+            // A matrix-vector product. OpenBLAS 0.3.21's sgemm runs these shapes (e.g. [6272, 1024] × [1024, 1]) at
+            // about 0.01 GFLOP/s; sgemv streams them. With beta = 0 the output is zeroed first, so whatever an
+            // uninitialised buffer held (even NaN) never leaks through beta · C.
+            if beta == 0 {
+                if n == 1 { for i in 0..<m { c[i * ldc] = 0 } } else { c.update(repeating: 0, count: n) }
+            }
+            if n == 1 {
+                // c[:, 0] = alpha · op(A) · (column 0 of op(B)) + beta · c[:, 0]
+                cblas_sgemv(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, Int32(transA ? k : m),
+                            Int32(transA ? m : k), alpha, a, Int32(max(lda, 1)), b, Int32(transB ? 1 : max(ldb, 1)),
+                            beta, c, Int32(max(ldc, 1)))
+            } else {
+                // c[0, :]ᵀ = alpha · op(B)ᵀ · (row 0 of op(A))ᵀ + beta · c[0, :]ᵀ
+                cblas_sgemv(CblasRowMajor, transB ? CblasNoTrans : CblasTrans, Int32(transB ? n : k),
+                            Int32(transB ? k : n), alpha, b, Int32(max(ldb, 1)), a, Int32(transA ? max(lda, 1) : 1),
+                            beta, c, 1)
+            }
+            return
+        }
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
                     beta, c, Int32(max(ldc, 1)))

@@ -21,6 +21,36 @@ struct MatmulTests {
         }
     }
 
+    @Test("matrix-vector shapes (m = 1 or n = 1) with padded leading dimensions, beta 0 over NaN and beta 1",
+          arguments: [(1, 7), (9, 1), (1, 1), (130, 1), (1, 130)])
+    func matrixVector(m: Int, n: Int) {
+        let k = 33, pad = 3
+        for transA in [false, true] { for transB in [false, true] {
+            let (ra, ca) = transA ? (k, m) : (m, k), (rb, cb) = transB ? (n, k) : (k, n)
+            let lda = ca + pad, ldb = cb + pad, ldc = n + pad
+            let a = Reference.random([ra * lda], seed: 31), b = Reference.random([rb * ldb], seed: 32)
+            // The reference on the packed (unpadded) matrices.
+            let packedA = (0..<ra).flatMap { r in (0..<ca).map { Double(a.scalars[r * lda + $0]) } }
+            let packedB = (0..<rb).flatMap { r in (0..<cb).map { Double(b.scalars[r * ldb + $0]) } }
+            let product = Reference.matmul(packedA, packedB, m: m, n: n, k: k, transA: transA, transB: transB)
+            for beta: Float in [0, 1] {
+                var c = [Float](repeating: beta == 0 ? .nan : 0.5, count: m * ldc)
+                a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+                    BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 2, a: pa.baseAddress!, lda: lda,
+                               b: pb.baseAddress!, ldb: ldb, beta: beta, c: pc.baseAddress!, ldc: ldc)
+                } } }
+                var worst = 0.0
+                for i in 0..<m { for j in 0..<n {
+                    let expected = 2 * product[i * n + j] + (beta == 0 ? 0 : 0.5)
+                    worst = max(worst, abs(Double(c[i * ldc + j]) - expected) / (1 + abs(expected)))
+                } }
+                #expect(worst <= Self.tolerance(k), "transA \(transA) transB \(transB) beta \(beta): error \(worst)")
+                // The padding between rows of C is never written.
+                for i in 0..<m { for j in n..<ldc { #expect(c[i * ldc + j].isNaN || c[i * ldc + j] == 0.5) } }
+            }
+        } }
+    }
+
     @Test("batched [B,M,K]×[B,K,N], and a 2-D right side shared across the batch", arguments: Reference.sizes)
     func batched(size: Int) {
         let (batch, m, k, n) = (3, size, 7, size == 130 ? 9 : size + 1)
