@@ -103,12 +103,11 @@ extension SSPA {
             if config.noQSM {
                 tuf = normalizedSum([tka, tca], on: tape)
             } else {
+                // Both layers' outputs are the four parts side by side, [o_r; o_i; o_j; o_k] `[B, C, 4d]`: GELU is
+                // per element, so it applies to the packed tensor as to each part, and W_o reads it as is.
                 let x0q = tape.constant(x0.reshaped([b, 1, d]))
-                var q: [Variable?] = quaternionLinear([nil, tka, tca, x0q], prefix: "qsm.layer1", P)
-                q = q.map { $0.map { tape.gelu($0, approximation: .exact) } }
-                q = quaternionLinear(q, prefix: "qsm.layer2", P)
-                let parts = q.compactMap { $0 }
-                let synthesis = tape.matmul(tape.concat(parts, axis: parts[0].shape.count - 1), p("qsm.W_o"))
+                let hidden = tape.gelu(quaternionLinear([nil, tka, tca, x0q], prefix: "qsm.layer1", P), approximation: .exact)
+                let synthesis = tape.matmul(quaternionLinear(packed: hidden, prefix: "qsm.layer2", P), p("qsm.W_o"))
                 tuf = normalizedSum([tka, tca, tape.mul(p("qsm.gamma"), synthesis)], on: tape)
             }
             if tuf.shape != [b, c, d] { tuf = tape.add(tuf, tape.constant(Tensor(zeros: [b, c, d]))) }
@@ -194,30 +193,53 @@ extension SSPA {
             return tape.l2Normalize(tape.add(tcp, attended), eps: config.normEps)
         }
 
-        /// The Hamilton product `W ⊗ q` of a quaternion linear layer; `W v = v · Wᵀ`. A nil part is zero and its
-        /// terms are skipped (exact).
+        /// The signed weight blocks of a quaternion linear layer as a real `[4d, 4d]` block matrix: block `(o, i)`
+        /// (output part `o`, input part `i`, both in r, i, j, k order) is `±W_w`, so that `out_o = Σ_i (±W_w) q_i`
+        /// spells out the Hamilton product `W ⊗ q`. Returns the four column blocks `[4d, d]`, one per input part.
         // SSPA-SPEC.md, QSM (the four out_* equations); scripts/sspa_reference.py, qlinear
-        func quaternionLinear(_ q: [Variable?], prefix: String, _ P: [String: Variable]) -> [Variable?] {
+        func quaternionBlocks(prefix: String, _ P: [String: Variable]) -> [Variable] {
             let weights = ["r", "i", "j", "k"].map { part -> Variable in
                 guard let w = P["\(prefix).W_\(part)"] else { preconditionFailure("SSPA.Model: \(prefix).W_\(part) is missing") }
                 return w
             }
-            // (weight, input, sign) per output part, inputs and weights indexed r, i, j, k = 0…3.
-            let terms: [[(Int, Int, Bool)]] = [
-                [(0, 0, true), (1, 1, false), (2, 2, false), (3, 3, false)],
-                [(0, 1, true), (1, 0, true), (2, 3, true), (3, 2, false)],
-                [(0, 2, true), (1, 3, false), (2, 0, true), (3, 1, true)],
-                [(0, 3, true), (1, 2, true), (2, 1, false), (3, 0, true)],
+            // (weight, sign) of block (output o, input i), weights indexed r, i, j, k = 0…3.
+            let blocks: [[(Int, Bool)]] = [
+                [(0, true), (1, false), (2, false), (3, false)],  // out_r = W_r r − W_i i − W_j j − W_k k
+                [(1, true), (0, true), (3, false), (2, true)],    // out_i = W_i r + W_r i − W_k j + W_j k
+                [(2, true), (3, true), (0, true), (1, false)],    // out_j = W_j r + W_k i + W_r j − W_i k
+                [(3, true), (2, false), (1, true), (0, true)],    // out_k = W_k r − W_j i + W_i j + W_r k
             ]
-            return terms.map { row in
-                var acc: Variable?
-                for (w, i, positive) in row {
-                    guard let input = q[i] else { continue }
-                    let t = input.tape.matmul(input, weights[w], transposeB: true)
-                    if let a = acc { acc = positive ? a + t : a - t } else { acc = positive ? t : -t }
-                }
-                return acc
+            let tape = weights[0].tape
+            var negated: [Int: Variable] = [:]
+            func signed(_ w: Int, _ positive: Bool) -> Variable {
+                if positive { return weights[w] }
+                if let n = negated[w] { return n }
+                let n = tape.scale(weights[w], by: -1)
+                negated[w] = n
+                return n
             }
+            return (0..<4).map { input in tape.concat((0..<4).map { out in signed(blocks[out][input].0, blocks[out][input].1) }, axis: 0) }
+        }
+
+        /// A quaternion linear layer on separate input parts (nil is a zero part, whose products are skipped):
+        /// `Σ_i q_i · B_iᵀ` over the column blocks, broadcasting parts of different shapes (`[C, d]` knowledge,
+        /// `[B, C, d]` context, `[B, 1, d]` image). Returns the packed output `[…, 4d]`.
+        func quaternionLinear(_ q: [Variable?], prefix: String, _ P: [String: Variable]) -> Variable {
+            let columns = quaternionBlocks(prefix: prefix, P)
+            var acc: Variable?
+            for (i, part) in q.enumerated() {
+                guard let part else { continue }
+                let t = part.tape.matmul(part, columns[i], transposeB: true)
+                acc = acc.map { $0 + t } ?? t
+            }
+            guard let acc else { preconditionFailure("SSPA.Model: \(prefix) has no input part") }
+            return acc
+        }
+
+        /// A quaternion linear layer on packed parts `[…, 4d]`: one product with the whole `[4d, 4d]` block matrix.
+        func quaternionLinear(packed q: Variable, prefix: String, _ P: [String: Variable]) -> Variable {
+            let tape = q.tape
+            return tape.matmul(q, tape.concat(quaternionBlocks(prefix: prefix, P), axis: 1), transposeB: true)
         }
 
         /// `norm(Qs + g ⊙ (Z Wo))` with `Z = softmax((Qs Wq)(KV Wk)ᵀ / sqrt(d)) (KV Wv)` and
