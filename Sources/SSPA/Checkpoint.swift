@@ -32,9 +32,12 @@ extension SSPA {
             public var width: Int
             /// Token-embedding width `D` of the context vectors.
             public var contextWidth: Int
+            /// How the training features' regions were made (`patch` or `value`); nil when they did not say.
+            public var regionMode: String?
 
             public init(model: Config, training: TrainingOptions, labelSet: String, labels: [String], displayNames: [String],
-                        knowledgeEncoderSHA256: String, knowledgeRunID: Int64, clipDirectory: String, width: Int, contextWidth: Int) {
+                        knowledgeEncoderSHA256: String, knowledgeRunID: Int64, clipDirectory: String, width: Int, contextWidth: Int,
+                        regionMode: String? = nil) {
                 self.model = model
                 self.training = training
                 self.labelSet = labelSet
@@ -45,12 +48,14 @@ extension SSPA {
                 self.clipDirectory = clipDirectory
                 self.width = width
                 self.contextWidth = contextWidth
+                self.regionMode = regionMode
             }
 
             enum CodingKeys: String, CodingKey {
                 case format, model, training, labelSet = "label_set", labels, displayNames = "display_names"
                 case knowledgeEncoderSHA256 = "knowledge_encoder_sha256", knowledgeRunID = "knowledge_run_id"
                 case clipDirectory = "clip_directory", width = "d", contextWidth = "context_width"
+                case regionMode = "region_mode"
             }
         }
 

@@ -9,7 +9,8 @@ extension SSPA {
     /// - `X` `[N, M, d]`: the projected patch tokens per image (F32, F16 or BF16);
     /// - `labels` `[N, C]`: int8 (any integer type is accepted) in {1, 0, −1}, −1 meaning unknown;
     /// - metadata `labels` (JSON array of the label raw names, in column order), `encoder_sha256` (the CLIP
-    ///   checkpoint's weights hash, as `TextEncoder.id`) and `image_paths` (JSON array, N strings, may be empty).
+    ///   checkpoint's weights hash, as `TextEncoder.id`), `image_paths` (JSON array, N strings, may be empty) and
+    ///   `region_mode` (`patch` or `value`, how `X` was made; absent when unknown).
     ///
     /// `load` validates everything and every error names the file.
     public struct Features: Sendable {
@@ -25,6 +26,8 @@ extension SSPA {
         public var encoderSHA256: String
         /// Image paths, one per row (empty when unknown).
         public var imagePaths: [String]
+        /// How the region features were made (`patch` or `value`, `sspa features --regions`); nil when unknown.
+        public var regionMode: String?
 
         /// Number of images `N`.
         public var count: Int { x0.shape[0] }
@@ -37,7 +40,7 @@ extension SSPA {
 
         /// Checks shapes and values; `file` names the source in messages.
         public init(x0: Tensor, regions: Tensor, labels: Tensor, labelNames: [String], encoderSHA256: String,
-                    imagePaths: [String] = [], file: String = "<memory>") throws {
+                    imagePaths: [String] = [], regionMode: String? = nil, file: String = "<memory>") throws {
             func fail(_ message: String) -> FeaturesError { FeaturesError(file: file, message: message) }
             guard x0.rank == 2 else { throw fail("x0 must be [N, d], got shape \(x0.shape)") }
             let n = x0.shape[0], d = x0.shape[1]
@@ -77,6 +80,18 @@ extension SSPA {
             self.labelNames = labelNames
             self.encoderSHA256 = encoderSHA256
             self.imagePaths = imagePaths
+            self.regionMode = regionMode
+        }
+
+        /// The region modes a features file may record (`CLIP.RegionMode`'s raw values).
+        public static let regionModes = ["patch", "value"]
+
+        /// Throws unless the features were made with the region mode `expected` (a file that does not say passes):
+        /// region features of the other mode describe images differently, so a model trained on one is not
+        /// evaluated on the other by accident. `expectedSource` names the other side (e.g. the checkpoint).
+        public func check(regionMode expected: String?, of expectedSource: String, file: String) throws {
+            guard let expected, let regionMode, expected != regionMode else { return }
+            throw FeaturesError(file: file, message: "its region features were made with --regions \(regionMode), but \(expectedSource) was made with --regions \(expected); extract them again with `sspa features --regions \(expected)`")
         }
 
         /// Reads and validates a features file.
@@ -114,15 +129,20 @@ extension SSPA {
                 throw fail("the metadata has no 'encoder_sha256' (the CLIP checkpoint's weights hash)")
             }
             let paths = try stringArray("image_paths", required: false)
+            let mode = file.metadata["region_mode"]
+            if let mode, !Self.regionModes.contains(mode) {
+                throw fail("the metadata 'region_mode' is '\(mode)'; it must be one of \(Self.regionModes.joined(separator: ", "))")
+            }
             try self.init(x0: x0, regions: regions, labels: labels, labelNames: names, encoderSHA256: encoder,
-                          imagePaths: paths, file: path)
+                          imagePaths: paths, regionMode: mode, file: path)
         }
 
         /// Writes the file (`x0` and `X` as `dtype`, F32 or F16; labels as int8).
         public func write(to url: URL, dtype: SafeTensors.DType = .f32) throws {
             func json(_ strings: [String]) throws -> String { String(decoding: try JSONEncoder().encode(strings), as: UTF8.self) }
-            var writer = SafeTensorsWriter(metadata: ["labels": try json(labelNames), "encoder_sha256": encoderSHA256,
-                                                      "image_paths": try json(imagePaths)])
+            var metadata = ["labels": try json(labelNames), "encoder_sha256": encoderSHA256, "image_paths": try json(imagePaths)]
+            if let regionMode { metadata["region_mode"] = regionMode }
+            var writer = SafeTensorsWriter(metadata: metadata)
             writer.add("x0", x0, as: dtype)
             writer.add("X", regions, as: dtype)
             writer.add("labels", integers: labels.scalars.map { Int8($0) }, shape: labels.shape, as: .i8)

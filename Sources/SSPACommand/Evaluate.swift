@@ -39,6 +39,7 @@ struct Evaluate: AsyncParsableCommand {
         let data = try loadFeatures(features, role: "test")
         try data.check(labelNames: manifest.labels, encoderID: manifest.knowledgeEncoderSHA256,
                        against: "the checkpoint \(model) (label set \(manifest.labelSet))", file: features)
+        try data.check(regionMode: manifest.regionMode, of: "the checkpoint \(model)", file: features)
         guard data.width == manifest.width else {
             throw SSPA.FeaturesError(file: features, message: "its features have width d = \(data.width), the checkpoint \(model) d = \(manifest.width)")
         }

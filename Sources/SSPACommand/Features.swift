@@ -140,7 +140,7 @@ struct Features: AsyncParsableCommand {
             Console.out("resuming \(out): \(done.count) of \(batches) batches already done")
         }
         let dtype: SafeTensors.DType = f32 ? .f32 : .f16
-        let interrupt = InterruptFlag()
+        let interrupt = InterruptFlag(message: "stopping after this batch; finished batches are kept")
         defer { interrupt.restore() }
         let progress = ThroughputProgress(total: entries.count, quiet: quiet)
         var finished = done.reduce(0) { $0 + min(batch, entries.count - $1 * batch) }
@@ -162,7 +162,8 @@ struct Features: AsyncParsableCommand {
                 let output = vision.encode(good.map(\.1))
                 let labels = Tensor(good.flatMap { $0.0.labels.map { Float($0) } }, shape: [good.count, rawNames.count])
                 let part = try SSPA.Features(x0: output.x0, regions: output.regions, labels: labels, labelNames: rawNames,
-                                             encoderSHA256: encoderID, imagePaths: good.map { $0.0.path.path }, file: shard(k).path)
+                                             encoderSHA256: encoderID, imagePaths: good.map { $0.0.path.path },
+                                             regionMode: mode.rawValue, file: shard(k).path)
                 let temp = shard(k).appendingPathExtension("tmp")
                 try part.write(to: temp, dtype: dtype)
                 try moveReplacing(temp, shard(k))
@@ -194,7 +195,8 @@ struct Features: AsyncParsableCommand {
             throw CLIError("no image of \(manifest) could be decoded (\(skipped.count) skipped):\n\(list)", code: 65)
         }
         let all = try SSPA.Features(x0: Ops.concat(x0, axis: 0), regions: Ops.concat(xs, axis: 0), labels: Ops.concat(ys, axis: 0),
-                                    labelNames: rawNames, encoderSHA256: encoderID, imagePaths: paths, file: out)
+                                    labelNames: rawNames, encoderSHA256: encoderID, imagePaths: paths,
+                                    regionMode: mode.rawValue, file: out)
         let temp = URL(fileURLWithPath: out + ".tmp")
         try all.write(to: temp, dtype: dtype)
         try moveReplacing(temp, outURL)

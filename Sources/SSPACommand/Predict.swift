@@ -44,8 +44,8 @@ struct Predict: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The CLIP checkpoint folder (default: the one the checkpoint was trained with).", valueName: "dir"))
     var clip: String?
 
-    @Option(help: ArgumentHelp("Region features: patch or value (as the training features were made).", valueName: "mode"))
-    var regions = "patch"
+    @Option(help: ArgumentHelp("Region features: patch or value (default: what the model's training features used, else patch).", valueName: "mode"))
+    var regions: String?
 
     @Option(help: ArgumentHelp("Images per forward pass.", valueName: "n"))
     var batch = 16
@@ -80,9 +80,12 @@ struct Predict: AsyncParsableCommand {
         guard batch >= 1 else { throw CLIError("--batch must be at least 1", code: 64) }
         if let topK, topK < 1 { throw CLIError("--top-k must be at least 1", code: 64) }
         guard threshold >= 0, threshold <= 1 else { throw CLIError("--threshold must be in [0, 1]", code: 64) }
-        let mode = try regionMode(regions)
         let checkpoint = try SSPA.Checkpoint.load(from: URL(fileURLWithPath: model))
         let manifest = checkpoint.manifest
+        let mode = try regionMode(regions ?? manifest.regionMode ?? "patch")
+        if let trained = manifest.regionMode, mode.rawValue != trained {
+            Console.error("note: \(model) was trained on --regions \(trained) features; predicting with --regions \(mode.rawValue) as asked")
+        }
         let clipDirectory = clip ?? manifest.clipDirectory
         guard FileManager.default.fileExists(atPath: clipDirectory) else {
             throw CLIError("the CLIP checkpoint folder \(clipDirectory) is missing; pass --clip DIR", code: 66)

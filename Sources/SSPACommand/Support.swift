@@ -65,15 +65,18 @@ extension ParsableCommand {
     }
 }
 
-/// Turns SIGINT and SIGTERM into a flag the training loop polls; a second signal exits at once with 130.
+/// Turns SIGINT and SIGTERM into a flag a long loop polls; a second signal exits at once with 130. The first
+/// signal prints `message`, which says what is kept (e.g. "saving a checkpoint after this step").
 final class InterruptFlag: @unchecked Sendable {
     private var sources: [DispatchSourceSignal] = []
     private let lock = NSLock()
     private var _fired = false
+    private let message: String
 
     var fired: Bool { lock.withLock { _fired } }
 
-    init() {
+    init(message: String) {
+        self.message = message
         for sig in [SIGINT, SIGTERM] {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: DispatchQueue.global())
@@ -89,7 +92,7 @@ final class InterruptFlag: @unchecked Sendable {
             return _fired
         }
         if again { exit(130) }
-        Console.error("\ninterrupted: saving a checkpoint after this step (press Ctrl-C again to quit at once)")
+        Console.error("\ninterrupted: \(message) (press Ctrl-C again to quit at once)")
     }
 
     func restore() {

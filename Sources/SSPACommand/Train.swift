@@ -145,6 +145,12 @@ struct Train: AsyncParsableCommand {
             try v.check(labelNames: labels, encoderID: encoder.id, against: source, file: path)
             return v
         }
+        if let validation, let val {
+            try validation.check(regionMode: train.regionMode, of: "the training features \(features)", file: val)
+        }
+        if let saved = checkpoint?.manifest {
+            try train.check(regionMode: saved.regionMode, of: "the checkpoint being resumed (\(out))", file: features)
+        }
         for (path, data) in [(features, train)] + (validation.map { [(val!, $0)] } ?? []) where data.width != knowledgeMatrix.shape[1] {
             throw SSPA.FeaturesError(file: path, message: "its features have width d = \(data.width), but the CLIP at \(clip) projects to d = \(knowledgeMatrix.shape[1])")
         }
@@ -159,7 +165,7 @@ struct Train: AsyncParsableCommand {
             model: config, training: options, labelSet: labelSet, labels: labels, displayNames: displayNames,
             knowledgeEncoderSHA256: encoder.id, knowledgeRunID: checkpoint?.manifest.knowledgeRunID ?? runID,
             clipDirectory: URL(fileURLWithPath: clip).standardizedFileURL.path, width: model.width,
-            contextWidth: encoder.model.config.hiddenSize)
+            contextWidth: encoder.model.config.hiddenSize, regionMode: train.regionMode ?? checkpoint?.manifest.regionMode)
         func save() throws {
             try SSPA.Checkpoint.save(.init(manifest: manifest, parameters: trainer.parameters, knowledge: knowledgeMatrix,
                                            optimizer: trainer.optimizer, state: trainer.state), to: outURL)
@@ -175,7 +181,7 @@ struct Train: AsyncParsableCommand {
         Console.out("training SSPA (\(ablationSummary(config))) on \(train.count) images × \(train.regionCount) regions, d = \(train.width), \(labels.count) labels of '\(labelSet)'"
             + (validation.map { ", validating on \($0.count)" } ?? "") + "; \(options.epochs) epochs × \(perEpoch) steps of \(options.batchSize)\(resumedAt)")
 
-        let interrupt = InterruptFlag()
+        let interrupt = InterruptFlag(message: "saving a checkpoint after this step")
         defer { interrupt.restore() }
         let progress = TrainingProgress(quiet: quiet)
         progress.stepsAtStart = trainer.state.step

@@ -123,6 +123,7 @@ final class EndToEndTests {
         let trainFeatures = try SSPA.Features(contentsOf: URL(fileURLWithPath: path("train.safetensors")))
         #expect(trainFeatures.count == 64 && trainFeatures.regionCount == 16 && trainFeatures.labelNames == ShapeImages.labelNames)
         #expect(try SafeTensors(path: path("train.safetensors")).entry("X").dtype == .f16)
+        #expect(trainFeatures.regionMode == "patch", "the features file records how its regions were made")
         for (row, (name, labels)) in train.enumerated() {
             #expect(trainFeatures.imagePaths[row].hasSuffix(name))
             let expected = ShapeImages.labelNames.map { Float(labels.contains($0) ? 1 : 0) }
@@ -162,12 +163,19 @@ final class EndToEndTests {
         let report = try JSONDecoder().decode(SSPA.Metrics.Report.self, from: Data(run.stdout.utf8))
         #expect(report.samples == 24 && report.labels == 6)
         #expect(report.mAP.map { $0.isFinite && $0 > 0 } == true, "\(run.stdout)")
+        // The checkpoint remembers the region mode; features of the other mode are refused with the fix.
+        #expect(try SSPA.Checkpoint.load(from: URL(fileURLWithPath: out)).manifest.regionMode == "patch")
+        run = try SSPABinary.run(features + ["--manifest", path("val.csv"), "--out", path("val-value.safetensors"), "--regions", "value"])
+        #expect(run.status == 0, "\(run)")
+        run = try SSPABinary.run(["evaluate", "--model", out, "--features", path("val-value.safetensors")])
+        #expect(run.status == 65 && run.stderr.contains("--regions value") && run.stderr.contains("sspa features --regions patch"), "\(run)")
 
         // 5d. Predict with explanations: one JSON line per decodable image, a PNG per image that decodes.
         let explain = path("explain")
         let images = val.prefix(3).map { path($0.0) } + [path("images/broken.png")]
         run = try SSPABinary.run(["predict", "--model", out, "--explain", explain, "--top-k", "2"] + images)
         #expect(run.status == 0, "\(run)")
+        #expect(!run.stderr.contains("trained on --regions"), "predict takes the model's region mode by default: \(run)")
         #expect(run.stderr.contains("skipped") && run.stderr.contains("broken.png"), "\(run)")
         let lines = run.stdout.split(separator: "\n")
         #expect(lines.count == 3, "\(run)")

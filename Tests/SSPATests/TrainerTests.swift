@@ -140,6 +140,19 @@ struct TrainerTests {
         #expect { try back.check(labelNames: data.labelNames, encoderID: "other", against: "knowledge.db", file: "f") } throws: {
             "\($0)".contains("encoder")
         }
+        // The region mode travels with the file; an unknown one is an error naming the key.
+        #expect(back.regionMode == nil)
+        var valueMode = data
+        valueMode.regionMode = "value"
+        try valueMode.write(to: url)
+        #expect(try SSPA.Features(contentsOf: url).regionMode == "value")
+        #expect { try SSPA.Features(contentsOf: url).check(regionMode: "patch", of: "the checkpoint runs/x", file: url.path) } throws: {
+            "\($0)".contains("made with --regions value, but the checkpoint runs/x was made with --regions patch")
+        }
+        try SSPA.Features(contentsOf: url).check(regionMode: nil, of: "an old checkpoint", file: url.path)
+        valueMode.regionMode = "bogus"
+        try valueMode.write(to: url)
+        #expect { _ = try SSPA.Features(contentsOf: url) } throws: { "\($0)".contains("'region_mode' is 'bogus'") }
         try Data("not safetensors".utf8).write(to: url)
         #expect { _ = try SSPA.Features(contentsOf: url) } throws: { "\($0)".hasPrefix(url.path) }
     }
