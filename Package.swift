@@ -60,9 +60,14 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
+        .target(
+            name: "CommandSupport",
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "SSPAKnowledgeCommand",
             dependencies: [
+                "CommandSupport",
                 "Knowledge",
                 "CLIP",
                 "Tensor",
@@ -72,6 +77,7 @@ let package = Package(
         .executableTarget(
             name: "SSPACommand",
             dependencies: [
+                "CommandSupport",
                 "SSPA",
                 "Images",
                 "Knowledge",

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CLIP
+import CommandSupport
 import Foundation
 import Knowledge
 import SSPA
@@ -140,7 +141,7 @@ struct Features: AsyncParsableCommand {
             Console.out("resuming \(out): \(done.count) of \(batches) batches already done")
         }
         let dtype: SafeTensors.DType = f32 ? .f32 : .f16
-        let interrupt = InterruptFlag(message: "stopping after this batch; finished batches are kept")
+        let interrupt = InterruptHandler(message: "stopping after this batch; finished batches are kept")
         defer { interrupt.restore() }
         let progress = ThroughputProgress(total: entries.count, quiet: quiet)
         var finished = done.reduce(0) { $0 + min(batch, entries.count - $1 * batch) }

@@ -1,4 +1,5 @@
 import CLIP
+import CommandSupport
 import Foundation
 import Images
 import Tensor

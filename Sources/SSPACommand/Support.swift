@@ -1,105 +1,30 @@
 import ArgumentParser
 import CLIP
+import CommandSupport
 import Foundation
 import Knowledge
 import SSPA
 import Tensor
 
-/// An error the command prints as one line, exiting with `code`.
-struct CLIError: Error, CustomStringConvertible {
-    var message: String
-    var code: Int32
-    init(_ message: String, code: Int32 = 1) {
-        self.message = message
-        self.code = code
-    }
-    var description: String { message }
-}
-
-/// Writes to standard error.
-enum Console {
-    static let lock = NSLock()
-    static func error(_ text: String) {
-        lock.withLock { FileHandle.standardError.write(Data((text + "\n").utf8)) }
-    }
-    static func errorRaw(_ text: String) {
-        lock.withLock { FileHandle.standardError.write(Data(text.utf8)) }
-    }
-    static func out(_ text: String) {
-        lock.withLock { FileHandle.standardOutput.write(Data((text + "\n").utf8)) }
-    }
-    static var stderrIsTerminal: Bool { isatty(2) == 1 }
-}
-
 extension ParsableCommand {
     /// Runs `body`, printing known errors as one clear line (`error: …`) and exiting with their code: 65 for bad
     /// data (features, checkpoints), 66 for missing inputs, 74 for the store, 1 otherwise.
     func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let error as CLIError {
-            Console.error("error: \(error.message)")
-            throw ExitCode(error.code)
-        } catch let error as SSPA.FeaturesError {
-            Console.error("error: \(error)")
-            throw ExitCode(65)
-        } catch let error as SSPA.CheckpointError {
-            Console.error("error: \(error)")
-            throw ExitCode(65)
-        } catch let error as SSPA.ConfigError {
-            Console.error("error: \(error)")
-            throw ExitCode(65)
-        } catch let error as SSPA.TrainingError {
-            Console.error("error: \(error)")
-            throw ExitCode(1)
-        } catch let error as SSPA.Metrics.InputError {
-            Console.error("error: \(error)")
-            throw ExitCode(65)
-        } catch let error as StoreError {
-            Console.error("error: \(error.message)")
-            throw ExitCode(74)
-        } catch let error as CheckpointError {
-            Console.error("error: \(error.message)")
-            throw ExitCode(66)
-        }
+        try await CommandSupport.reportingErrors(classify: sspaErrorReport, body)
     }
 }
 
-/// Turns SIGINT and SIGTERM into a flag a long loop polls; a second signal exits at once with 130. The first
-/// signal prints `message`, which says what is kept (e.g. "saving a checkpoint after this step").
-final class InterruptFlag: @unchecked Sendable {
-    private var sources: [DispatchSourceSignal] = []
-    private let lock = NSLock()
-    private var _fired = false
-    private let message: String
-
-    var fired: Bool { lock.withLock { _fired } }
-
-    init(message: String) {
-        self.message = message
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: DispatchQueue.global())
-            source.setEventHandler { [weak self] in self?.handle() }
-            source.resume()
-            sources.append(source)
-        }
-    }
-
-    private func handle() {
-        let again = lock.withLock { () -> Bool in
-            defer { _fired = true }
-            return _fired
-        }
-        if again { exit(130) }
-        Console.error("\ninterrupted: \(message) (press Ctrl-C again to quit at once)")
-    }
-
-    func restore() {
-        for source in sources { source.cancel() }
-        sources = []
-        signal(SIGINT, SIG_DFL)
-        signal(SIGTERM, SIG_DFL)
+/// The message and exit code of the library errors `sspa` reports as one line.
+func sspaErrorReport(_ error: any Error) -> (message: String, code: Int32)? {
+    switch error {
+    case let error as SSPA.FeaturesError: return ("\(error)", 65)
+    case let error as SSPA.CheckpointError: return ("\(error)", 65)
+    case let error as SSPA.ConfigError: return ("\(error)", 65)
+    case let error as SSPA.TrainingError: return ("\(error)", 1)
+    case let error as SSPA.Metrics.InputError: return ("\(error)", 65)
+    case let error as StoreError: return (error.message, 74)
+    case let error as CheckpointError: return (error.message, 66)
+    default: return nil
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandSupport
 import Foundation
 import Knowledge
 import SSPA
@@ -181,7 +182,7 @@ struct Train: AsyncParsableCommand {
         Console.out("training SSPA (\(ablationSummary(config))) on \(train.count) images × \(train.regionCount) regions, d = \(train.width), \(labels.count) labels of '\(labelSet)'"
             + (validation.map { ", validating on \($0.count)" } ?? "") + "; \(options.epochs) epochs × \(perEpoch) steps of \(options.batchSize)\(resumedAt)")
 
-        let interrupt = InterruptFlag(message: "saving a checkpoint after this step")
+        let interrupt = InterruptHandler(message: "saving a checkpoint after this step")
         defer { interrupt.restore() }
         let progress = TrainingProgress(quiet: quiet)
         progress.stepsAtStart = trainer.state.step

@@ -1,3 +1,4 @@
+import CommandSupport
 import Foundation
 
 /// A progress bar for counted work (texts encoded): redrawn on a terminal, a plain line at most once a second

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandSupport
 import Foundation
 import Knowledge
 
@@ -25,49 +26,21 @@ struct SSPAKnowledge: AsyncParsableCommand {
     )
 }
 
-/// An error the command prints as it is, and exits with `code`.
-struct CLIError: Error, CustomStringConvertible {
-    var message: String
-    var code: Int32
-    init(_ message: String, code: Int32 = 1) {
-        self.message = message
-        self.code = code
-    }
-    var description: String { message }
-}
-
-/// Writes to standard error.
-enum Console {
-    static let lock = NSLock()
-    static func error(_ text: String) {
-        lock.withLock { FileHandle.standardError.write(Data((text + "\n").utf8)) }
-    }
-    static var stderrIsTerminal: Bool { isatty(2) == 1 }
-}
-
 extension ParsableCommand {
     /// Runs `body`, printing known errors as one clear line and exiting with their code.
     func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let error as CLIError {
-            Console.error("error: \(error.message)")
-            throw ExitCode(error.code)
-        } catch let error as LabelFileError {
-            Console.error("error: \(error)")
-            throw ExitCode(65)
-        } catch let error as TemplateError {
-            Console.error("error: \(error)")
-            throw ExitCode(65)
-        } catch let error as StoreError {
-            Console.error("error: \(error.message)")
-            throw ExitCode(74)
-        } catch let error as WordNetError {
-            Console.error("error: \(error.message)")
-            throw ExitCode(69)
-        } catch let error as ProviderError {
-            Console.error("error: \(error.message)")
-            throw ExitCode(69)
-        }
+        try await CommandSupport.reportingErrors(classify: knowledgeErrorReport, body)
+    }
+}
+
+/// The message and exit code of the library errors `sspa-knowledge` reports as one line.
+func knowledgeErrorReport(_ error: any Error) -> (message: String, code: Int32)? {
+    switch error {
+    case let error as LabelFileError: return ("\(error)", 65)
+    case let error as TemplateError: return ("\(error)", 65)
+    case let error as StoreError: return (error.message, 74)
+    case let error as WordNetError: return (error.message, 69)
+    case let error as ProviderError: return (error.message, 69)
+    default: return nil
     }
 }
