@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "SSPA", targets: ["SSPA"]),
         .executable(name: "sspa-bench-encode", targets: ["BenchEncode"]),
         .executable(name: "sspa-bench-train", targets: ["BenchTrain"]),
+        .executable(name: "sspa-bench-vision", targets: ["BenchVision"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -116,5 +117,6 @@ let package = Package(
         ),
         .executableTarget(name: "BenchTrain", dependencies: ["SSPA", "CLIP", "Tensor"], path: "Benchmarks/BenchTrain"),
         .executableTarget(name: "BenchEncode", dependencies: ["CLIP", "Tensor"], path: "Benchmarks/BenchEncode"),
+        .executableTarget(name: "BenchVision", dependencies: ["CLIP", "Tensor"], path: "Benchmarks/BenchVision"),
     ]
 )

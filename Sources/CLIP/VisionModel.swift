@@ -145,11 +145,42 @@ extension CLIP {
             }
         }
 
-        /// Runs the tower on normalised pixels `[B, C, S, S]` (CLIPImageProcessor's `pixel_values`).
+        /// Floats the largest activation of one forward pass (the MLP's `[rows, intermediate]`) may take: 5 M floats
+        /// (20 MB), under glibc's 32 MB ceiling for reusing freed heap blocks. Bigger batches run in chunks of images
+        /// (8 at ViT-B/16): a larger activation is mmapped afresh and page-faulted in at every layer, which was about
+        /// 5 % of perf's samples for whole 32-image batches at one thread (scripts/bench_vision.sh). Images are
+        /// independent all the way through, so chunking changes an image's outputs by float rounding at most.
+        static let activationBudget = 5 << 20
+
+        /// Images per forward chunk (at least 1); see `activationBudget`.
+        var imagesPerChunk: Int {
+            let tokens = config.grid * config.grid + 1
+            let widest = max(config.intermediateSize, 3 * config.hiddenSize, 1)
+            return max(1, Self.activationBudget / (tokens * widest))
+        }
+
+        /// Runs the tower on normalised pixels `[B, C, S, S]` (CLIPImageProcessor's `pixel_values`), in chunks of
+        /// `imagesPerChunk` images whose outputs are concatenated.
         // transformers CLIPVisionTransformer.forward, CLIPVisionModelWithProjection
         public func encode(_ pixels: Tensor, regions mode: RegionMode = .patch) -> Output {
             let s = config.imageSize
             precondition(pixels.shape == [pixels.shape[0], config.numChannels, s, s], "CLIP.VisionModel: pixels must be [B, \(config.numChannels), \(s), \(s)], got \(pixels.shape)")
+            return encode(pixels, regions: mode, imagesPerChunk: imagesPerChunk)
+        }
+
+        /// `encode` with an explicit chunk size (tests compare chunked and whole-batch outputs).
+        func encode(_ pixels: Tensor, regions mode: RegionMode, imagesPerChunk chunk: Int) -> Output {
+            let b = pixels.shape[0]
+            guard b > chunk, chunk >= 1 else { return encodeChunk(pixels, regions: mode) }
+            let parts = stride(from: 0, to: b, by: chunk).map { start in
+                encodeChunk(Ops.slice(pixels, axis: 0, range: start..<min(b, start + chunk)), regions: mode)
+            }
+            return Output(x0: Ops.concat(parts.map(\.x0), axis: 0), regions: Ops.concat(parts.map(\.regions), axis: 0),
+                          lastHiddenState: Ops.concat(parts.map(\.lastHiddenState), axis: 0))
+        }
+
+        /// One chunk of images through the tower.
+        func encodeChunk(_ pixels: Tensor, regions mode: RegionMode) -> Output {
             let b = pixels.shape[0], d = config.hiddenSize, m = config.grid * config.grid, t = m + 1
             let patches = Ops.linear(unfold(pixels), weight: patchWeight, bias: nil) // [B·M, D]
             // [cls; patches] + positions

@@ -22,6 +22,25 @@ struct VisionModelParityTests {
         #expect(hidden.abs < 1e-4)
     }
 
+    @Test func chunkedBatchesMatchTheWholeBatch() throws {
+        let root = TokenizerFixtures.directory
+        let model = try CLIP.VisionModel(directory: root.appendingPathComponent("checkpoints/tiny-quickgelu"))
+        let pixels = try SafeTensors(path: root.appendingPathComponent("outputs/tiny-quickgelu/vision_outputs.safetensors").path).tensor("pixel_values")
+        // 6 images, in chunks of 4 and 2, or 6 of 1; BLAS may pick another kernel for fewer rows, so rounding differs.
+        let batch = Ops.concat([pixels, pixels, pixels], axis: 0)
+        for mode in CLIP.RegionMode.allCases {
+            let whole = model.encode(batch, regions: mode, imagesPerChunk: batch.shape[0])
+            for chunk in [1, 4] {
+                let parts = model.encode(batch, regions: mode, imagesPerChunk: chunk)
+                #expect(parts.x0.shape == whole.x0.shape && parts.regions.shape == whole.regions.shape)
+                #expect(parts.lastHiddenState.shape == whole.lastHiddenState.shape)
+                #expect(TextModelParityTests.maxAbs(parts.x0, whole.x0).abs < 1e-5)
+                #expect(TextModelParityTests.maxAbs(parts.regions, whole.regions).abs < 1e-5)
+                #expect(TextModelParityTests.maxAbs(parts.lastHiddenState, whole.lastHiddenState).abs < 1e-5)
+            }
+        }
+    }
+
     @Test func valueRegionsHaveTheSameShapeAndDiffer() throws {
         let root = TokenizerFixtures.directory
         let model = try CLIP.VisionModel(directory: root.appendingPathComponent("checkpoints/tiny-quickgelu"))
