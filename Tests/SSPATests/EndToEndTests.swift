@@ -74,7 +74,14 @@ final class EndToEndTests {
     let clip = SyntheticData.checkpoint
 
     init() throws { dir = try temporaryDirectory() }
-    deinit { try? FileManager.default.removeItem(at: dir) }
+    deinit {
+        // SSPA_KEEP_E2E=1 keeps the run (images, features, checkpoint, explanation PNGs) for a look by hand.
+        if ProcessInfo.processInfo.environment["SSPA_KEEP_E2E"] == "1" {
+            print("end-to-end run kept in \(dir.path)")
+        } else {
+            try? FileManager.default.removeItem(at: dir)
+        }
+    }
 
     func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 
