@@ -115,8 +115,9 @@ let package = Package(
             dependencies: ["SSPAKnowledgeCommand", "Knowledge", "Tensor", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")],
             exclude: ["__Snapshots__"]
         ),
-        .executableTarget(name: "BenchTrain", dependencies: ["SSPA", "CLIP", "Tensor"], path: "Benchmarks/BenchTrain"),
-        .executableTarget(name: "BenchEncode", dependencies: ["CLIP", "Tensor"], path: "Benchmarks/BenchEncode"),
-        .executableTarget(name: "BenchVision", dependencies: ["CLIP", "Tensor"], path: "Benchmarks/BenchVision"),
+        .target(name: "BenchSupport", path: "Benchmarks/BenchSupport"),
+        .executableTarget(name: "BenchTrain", dependencies: ["BenchSupport", "SSPA", "CLIP", "Tensor"], path: "Benchmarks/BenchTrain"),
+        .executableTarget(name: "BenchEncode", dependencies: ["BenchSupport", "CLIP", "Tensor"], path: "Benchmarks/BenchEncode"),
+        .executableTarget(name: "BenchVision", dependencies: ["BenchSupport", "CLIP", "Tensor"], path: "Benchmarks/BenchVision"),
     ]
 )

@@ -10,23 +10,10 @@
 // plus each text's token count (I32 "lengths", start/end tokens included, after truncation to 77), so
 // scripts/bench_encode.py can compare them with transformers. Threads come from SSPA_THREADS (see
 // Sources/Tensor/Parallel.swift). Progress and errors go to stderr.
+import BenchSupport
 import CLIP
 import Foundation
 import Tensor
-
-func fail(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("sspa-bench-encode: \(message)\n".utf8))
-    exit(2)
-}
-
-func log(_ message: String) {
-    FileHandle.standardError.write(Data("sspa-bench-encode: \(message)\n".utf8))
-}
-
-func seconds(_ d: Duration) -> Double {
-    let c = d.components
-    return Double(c.seconds) + Double(c.attoseconds) * 1e-18
-}
 
 var clipDir: String?
 var textsPath: String?

@@ -14,52 +14,10 @@
 // warm-up (reset through /proc/self/clear_refs, when the kernel allows it). With `--out`, the first pass's x0 [N, P]
 // and regions [N, M, P] are written as F32 for `scripts/bench_vision.py --compare`. `--threads` sets SSPA_THREADS
 // (and so OpenBLAS) unless SSPA_THREADS is already set. Progress and errors go to stderr.
+import BenchSupport
 import CLIP
 import Foundation
 import Tensor
-
-func log(_ message: String) {
-    FileHandle.standardError.write(Data("sspa-bench-vision: \(message)\n".utf8))
-}
-
-func fail(_ message: String) -> Never {
-    log(message)
-    exit(2)
-}
-
-func seconds(_ d: Duration) -> Double {
-    let c = d.components
-    return Double(c.seconds) + Double(c.attoseconds) * 1e-18
-}
-
-/// A field of /proc/self/status in MiB (e.g. "VmHWM"), nil if unreadable.
-func procStatusMiB(_ field: String) -> Double? {
-    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
-    for line in text.split(separator: "\n") where line.hasPrefix(field + ":") {
-        let parts = line.split(separator: " ", omittingEmptySubsequences: true)
-        if parts.count >= 2, let kb = Double(parts[1]) { return kb / 1024 }
-    }
-    return nil
-}
-
-/// CPU time of the whole process (all threads) in seconds.
-func processCPUSeconds() -> Double {
-    var t = timespec()
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
-    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
-}
-
-/// Resets VmHWM to the current RSS (Linux ≥ 4.0); false when not permitted.
-func resetPeakRSS() -> Bool {
-    guard let f = fopen("/proc/self/clear_refs", "w") else { return false }
-    defer { fclose(f) }
-    return fputs("5", f) >= 0 && fflush(f) == 0
-}
-
-func median(_ values: [Double]) -> Double {
-    let s = values.sorted()
-    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-}
 
 // MARK: Arguments
 
