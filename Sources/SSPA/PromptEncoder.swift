@@ -128,11 +128,12 @@ extension SSPA {
             xPre = tape.reshape(xPre, [n * prefix, width])
             // Label rows [n·C·suffix, D]: fixed tokens, so a constant until the first attention mixes in the prefix.
             var xSuf = tape.constant(n == 1 ? suffixEmbeddings : Ops.concat(Array(repeating: suffixEmbeddings, count: n), axis: 0))
-            // Row r = p·C + c of the label stream sees prompt p's prefix: its keys and values, tiled per label.
+            // Row r = p·C + c of the label stream sees prompt p's prefix: its keys and values, tiled per label, then
+            // its own (`wholeSequence` builds `[rows, L, D]` from the two streams' keys or values).
             var tile: [Int32] = []
             tile.reserveCapacity(rows * prefix)
             for r in 0..<rows { for t in 0..<prefix { tile.append(Int32((r / c) * prefix + t)) } }
-            func keysOverWholeSequence(_ pre: Variable, _ suf: Variable) -> Variable {
+            func wholeSequence(_ pre: Variable, _ suf: Variable) -> Variable {
                 tape.concat([tape.reshape(tape.embedding(pre, ids: tile), [rows, prefix, width]),
                              tape.reshape(suf, [rows, suffix, width])], axis: 1)
             }
@@ -156,8 +157,8 @@ extension SSPA {
                     tape.linear(h, weight: constant(w), bias: constant(b))
                 }
                 let kPre = project(hPre, layer.kWeight, layer.kBias), vPre = project(hPre, layer.vWeight, layer.vBias)
-                let keys = keysOverWholeSequence(kPre, project(hSuf, layer.kWeight, layer.kBias))
-                let values = keysOverWholeSequence(vPre, project(hSuf, layer.vWeight, layer.vBias))
+                let keys = wholeSequence(kPre, project(hSuf, layer.kWeight, layer.kBias))
+                let values = wholeSequence(vPre, project(hSuf, layer.vWeight, layer.vBias))
                 if index < textModel.layers.count - 1 {
                     // The prefix attends to itself; each label's tokens to the prefix and to themselves.
                     let attPre = tape.attention(query: tape.reshape(project(hPre, layer.qWeight, layer.qBias), [n, prefix, width]),

@@ -34,25 +34,8 @@ struct D64 {
 
 enum Ref64 {
     static func binary(_ a: D64, _ b: D64, _ f: (Double, Double) -> Double) -> D64 {
-        let rank = max(a.shape.count, b.shape.count)
-        let sa = [Int](repeating: 1, count: rank - a.shape.count) + a.shape
-        let sb = [Int](repeating: 1, count: rank - b.shape.count) + b.shape
-        let out = zip(sa, sb).map { max($0, $1) }
-        let total = out.reduce(1, *)
-        var result = [Double](repeating: 0, count: total)
-        for flat in 0..<total {
-            var rest = flat, ia = 0, ib = 0, stepA = 1, stepB = 1
-            for axis in stride(from: rank - 1, through: 0, by: -1) {
-                let i = rest % out[axis]
-                rest /= out[axis]
-                ia += (sa[axis] == 1 ? 0 : i) * stepA
-                ib += (sb[axis] == 1 ? 0 : i) * stepB
-                stepA *= sa[axis]
-                stepB *= sb[axis]
-            }
-            result[flat] = f(a.v[ia], b.v[ib])
-        }
-        return D64(out, result)
+        let r = Reference.broadcast(a.shape, a.v, b.shape, b.v, f)
+        return D64(r.shape, r.values)
     }
 
     /// Batched product with transposes; a 2-D side is shared over the other's batch.

@@ -51,11 +51,16 @@ enum Reference {
 
     /// Element-wise binary op with NumPy broadcasting, by explicit multi-index arithmetic.
     static func broadcast(_ a: Tensor, _ b: Tensor, _ f: (Double, Double) -> Double) -> (shape: [Int], values: [Double]) {
-        let rank = max(a.rank, b.rank)
-        let sa = [Int](repeating: 1, count: rank - a.rank) + a.shape
-        let sb = [Int](repeating: 1, count: rank - b.rank) + b.shape
+        broadcast(a.shape, doubles(a), b.shape, doubles(b), f)
+    }
+
+    /// The same on shapes and row-major values (the float64 autodiff reference uses it too).
+    static func broadcast(_ shapeA: [Int], _ va: [Double], _ shapeB: [Int], _ vb: [Double],
+                          _ f: (Double, Double) -> Double) -> (shape: [Int], values: [Double]) {
+        let rank = max(shapeA.count, shapeB.count)
+        let sa = [Int](repeating: 1, count: rank - shapeA.count) + shapeA
+        let sb = [Int](repeating: 1, count: rank - shapeB.count) + shapeB
         let out = zip(sa, sb).map { max($0, $1) }
-        let va = doubles(a), vb = doubles(b)
         let total = out.reduce(1, *)
         var result = [Double](repeating: 0, count: total)
         for flat in 0..<total {
