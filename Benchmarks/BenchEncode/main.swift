@@ -15,6 +15,9 @@ import CLIP
 import Foundation
 import Tensor
 
+// The right BLAS kernel before anything runs (may re-execute this process once; see BLASRuntime).
+BLASRuntime.bootstrap()
+
 var clipDir: String?
 var textsPath: String?
 var batch = 64

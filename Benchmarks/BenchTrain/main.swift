@@ -23,6 +23,9 @@ import Foundation
 import SSPA
 import Tensor
 
+// The right BLAS kernel before anything runs (may re-execute this process once; see BLASRuntime).
+BLASRuntime.bootstrap()
+
 // MARK: Arguments
 
 var d = 512, m = 196, c = 20, b = 32, steps = 5, warmup = 1

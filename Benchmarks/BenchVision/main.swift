@@ -19,6 +19,9 @@ import CLIP
 import Foundation
 import Tensor
 
+// The right BLAS kernel before anything runs (may re-execute this process once; see BLASRuntime).
+BLASRuntime.bootstrap()
+
 // MARK: Arguments
 
 var clipDir: String?, pixelsPath: String?, outPath: String?

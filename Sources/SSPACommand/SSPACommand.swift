@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Tensor
 
 @main
 struct SSPACommand: AsyncParsableCommand {
@@ -15,7 +16,13 @@ struct SSPACommand: AsyncParsableCommand {
                   --label-set voc --clip clip-vit-b16 --out runs/voc
               sspa evaluate --model runs/voc --features test.safetensors
             """,
-        version: "0.1.0",
+        version: "0.1.0\n\(BLASRuntime.summary)",
         subcommands: [Features.self, Train.self, Evaluate.self, Predict.self]
     )
+
+    /// Selects the right BLAS kernel before anything else runs (it may re-execute the process), then parses.
+    static func main() async {
+        BLASRuntime.bootstrap()
+        await main(nil)
+    }
 }

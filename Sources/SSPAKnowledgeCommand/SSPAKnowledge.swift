@@ -2,6 +2,7 @@ import ArgumentParser
 import CommandSupport
 import Foundation
 import Knowledge
+import Tensor
 
 @main
 struct SSPAKnowledge: AsyncParsableCommand {
@@ -21,9 +22,15 @@ struct SSPAKnowledge: AsyncParsableCommand {
               sqlite3 knowledge.db "select description from descriptions_view where label='dog'"
               sspa-knowledge export --format cupl --label-set voc
             """,
-        version: version,
+        version: "\(version)\n\(BLASRuntime.summary)",
         subcommands: [Build.self, Prompt.self, List.self, Show.self, Validate.self, Export.self, Encode.self]
     )
+
+    /// Selects the right BLAS kernel before anything else runs (it may re-execute the process), then parses.
+    static func main() async {
+        BLASRuntime.bootstrap()
+        await main(nil)
+    }
 }
 
 extension ParsableCommand {
