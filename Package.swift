@@ -108,7 +108,8 @@ let package = Package(
         .testTarget(
             name: "KnowledgeTests",
             dependencies: ["Knowledge", "CLIP", "Tensor", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")],
-            exclude: ["__Snapshots__"]
+            exclude: ["__Snapshots__"],
+            resources: [.copy("Fixtures")]
         ),
         .testTarget(
             name: "SSPAKnowledgeCLITests",

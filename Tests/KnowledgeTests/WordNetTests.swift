@@ -35,9 +35,12 @@ struct WordNetTests {
     }
 
     @Test func theDomainSteersTheSense() throws {
-        // "apron" is clothing for pedestrians and paved ground at an airport from above.
-        let aerial = try #require(knowledge.sense(for: Label(rawName: "Apron", displayName: "airport apron"), domain: "aerial and satellite images"))
+        // "apron" is clothing for pedestrians and paved ground at an airport from above (the MultiScene label line).
+        let line = Label(rawName: "Apron", displayName: "airport apron", synonyms: ["apron", "aircraft parking area"])
+        let aerial = try #require(knowledge.sense(for: line, domain: "aerial and satellite images"))
         #expect(aerial.synset.definition.contains("airport") || aerial.synset.definition.contains("aircraft"), "\(aerial.synset.definition)")
+        let worn = try #require(knowledge.sense(for: Label(rawName: "apron"), domain: "pedestrian surveillance images"))
+        #expect(worn.synset.definition.contains("garment"), "\(worn.synset.definition)")
     }
 
     @Test func camelCaseAndHeadNounsAreTried() throws {

@@ -103,7 +103,7 @@ public struct KnowledgeBuilder: Sendable {
                 guard next < todo.count else { return }
                 let index = todo[next]
                 next += 1
-                group.addTask { await self.process(set.labels[index], events: events) }
+                group.addTask { await self.process(set.labels[index], in: set.labels, events: events) }
             }
             for _ in 0..<max(options.jobs, 1) { launch() }
             while let finished = await group.next() {
@@ -165,7 +165,7 @@ public struct KnowledgeBuilder: Sendable {
     }
 
     /// Asks about one label until it has enough descriptions or runs out of attempts. Returns nil when cancelled.
-    func process(_ label: Label, events: @escaping @Sendable (BuildEvent) -> Void) async -> LabelOutcome? {
+    func process(_ label: Label, in labelSet: [Label], events: @escaping @Sendable (BuildEvent) -> Void) async -> LabelOutcome? {
         let wanted = prompts.count
         let prompt = prompts.render(for: label)
         var outcome = LabelOutcome(label: label, requests: [], descriptions: [], state: .failed, wanted: wanted)
@@ -176,7 +176,8 @@ public struct KnowledgeBuilder: Sendable {
             if Task.isCancelled { return nil }
             var sampling = self.sampling
             sampling.seed = self.sampling.seed + attempt - 1
-            let request = KnowledgeRequest(label: label, prompt: prompt, sampling: sampling, count: wanted, domain: prompts.template.domain)
+            let request = KnowledgeRequest(label: label, prompt: prompt, sampling: sampling, count: wanted, domain: prompts.template.domain,
+                                           labelSet: labelSet)
             var record = RequestRecord(attempt: attempt, prompt: prompt, sampling: sampling)
             do {
                 let response = try await provider.describe(request)

@@ -37,13 +37,16 @@ public struct KnowledgeRequest: Sendable {
     public var count: Int
     /// The template's domain phrase, which the offline source uses to pick word senses.
     public var domain: String
+    /// Every label of the label set `label` belongs to (the context that tells "mouse" the device from the animal).
+    public var labelSet: [Label]
 
-    public init(label: Label, prompt: RenderedPrompt, sampling: Sampling, count: Int, domain: String) {
+    public init(label: Label, prompt: RenderedPrompt, sampling: Sampling, count: Int, domain: String, labelSet: [Label] = []) {
         self.label = label
         self.prompt = prompt
         self.sampling = sampling
         self.count = count
         self.domain = domain
+        self.labelSet = labelSet
     }
 }
 

@@ -35,14 +35,24 @@ public final class WordNetDatabase: @unchecked Sendable {
         }
 
         public func targets(_ symbol: String) -> [Int] { pointers.filter { $0.symbol == symbol }.map(\.offset) }
+
+        /// Its hypernyms and instance hypernyms.
+        public var hypernymOffsets: [Int] { pointers.filter { $0.symbol == "@" || $0.symbol == "@i" }.map(\.offset) }
+
+        /// A named individual (a person, a place, a deity): it has an instance hypernym.
+        public var isInstance: Bool { pointers.contains { $0.symbol == "@i" } }
     }
 
     public let directory: String
     public let version = "wordnet 3.0"
     private let index: [String: [Int]]
-    private let exceptions: [String: String]
+    private let exceptions: [String: [String]]
+    /// Semantic-concordance tag counts by sense key (`cntlist.rev`): how often each sense was seen in tagged text.
+    private let tagCounts: [String: Int]
     private let data: [UInt8]
     private var cache: [Int: Synset] = [:]
+    private var ancestorCache: [Int: [Int: Int]] = [:]
+    private var subtreeCache: [Int: Int] = [:]
     private let lock = NSLock()
 
     /// Opens the database in `directory`, e.g. `/usr/share/wordnet`.
@@ -63,13 +73,21 @@ public final class WordNetDatabase: @unchecked Sendable {
             guard fields.count >= start + synsetCount else { continue }
             index[String(fields[0])] = fields[start..<(start + synsetCount)].compactMap { Int($0) }
         }
-        var exceptions: [String: String] = [:]
+        var exceptions: [String: [String]] = [:]
         if let exc = FileManager.default.contents(atPath: directory + "/noun.exc") {
             for line in String(decoding: exc, as: UTF8.self).split(separator: "\n") {
                 let fields = line.split(separator: " ")
-                if fields.count >= 2 { exceptions[String(fields[0])] = String(fields[1]) }
+                if fields.count >= 2 { exceptions[String(fields[0]), default: []] += fields.dropFirst().map(String.init) }
             }
         }
+        var tagCounts: [String: Int] = [:]
+        if let counts = FileManager.default.contents(atPath: directory + "/cntlist.rev") {
+            for line in String(decoding: counts, as: UTF8.self).split(separator: "\n") {
+                let fields = line.split(separator: " ")
+                if fields.count == 3, fields[0].contains("%1:"), let count = Int(fields[2]) { tagCounts[String(fields[0])] = count }
+            }
+        }
+        self.tagCounts = tagCounts
         guard !index.isEmpty else {
             throw WordNetError(message: "\(indexPath) has no entries; the WordNet files look damaged. Reinstall with `apt-get install --reinstall wordnet-base`.")
         }
@@ -95,7 +113,7 @@ public final class WordNetDatabase: @unchecked Sendable {
     func baseForms(_ noun: String) -> [String] {
         let key = Self.key(noun)
         var forms = [key]
-        if let base = exceptions[key] { forms.append(base) }
+        forms += exceptions[key] ?? []
         // wndb's detachment rules for nouns, applied to the last word of a compound.
         let rules = [("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"), ("men", "man"), ("ies", "y"), ("s", "")]
         for (suffix, replacement) in rules where key.hasSuffix(suffix) {
@@ -110,17 +128,83 @@ public final class WordNetDatabase: @unchecked Sendable {
             .split(whereSeparator: { $0 == " " || $0 == "_" }).joined(separator: "_")
     }
 
+    /// The index lemmas a name reaches, in WordNet's own morphology (wndb(5WN), morphy(7WN)): the name as written
+    /// (spaces as underscores, hyphens kept or as underscores), joined ("wine glass" → wineglass), hyphenated, and
+    /// the base forms of each from `noun.exc` and the detachment rules ("boats" → boat, "mice" → mouse).
+    public func lemmas(for name: String) -> [String] {
+        let lower = name.lowercased().trimmingCharacters(in: .whitespaces)
+        let words = lower.split(whereSeparator: { $0 == " " || $0 == "_" })
+        let spelled = [
+            words.joined(separator: "_").replacingOccurrences(of: "-", with: "_"),
+            words.joined().replacingOccurrences(of: "-", with: ""),
+            words.joined(separator: "-"),
+        ]
+        var found: [String] = []
+        for form in spelled where !form.isEmpty {
+            var bases = [form] + (exceptions[form] ?? [])
+            let rules = [("s", ""), ("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"), ("men", "man"), ("ies", "y")]
+            for (suffix, replacement) in rules where form.hasSuffix(suffix) {
+                bases.append(String(form.dropLast(suffix.count)) + replacement)
+            }
+            for base in bases where index[base] != nil && !found.contains(base) { found.append(base) }
+        }
+        return found
+    }
+
+    /// The synset offsets of an index lemma, most frequent sense first.
+    public func offsets(ofLemma lemma: String) -> [Int] { index[lemma] ?? [] }
+
+    /// How often the sense `lemma` (an index lemma) of `synset` was tagged in the semantic concordances.
+    public func tagCount(lemma: String, synset: Synset) -> Int {
+        tagCounts[synset.senseKey(for: lemma.replacingOccurrences(of: "_", with: " "))] ?? 0
+    }
+
+    /// Every hypernym (and instance hypernym) of `offset` with its distance; `offset` itself at 0.
+    public func ancestors(of offset: Int) -> [Int: Int] {
+        if let cached = lock.withLock({ ancestorCache[offset] }) { return cached }
+        var result = [offset: 0]
+        var frontier = [offset]
+        var distance = 0
+        while !frontier.isEmpty {
+            distance += 1
+            var next: [Int] = []
+            for node in frontier {
+                for target in (synset(at: node)?.hypernymOffsets ?? []) where result[target] == nil {
+                    result[target] = distance
+                    next.append(target)
+                }
+            }
+            frontier = next
+        }
+        lock.withLock { ancestorCache[offset] = result }
+        return result
+    }
+
+    /// How many synsets lie under `offset` (itself included), counted up to `limit`: small for a specific category
+    /// ("baked goods"), large for a vague one ("device").
+    public func subtreeSize(of offset: Int, limit: Int = 5000) -> Int {
+        if let cached = lock.withLock({ subtreeCache[offset] }) { return cached }
+        var seen: Set<Int> = [offset]
+        var stack = [offset]
+        while let node = stack.popLast(), seen.count <= limit {
+            for pointer in synset(at: node)?.pointers ?? [] where (pointer.symbol == "~" || pointer.symbol == "~i") && !seen.contains(pointer.offset) {
+                seen.insert(pointer.offset)
+                stack.append(pointer.offset)
+            }
+        }
+        lock.withLock { subtreeCache[offset] = seen.count }
+        return seen.count
+    }
+
     /// The synset whose line starts at byte `offset` of data.noun.
     public func synset(at offset: Int) -> Synset? {
-        lock.lock()
-        defer { lock.unlock() }
-        if let cached = cache[offset] { return cached }
+        if let cached = lock.withLock({ cache[offset] }) { return cached }
         guard offset >= 0, offset < data.count else { return nil }
         var end = offset
         while end < data.count, data[end] != 0x0A { end += 1 }
         let line = String(decoding: data[offset..<end], as: UTF8.self)
         guard let parsed = Self.parse(line), parsed.offset == offset else { return nil }
-        cache[offset] = parsed
+        lock.withLock { cache[offset] = parsed }
         return parsed
     }
 

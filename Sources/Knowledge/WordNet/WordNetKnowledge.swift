@@ -14,58 +14,26 @@ public struct WordNetKnowledge: Sendable {
         public var score: Double
     }
 
+    /// What a WordNet run's identity records, so that a store built by an older algorithm is rebuilt.
+    public static let version = "wordnet 3.0, \(SensePicker.algorithmVersion)"
+
     public let database: WordNetDatabase
+    let picker: SensePicker
+    private let cache = SenseCache()
 
     public init(database: WordNetDatabase) {
         self.database = database
+        self.picker = SensePicker(database: database)
     }
 
-    /// Lexicographer files that hold visible things, per domain keyword (wndb(5WN) numbers).
-    static func preferredLexFiles(domain: String) -> Set<Int> {
-        let d = domain.lowercased()
-        if d.contains("pedestrian") || d.contains("person") || d.contains("surveillance") {
-            return [6, 8, 18, 7] // artifact (clothing, bags), body, person, attribute
+    /// The sense of `label` as one of `labelSet` (the whole set is the context; empty means the label alone) in the
+    /// domain a template's domain phrase names, or nil when WordNet has no fitting sense.
+    public func sense(for label: Label, in labelSet: [Label] = [], domain: String) -> Sense? {
+        let set = labelSet.contains(label) ? labelSet : [label]
+        let choices = cache.choices(for: set, domain: domain) { picker.pick(set, domain: .from(phrase: domain)) }
+        return choices[label.rawName].map {
+            Sense(synset: $0.synset, matchedName: $0.matchedName, viaHeadNoun: $0.viaHeadNoun, score: $0.score)
         }
-        if d.contains("remote") || d.contains("aerial") || d.contains("satellite") {
-            return [6, 15, 17, 20, 27, 14] // artifact (structures), location, object (landforms), plant, substance, group
-        }
-        return [5, 6, 13, 17, 20, 18, 27] // animal, artifact, food, object, plant, person, substance
-    }
-
-    /// Picks the sense that fits `label` best in `domain`, or nil when WordNet knows none of its names.
-    public func sense(for label: Label, domain: String) -> Sense? {
-        let preferred = Self.preferredLexFiles(domain: domain)
-        var candidates: [(name: String, weight: Double, head: Bool)] = [(label.displayName, 3, false)]
-        candidates += label.synonyms.map { ($0, 2.5, false) }
-        candidates.append((label.rawName, 2, false))
-        let camel = ResponseParser.splitCamelCase(label.rawName).joined(separator: " ")
-        if camel != label.rawName.lowercased() { candidates.append((camel, 2, false)) }
-        if let head = Self.headNoun(label.displayName), head.lowercased() != label.displayName.lowercased() {
-            candidates.append((head, 1, true))
-        }
-        let allWords = Set(label.allNames.flatMap(ResponseParser.wordsOf))
-        let contentStems = Set(allWords.filter { $0.count >= 4 && !ResponseParser.stopWords.contains($0) }.map(Self.stem))
-        let domainStems = Set(Self.domainWords(domain: domain).map(Self.stem))
-        var best: Sense?
-        for candidate in candidates {
-            let synsets = database.synsets(for: candidate.name)
-            for (rank, synset) in synsets.enumerated() {
-                var score = candidate.weight + 2.0 / Double(rank + 1)
-                if preferred.contains(synset.lexFile) { score += 2 }
-                // Agreement with the label's other names (e.g. synonym "television" for "tv monitor").
-                let synsetWords = Set(synset.words.flatMap { ResponseParser.wordsOf($0.word) })
-                score += Double(synsetWords.intersection(allWords).count) * 0.5
-                // Agreement of the gloss with the label's other words ("airport apron" → "where aircraft stand").
-                let glossStems = Set(ResponseParser.wordsOf(synset.definition).map(Self.stem))
-                score += Double(contentStems.intersection(glossStems).count) * 1.5
-                // Glosses that speak the domain's language ("paved surface" seen from the air, "worn" by a pedestrian).
-                score += Double(min(domainStems.intersection(glossStems).count, 2)) * 1.5
-                if best == nil || score > best!.score {
-                    best = Sense(synset: synset, matchedName: candidate.name, viaHeadNoun: candidate.head, score: score)
-                }
-            }
-        }
-        return best
     }
 
     /// Visual sentences about `label`, at most `count`, in order of usefulness.
@@ -132,36 +100,7 @@ public struct WordNetKnowledge: Sendable {
         return Array(sentences.prefix(count))
     }
 
-    /// A crude stem (the first five letters): enough to match inflections such as "surfaces" and "surface".
-    static func stem(_ word: String) -> String { String(word.prefix(5)) }
-
-    /// Words whose presence in a gloss suggests the sense belongs to the domain.
-    static func domainWords(domain: String) -> [String] {
-        let d = domain.lowercased()
-        if d.contains("pedestrian") || d.contains("person") || d.contains("surveillance") {
-            return ["garment", "worn", "wearing", "clothing", "clothes", "body", "person", "head", "hair", "shoulder", "carried", "bag", "footwear"]
-        }
-        if d.contains("remote") || d.contains("aerial") || d.contains("satellite") {
-            return ["surface", "ground", "land", "area", "paved", "field", "building", "buildings", "water", "road", "aircraft", "tract", "structure", "vegetation", "region"]
-        }
-        return []
-    }
-
     // MARK: - Wording
-
-    /// The head noun of a phrase: the word before the first preposition, participle or number, else the last word
-    /// (`logo on upper-body clothing` → `logo`, `person aged 17 to 30` → `person`).
-    static func headNoun(_ phrase: String) -> String? {
-        let words = phrase.split(separator: " ").map(String.init)
-        guard words.count > 1 else { return nil }
-        let prepositions: Set<String> = ["on", "of", "with", "in", "at", "for", "from", "over", "under", "by", "to", "without", "than"]
-        let breaks = { (word: String) -> Bool in
-            let w = word.lowercased()
-            return prepositions.contains(w) || ["seen", "worn", "held"].contains(w) || w.hasSuffix("ed") || w.hasSuffix("ing") || w.first?.isNumber == true
-        }
-        if let index = words.indices.dropFirst().first(where: { breaks(words[$0]) }) { return words[index - 1] }
-        return words.last { $0.first?.isLetter == true }
-    }
 
     static func article(_ word: String) -> String {
         guard let first = word.lowercased().first else { return "a" }
@@ -199,16 +138,16 @@ extension KnowledgeProvider {
     public static func wordnet(directory: String) throws -> KnowledgeProvider {
         let database = try WordNetDatabase(directory: directory)
         let knowledge = WordNetKnowledge(database: database)
-        return KnowledgeProvider(name: "wordnet", endpoint: directory, model: database.version) { request in
+        return KnowledgeProvider(name: "wordnet", endpoint: directory, model: WordNetKnowledge.version) { request in
             let started = ContinuousClock.now
-            guard let sense = knowledge.sense(for: request.label, domain: request.domain) else {
-                let record = ["source": database.version, "result": "no noun sense for any of: " + request.label.allNames.joined(separator: ", ")]
-                return KnowledgeResponse(choices: [], raw: canonical(record), latency: 0, metadata: ["source": database.version], noKnowledge: true)
+            guard let sense = knowledge.sense(for: request.label, in: request.labelSet, domain: request.domain) else {
+                let record = ["source": WordNetKnowledge.version, "result": "no fitting noun sense for any of: " + request.label.allNames.joined(separator: ", ")]
+                return KnowledgeResponse(choices: [], raw: canonical(record), latency: 0, metadata: ["source": WordNetKnowledge.version], noKnowledge: true)
             }
             let sentences = knowledge.describe(request.label, sense: sense, count: request.count)
             let key = sense.synset.senseKey(for: sense.matchedName)
             let metadata = [
-                "source": database.version,
+                "source": WordNetKnowledge.version,
                 "sense_keys": key,
                 "synset_offset": String(format: "%08d", sense.synset.offset),
                 "matched_name": sense.matchedName,
@@ -228,5 +167,19 @@ extension KnowledgeProvider {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return String(decoding: (try? encoder.encode(value)) ?? Data(), as: UTF8.self)
+    }
+}
+
+/// The picks of each label set, computed once per set and domain (a set is picked as a whole).
+final class SenseCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var entries: [String: [String: SensePicker.Choice]] = [:]
+
+    func choices(for labels: [Label], domain: String, compute: () -> [String: SensePicker.Choice]) -> [String: SensePicker.Choice] {
+        let key = domain + "\u{1}" + labels.map { ([$0.rawName, $0.displayName] + $0.synonyms).joined(separator: "\u{2}") }.joined(separator: "\u{3}")
+        if let cached = lock.withLock({ entries[key] }) { return cached }
+        let value = compute()
+        lock.withLock { entries[key] = value }
+        return value
     }
 }
