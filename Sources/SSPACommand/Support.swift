@@ -14,13 +14,28 @@ extension ParsableCommand {
     }
 }
 
+/// How `sspa` writes and verifies checkpoints: whole files through `OutputPath` (a full disk is a clear error),
+/// SHA-256 from Knowledge.
+let checkpointIO = SSPA.Checkpoint.FileIO(write: { data, url in try OutputPath.write(data, to: url.path) },
+                                          sha256: { SHA256.hex($0) })
+
+/// Upper bounds of numeric options: far beyond any real use, yet small enough that no product overflows.
+enum Limits {
+    static let epochs = 100_000
+    /// Images per training step or forward pass.
+    static let batch = 65_536
+    /// Images decoded and encoded at once by `features` and `predict`.
+    static let imageBatch = 4_096
+}
+
 /// The message and exit code of the library errors `sspa` reports as one line.
 func sspaErrorReport(_ error: any Error) -> (message: String, code: Int32)? {
     switch error {
     case let error as SSPA.FeaturesError: return ("\(error)", 65)
     case let error as SSPA.CheckpointError: return ("\(error)", 65)
     case let error as SSPA.ConfigError: return ("\(error)", 65)
-    case let error as SSPA.TrainingError: return ("\(error)", 1)
+    case let error as SSPA.TrainingError: return ("\(error)", 65)
+    case let error as SSPA.ManifestError: return (error.message, 65)
     case let error as SSPA.Metrics.InputError: return ("\(error)", 65)
     case let error as StoreError: return (error.message, 74)
     case let error as CheckpointError: return (error.message, 66)
