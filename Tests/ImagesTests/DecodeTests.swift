@@ -157,5 +157,24 @@ import Testing
         #expect { try Images.decode(contentsOf: url, maxPixels: 100) } throws: { "\($0)".contains("more than the limit of 100") }
         #expect(try Images.decode(contentsOf: url, budget: Images.DecodeBudget(bytes: 1)).width > 0, "an image larger than the whole budget still decodes, alone")
     }
+
+    /// Issue 10 E12: parallel decoders share a memory budget; one that does not fit waits until another gives back.
+    @Test func decodeBudgetMakesAWorkerWaitForRoom() throws {
+        let budget = Images.DecodeBudget(bytes: 100)
+        budget.acquire(80)
+        let entered = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var acquiredAt: Date?
+        DispatchQueue.global().async {
+            budget.acquire(50)
+            acquiredAt = Date()
+            budget.release(50)
+            entered.signal()
+        }
+        Thread.sleep(forTimeInterval: 0.2)
+        let released = Date()
+        budget.release(80)
+        #expect(entered.wait(timeout: .now() + 5) == .success)
+        #expect(acquiredAt.map { $0 >= released } == true, "the second worker waited for the first to release")
+    }
 }
 

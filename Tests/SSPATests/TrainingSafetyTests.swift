@@ -123,6 +123,22 @@ final class TrainingSafetyTests {
         #expect(other.status == 65 && other.stderr.contains("the knowledge vector of label 'cat' holds NaN") && oneLineError(other), "\(other)")
     }
 
+    /// B1 for `predict --explain`: a heat map never replaces an input image, and `--explain` naming a file is an error.
+    @Test func explanationsNeverOverwriteImages() throws {
+        let train = try features("train.safetensors")
+        let out = path("runs/explain")
+        #expect(try SSPABinary.run(self.train(train, out: out, ["--epochs", "1"])).status == 0)
+        let photo = try image()
+        // The first image's heat map would be 0000-photo.png, which is the second image.
+        try FileManager.default.copyItem(atPath: photo, toPath: path("0000-photo.png"))
+        let before = try Data(contentsOf: URL(fileURLWithPath: path("0000-photo.png")))
+        var run = try SSPABinary.run(["predict", "--model", out, "--explain", dir.path, photo, path("0000-photo.png")])
+        #expect(run.status == 64 && run.stderr.contains("--explain \(path("0000-photo.png")) is the same file as image") && oneLineError(run), "\(run)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path("0000-photo.png"))) == before)
+        run = try SSPABinary.run(["predict", "--model", out, "--explain", photo, photo])
+        #expect(run.status == 73 && run.stderr.contains("is a file") && oneLineError(run), "\(run)")
+    }
+
     /// E15: a file-size limit while saving a checkpoint is a clear error, and nothing half-written is left.
     @Test func aFileSizeLimitWhileSavingIsAClearError() throws {
         let train = try features("train.safetensors")
