@@ -50,7 +50,7 @@ struct Features: AsyncParsableCommand {
     @Flag(name: .shortAndLong, help: "No progress bar.")
     var quiet = false
 
-    @Option(name: .customLong("max-image-pixels"), help: ArgumentHelp("Skip (and list) images with more pixels than this, read from the header before decoding (default \(Images.Limits.defaultMaxPixels), Pillow's limit).", valueName: "n"))
+    @Option(name: .customLong("max-image-pixels"), help: ArgumentHelp("Skip (and list) images with more pixels than this, read from the header before decoding (Pillow's limit by default).", valueName: "n"))
     var maxImagePixels = Images.Limits.defaultMaxPixels
 
     /// Stops as if interrupted after this many new batches (for testing resumption).

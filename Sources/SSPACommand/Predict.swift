@@ -51,7 +51,7 @@ struct Predict: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Images per forward pass.", valueName: "n"))
     var batch = 16
 
-    @Option(name: .customLong("max-image-pixels"), help: ArgumentHelp("Skip images with more pixels than this, read from the header before decoding (default \(Images.Limits.defaultMaxPixels), Pillow's limit).", valueName: "n"))
+    @Option(name: .customLong("max-image-pixels"), help: ArgumentHelp("Skip images with more pixels than this, read from the header before decoding (Pillow's limit by default).", valueName: "n"))
     var maxImagePixels = Images.Limits.defaultMaxPixels
 
     func validate() throws {

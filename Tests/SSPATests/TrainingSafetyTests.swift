@@ -161,6 +161,13 @@ final class TrainingSafetyTests {
         let train = try features("train.safetensors")
         var run = try SSPABinary.run(self.train(train, out: path("runs/e"), ["--epochs", "1000000000000"]))
         #expect(run.status == 64 && run.stderr.contains("--epochs 1000000000000 is out of range") && oneLineError(run), "\(run)")
+        // B1: --out naming an input (the features file, the CLIP folder) is refused before anything is written.
+        let before = try Data(contentsOf: URL(fileURLWithPath: train))
+        run = try SSPABinary.run(self.train(train, out: train, ["--epochs", "1"]))
+        #expect(run.status == 64 && run.stderr.contains("is the same file as --features") && oneLineError(run), "\(run)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: train)) == before)
+        run = try SSPABinary.run(self.train(train, out: clip, ["--epochs", "1"]))
+        #expect(run.status == 64 && run.stderr.contains("is the same file as --clip") && oneLineError(run), "\(run)")
         let unknown = try features("unknown.safetensors", unknown: true)
         run = try SSPABinary.run(self.train(unknown, out: path("runs/u"), ["--epochs", "1"]))
         #expect(run.status == 65 && run.stderr.contains("every label of every image is unknown") && oneLineError(run), "\(run)")
