@@ -137,7 +137,7 @@ extension SSPA {
             // The step folder is made whole under a hidden name, then renamed into place.
             let step = contents.state?.step ?? 0
             let token = UUID().uuidString.prefix(8).lowercased()
-            let name = String(format: "step-%06d-", step) + token
+            let name = String(format: "step-%06ld-", step) + token
             let staging = directory.appendingPathComponent(".\(name).tmp")
             try fm.createDirectory(at: staging, withIntermediateDirectories: false)
             var hashes: [String: String] = [:]

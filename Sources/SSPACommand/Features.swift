@@ -144,8 +144,8 @@ struct Features: AsyncParsableCommand {
 
         let entries = dataset.entries
         let batches = (entries.count + batch - 1) / batch
-        func shard(_ k: Int) -> URL { partialURL.appendingPathComponent(String(format: "batch-%06d.safetensors", k)) }
-        func record(_ k: Int) -> URL { partialURL.appendingPathComponent(String(format: "batch-%06d.json", k)) }
+        func shard(_ k: Int) -> URL { partialURL.appendingPathComponent(String(format: "batch-%06ld.safetensors", k)) }
+        func record(_ k: Int) -> URL { partialURL.appendingPathComponent(String(format: "batch-%06ld.json", k)) }
         let done = (0..<batches).filter { fm.fileExists(atPath: record($0).path) }
         if resumed && !done.isEmpty {
             Console.out("resuming \(out): \(done.count) of \(batches) batches already done")
@@ -210,7 +210,7 @@ struct Features: AsyncParsableCommand {
         work.remove()
 
         let elapsed = Date().timeIntervalSince(progress.started)
-        Console.out(String(format: "wrote %@: %d images × %d regions, d = %d, %d labels of '%@' (%@, %.1f images/s)",
+        Console.out(String(format: "wrote %@: %ld images × %ld regions, d = %ld, %ld labels of '%@' (%@, %.1f images/s)",
                            out, all.count, all.regionCount, all.width, rawNames.count, labelSet, f32 ? "f32" : "f16",
                            elapsed > 0 ? Double(fresh) / elapsed : 0))
         if !skipped.isEmpty {

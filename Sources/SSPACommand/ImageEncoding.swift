@@ -103,7 +103,7 @@ final class ThroughputProgress {
         let width = 24
         let filled = total > 0 ? min(width, width * done / total) : width
         let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-        Console.errorRaw("\r\u{1B}[2K" + String(format: "%@ %d/%d images  %.1f images/s  ETA %@", bar, done, total, rate,
+        Console.errorRaw("\r\u{1B}[2K" + String(format: "%@ %ld/%ld images  %.1f images/s  ETA %@", bar, done, total, rate,
                                                  TrainingProgress.duration(eta)))
         drawn = true
     }

@@ -199,7 +199,7 @@ struct Predict: AsyncParsableCommand {
                     // Explain the predicted labels, or the most probable one when none passes the threshold.
                     let explained = chosen.isEmpty ? [order[0]] : chosen
                     let maps = explained.map { j in (0..<m).map { omega[(b * m + $0) * c + j] } }
-                    let name = String(format: "%04d-", entry.index) + entry.url.deletingPathExtension().lastPathComponent + ".png"
+                    let name = String(format: "%04ld-", entry.index) + entry.url.deletingPathExtension().lastPathComponent + ".png"
                     let file = explainURL.appendingPathComponent(name)
                     try OutputPath.refuseOverwriting(file.path, option: "--explain", inputs: inputs)
                     try OutputPath.write(Images.PNGWriter.encode(HeatMap.render(crop, maps: maps, grid: vision.grid)), to: file.path)

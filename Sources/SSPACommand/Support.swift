@@ -59,9 +59,9 @@ final class TrainingProgress {
     }
 
     static func duration(_ seconds: Double) -> String {
-        guard seconds.isFinite, seconds >= 0 else { return "--:--" }
+        guard seconds.isFinite, seconds >= 0, seconds < 1e9 else { return "--:--" }
         let s = Int(seconds.rounded())
-        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, (s / 60) % 60, s % 60) : String(format: "%02d:%02d", s / 60, s % 60)
+        return s >= 3600 ? String(format: "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60) : String(format: "%02ld:%02ld", s / 60, s % 60)
     }
 
     func step(epoch: Int, epochs: Int, batch: Int, batches: Int, step: Int, total: Int, loss: Double) {
@@ -77,7 +77,7 @@ final class TrainingProgress {
         let width = 24
         let filled = min(width, batches > 0 ? width * batch / batches : 0)
         let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-        let line = String(format: "epoch %d/%d %@ %d/%d  step %d/%d  loss %.4f  %.2f steps/s  ETA %@",
+        let line = String(format: "epoch %ld/%ld %@ %ld/%ld  step %ld/%ld  loss %.4f  %.2f steps/s  ETA %@",
                           epoch, epochs, bar, batch, batches, step, total, lossAverage ?? loss, rate, Self.duration(eta))
         Console.errorRaw("\r\u{1B}[2K" + line)
         drawn = true
