@@ -100,7 +100,10 @@ extension SSPA {
                 }
                 if let data = fm.contents(atPath: stateURL.path), let saved = try? JSONDecoder().decode(Inputs.self, from: data) {
                     let differences = inputs.differences(from: saved)
-                    if differences.isEmpty { return .resumed }
+                    if differences.isEmpty {
+                        Self.removeTemporaries(in: folder, prefix: ".")
+                        return .resumed
+                    }
                     throw Conflict(message: "\(folder.path) holds batches made from other inputs: \(differences.joined(separator: "; ")). Its features would be stale, so it is not continued: run the original command to finish it, or delete it (rm -r \(folder.path)) to start again with \(command)", code: 73)
                 }
                 try fm.removeItem(at: folder)
@@ -125,6 +128,21 @@ extension SSPA {
                 try? fm.removeItem(at: staging)
                 throw error
             }
+        }
+
+        /// Removes hidden temporary files (`PREFIX….tmp`) that a killed run left in `folder`: files written
+        /// through a temporary name, and half-made partial folders.
+        public static func removeTemporaries(in folder: URL, prefix: String) {
+            let fm = FileManager.default
+            for entry in (try? fm.contentsOfDirectory(atPath: folder.path)) ?? [] where entry.hasPrefix(prefix) && entry.hasSuffix(".tmp") {
+                try? fm.removeItem(at: folder.appendingPathComponent(entry))
+            }
+        }
+
+        /// Removes what a killed run of the features file `output` left beside it: its temporary files and
+        /// half-made partial folders (never anything else).
+        public static func removeStaleTemporaries(beside output: URL) {
+            removeTemporaries(in: output.deletingLastPathComponent(), prefix: ".\(output.lastPathComponent).")
         }
 
         /// Deletes the folder once the features file is in place, and only if it carries the marker.

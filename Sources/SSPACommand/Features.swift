@@ -128,6 +128,7 @@ struct Features: AsyncParsableCommand {
         let outURL = URL(fileURLWithPath: out)
         let partialURL = URL(fileURLWithPath: out + ".partial")
         let work = SSPA.PartialFeatures(folder: partialURL)
+        SSPA.PartialFeatures.removeStaleTemporaries(beside: outURL)
         let manifestData = fm.contents(atPath: manifest) ?? Data()
         let state = SSPA.PartialFeatures.Inputs(
             manifest: OutputPath.resolved(manifest), manifestSHA256: SHA256.hex(manifestData), labelSet: labelSet,

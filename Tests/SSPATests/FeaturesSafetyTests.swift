@@ -124,6 +124,24 @@ final class FeaturesSafetyTests {
         #expect(Array(written.labels.scalars[0..<6]) == [1, 0, 1, 1, 1, 1], "\(written.labelNames)")
     }
 
+    /// B3 for features: what a killed run left (temporary files beside the output and in the partial folder) is
+    /// cleaned when the run continues, and the finished output equals an uninterrupted run's.
+    @Test func staleTemporariesOfAKilledRunAreCleaned() throws {
+        let csv = try manifest("stale", count: 4, seed: 6)
+        let out = path("stale.safetensors")
+        var run = try SSPABinary.run(features(csv, out: out, ["--batch", "2", "--stop-after", "1"]))
+        #expect(run.status == 130, "\(run)")
+        let stale = [path(".stale.safetensors.Ab12Cd.tmp"), path(".stale.safetensors.partial.dead.tmp"),
+                     out + ".partial/.batch-000001.safetensors.Xy34Zw.tmp"]
+        for file in stale { try Data("half".utf8).write(to: URL(fileURLWithPath: file)) }
+        try Data("mine".utf8).write(to: URL(fileURLWithPath: path(".other.tmp")))
+        run = try SSPABinary.run(features(csv, out: out, ["--batch", "2"]))
+        #expect(run.status == 0 && run.stdout.contains("1 of 2 batches already done"), "\(run)")
+        for file in stale { #expect(!FileManager.default.fileExists(atPath: file), "\(file)") }
+        #expect(FileManager.default.fileExists(atPath: path(".other.tmp")), "only the tool's own temporaries are removed")
+        #expect(!FileManager.default.fileExists(atPath: out + ".partial"))
+    }
+
     /// E12: an image over `--max-image-pixels` is skipped from its header and listed like other bad images.
     @Test func imagesOverThePixelLimitAreSkippedAndListed() throws {
         let csv = try manifest("small", count: 2, seed: 4, width: 20, height: 20)
