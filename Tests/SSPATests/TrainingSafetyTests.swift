@@ -80,6 +80,41 @@ final class TrainingSafetyTests {
         #expect(run.status == 0 && run.stdout.contains("mAP"), "evaluate must not read optimizer.safetensors: \(run)")
     }
 
+    /// B3: `kill -9` at any moment, again and again, leaves a checkpoint that `--resume` verifies and continues,
+    /// ending bit for bit where an uninterrupted run ends, with no temporaries left behind.
+    @Test func repeatedKillsNeverLeaveAMixedCheckpoint() throws {
+        let train = try features("many.safetensors", count: 320, seed: 7)
+        let out = path("runs/killed")
+        let arguments = self.train(train, out: out, ["--epochs", "5", "--seed", "3"])
+        let pointer = { FileManager.default.contents(atPath: out + "/checkpoint.json") }
+        var kills = 0
+        for attempt in 0..<3 {
+            let before = pointer()
+            let (process, o, e) = try SSPABinary.start(SSPABinary.sspa, arguments + (before != nil ? ["--resume"] : []))
+            // Wait for one more save, then kill it at a varying moment of the next epoch.
+            let deadline = Date().addingTimeInterval(60)
+            while pointer() == before && process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.005) }
+            Thread.sleep(forTimeInterval: 0.05 * Double(attempt))
+            guard process.isRunning else { _ = SSPABinary.finish(process, o, e); break }
+            kill(process.processIdentifier, SIGKILL)
+            _ = SSPABinary.finish(process, o, e)
+            #expect(process.terminationReason == .uncaughtSignal)
+            kills += 1
+            let saved = try SSPA.Checkpoint.load(from: URL(fileURLWithPath: out))
+            #expect(saved.state?.step == saved.optimizer?.step && saved.state?.epoch == attempt + 1, "kill \(kills)")
+        }
+        #expect(kills == 3)
+        let resume = FileManager.default.fileExists(atPath: out + "/checkpoint.json")
+        let finish = try SSPABinary.run(arguments + (resume ? ["--resume"] : []))
+        #expect(finish.status == 0, "\(finish)")
+        let whole = path("runs/whole")
+        #expect(try SSPABinary.run(self.train(train, out: whole, ["--epochs", "5", "--seed", "3"])).status == 0)
+        let model = { (dir: String) in try Data(contentsOf: URL(fileURLWithPath: SSPA.Checkpoint.currentFolder(dir) + "/model.safetensors")) }
+        #expect(try model(out) == model(whole), "after \(kills) kills")
+        let left = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasSuffix(".tmp") || $0.hasPrefix("step-") }
+        #expect(left.count == 1 && left[0].hasPrefix("step-"), "\(left)")
+    }
+
     /// C7: `--lr 1e30` stops with a clear message and saves no diverged checkpoint; NaN knowledge in the store is
     /// named by label in `train` and `predict`; NaN parameters in a checkpoint are named by tensor.
     @Test func nonFiniteValuesAreNamedNeverUsed() throws {
