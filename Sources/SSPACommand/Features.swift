@@ -16,7 +16,10 @@ struct Features: AsyncParsableCommand {
             The manifest is JSON {"classes": [...], "images": [[path, [label, ...]], ...]} or CSV `path,label;label` \
             (paths relative to the manifest; `-label` marks a known negative). Labels are matched to the label set \
             in knowledge.db by raw name, display name or synonym. Images that cannot be decoded are skipped and \
-            listed. Finished batches are kept in OUT.partial/; running the same command again continues them.
+            listed, and so are images over --max-image-pixels (checked from the header). Finished batches are kept in \
+            OUT.partial/; running the same command again continues them, but only for the same inputs (manifest \
+            content, label set, --partial, --regions, CLIP checkpoint, --batch); a folder of that name the tool did not \
+            make is never touched. No output may be one of the inputs; every file is written whole or not at all.
             """
     )
 

@@ -10,9 +10,12 @@ struct Train: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train SSPA on cached CLIP features.",
         discussion: """
-            Writes a checkpoint folder (config.json, model.safetensors, knowledge.safetensors, optimizer.safetensors, \
-            training-state.json) after every epoch, and on Ctrl-C before exiting. --resume continues it bit for bit; \
-            its hyper-parameters and switches come from the checkpoint (options that contradict them are an error).
+            Writes a checkpoint folder after every epoch, and on Ctrl-C before exiting: config.json, and a step \
+            folder (model.safetensors, knowledge.safetensors, optimizer.safetensors, training-state.json) made whole \
+            and then named, with its files' SHA-256, by checkpoint.json. A run that diverges (a non-finite loss or \
+            parameter) stops and keeps its last finite checkpoint. One trainer at a time may write a folder. \
+            --resume checks the files against checkpoint.json and continues bit for bit; its hyper-parameters and \
+            switches come from the checkpoint (options that contradict them are an error).
             """
     )
 
