@@ -39,6 +39,31 @@ extension CLIP {
 
         /// Patches per side.
         public var grid: Int { imageSize / patchSize }
+
+        /// Throws, naming the `vision_config` key, unless every field can run: positive sizes within bounds no real
+        /// CLIP approaches (so no product overflows), heads dividing the width, a patch no larger than the image,
+        /// three channels (the preprocessing makes RGB) and a finite positive `layer_norm_eps`.
+        public func validate(file: String) throws {
+            func fail(_ key: String, _ value: Any, _ rule: String) -> CheckpointError {
+                CheckpointError("\(file): vision_config.\(key) is \(value); it must be \(rule).")
+            }
+            let bounded: [(String, Int, ClosedRange<Int>)] = [
+                ("hidden_size", hiddenSize, 1...65_536), ("intermediate_size", intermediateSize, 1...262_144),
+                ("num_hidden_layers", numHiddenLayers, 1...1_000), ("num_attention_heads", numAttentionHeads, 1...4_096),
+                ("image_size", imageSize, 1...16_384), ("patch_size", patchSize, 1...16_384),
+                ("projection_dim", projectionDim, 1...65_536),
+            ]
+            for (key, value, range) in bounded where !range.contains(value) {
+                throw fail(key, value, "from \(range.lowerBound) to \(range.upperBound)")
+            }
+            guard hiddenSize % numAttentionHeads == 0 else {
+                throw fail("num_attention_heads", numAttentionHeads, "a divisor of hidden_size (\(hiddenSize))")
+            }
+            guard patchSize <= imageSize else { throw fail("patch_size", patchSize, "at most image_size (\(imageSize))") }
+            guard grid * grid <= 1 << 20 else { throw fail("patch_size", patchSize, "large enough that (image_size / patch_size)² stays under 2²⁰ patches") }
+            guard numChannels == 3 else { throw fail("num_channels", numChannels, "3 (images are decoded as RGB)") }
+            guard layerNormEps.isFinite, layerNormEps > 0 else { throw fail("layer_norm_eps", layerNormEps, "a finite positive number") }
+        }
     }
 
     /// Reads the vision config from `config.json`: `vision_config` of a `CLIPModel`, or a vision-only config.
@@ -50,7 +75,14 @@ extension CLIP {
         do {
             var vision = (object["vision_config"] as? [String: Any]) ?? object
             if vision["projection_dim"] == nil, let projection = object["projection_dim"] { vision["projection_dim"] = projection }
-            return try JSONDecoder().decode(VisionConfig.self, from: JSONSerialization.data(withJSONObject: vision))
+            let config = try JSONDecoder().decode(VisionConfig.self, from: JSONSerialization.data(withJSONObject: vision))
+            try config.validate(file: url.path)
+            return config
+        } catch let error as CheckpointError {
+            throw error
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.dataCorrupted(context) {
+            let key = context.codingPath.map(\.stringValue).joined(separator: ".")
+            throw CheckpointError("\(url.path): vision_config.\(key) cannot be read: \(context.debugDescription)")
         } catch {
             throw CheckpointError("\(url.path): cannot read the vision config: \(error)")
         }
@@ -96,10 +128,19 @@ extension CLIP {
             guard ["quick_gelu", "gelu", "gelu_new", "gelu_pytorch_tanh"].contains(config.hiddenAct) else {
                 throw CheckpointError("\(checkpoint.directory.path)/config.json: vision hidden_act '\(config.hiddenAct)' is not supported.")
             }
+            try config.validate(file: checkpoint.directory.appendingPathComponent("config.json").path)
             self.config = config
             let d = config.hiddenSize, f = config.intermediateSize, p = config.patchSize, c = config.numChannels
+            // Weights enter here: a NaN or infinity is named now, not discovered as NaN features later.
+            func finite(_ tensor: Tensor, _ key: String) throws -> Tensor {
+                let bad = tensor.withUnsafeBufferPointer { p in p.firstIndex { !$0.isFinite }.map { (index: $0, nan: p[$0].isNaN) } }
+                if let bad {
+                    throw CheckpointError("\(checkpoint.directory.path): vision tensor '\(key)' holds \(bad.nan ? "NaN" : "an infinite value") (element \(bad.index)); the checkpoint is damaged.")
+                }
+                return tensor
+            }
             func t(_ key: String, _ shape: [Int]) throws -> Tensor {
-                try checkpoint.tensor(anyOf: ["vision_model." + key, key], shape: shape)
+                try finite(checkpoint.tensor(anyOf: ["vision_model." + key, key], shape: shape), key)
             }
             patchWeight = try t("embeddings.patch_embedding.weight", [d, c, p, p]).reshaped([d, c * p * p])
             classEmbedding = try t("embeddings.class_embedding", [d])
@@ -120,7 +161,7 @@ extension CLIP {
             }
             postNormWeight = try t("post_layernorm.weight", [d])
             postNormBias = try t("post_layernorm.bias", [d])
-            projection = try checkpoint.tensor("visual_projection.weight", shape: [config.projectionDim, d])
+            projection = try finite(checkpoint.tensor("visual_projection.weight", shape: [config.projectionDim, d]), "visual_projection.weight")
         }
 
         /// Unfolds `[B, C, H, W]` pixels into `[B·M, C·p·p]` patch rows in the convolution weight's (c, y, x) order.

@@ -38,6 +38,7 @@ public enum Console {
 /// own, anything `classify` recognises with the message and code it returns. Other errors propagate unchanged.
 public func reportingErrors<T>(classify: (any Error) -> (message: String, code: Int32)?,
                                _ body: () async throws -> T) async throws -> T {
+    OutputPath.reportFileSizeLimitAsError()
     do {
         return try await body()
     } catch let error as CLIError {

@@ -72,25 +72,40 @@ extension Images {
     /// - with `applyEXIFOrientation` (the default) a JPEG's EXIF orientation tag (1–8) is applied, so the image is
     ///   upright as viewers show it. `CLIPImageProcessor` does **not** do this (`Image.open` does not rotate), so
     ///   parity tests against `transformers` pass `false`.
-    public static func decode(contentsOf url: URL, applyEXIFOrientation: Bool = true) throws -> Image {
+    ///
+    /// An image of more than `maxPixels` pixels is refused from its header, before decoding (`unsupported`, with
+    /// the limit in the message); with a `budget`, decoding waits for its share of the decode memory.
+    public static func decode(contentsOf url: URL, applyEXIFOrientation: Bool = true,
+                              maxPixels: Int = Limits.defaultMaxPixels, budget: DecodeBudget? = nil) throws -> Image {
         let data: Data
         do {
             data = try Data(contentsOf: url, options: .mappedIfSafe)
         } catch {
             throw DecodeError(.unreadable, file: url.path, error.localizedDescription)
         }
-        return try decode(data, file: url.path, applyEXIFOrientation: applyEXIFOrientation)
+        return try decode(data, file: url.path, applyEXIFOrientation: applyEXIFOrientation, maxPixels: maxPixels, budget: budget)
     }
 
     /// Decodes JPEG or PNG bytes; `file` names the source in errors.
-    public static func decode(_ data: Data, file: String = "<memory>", applyEXIFOrientation: Bool = true) throws -> Image {
+    public static func decode(_ data: Data, file: String = "<memory>", applyEXIFOrientation: Bool = true,
+                              maxPixels: Int = Limits.defaultMaxPixels, budget: DecodeBudget? = nil) throws -> Image {
         let bytes = [UInt8](data)
+        var reserved = 0
+        if let (width, height) = dimensions(of: bytes, file: file) {
+            let (pixels, overflow) = width.multipliedReportingOverflow(by: height)
+            guard !overflow, pixels <= maxPixels else {
+                throw DecodeError(.unsupported, file: file, "\(width)×\(height) pixels is more than the limit of \(maxPixels) (a decompression bomb?); raise it with --max-image-pixels if the image is genuine")
+            }
+            reserved = Limits.decodeBytes(width: width, height: height)
+        }
+        budget?.acquire(reserved)
+        defer { budget?.release(reserved) }
         if bytes.count >= 3, bytes[0] == 0xFF, bytes[1] == 0xD8, bytes[2] == 0xFF {
-            let (image, orientation) = try JPEGDecoder.decode(bytes, file: file)
+            let (image, orientation) = try JPEGDecoder.decode(bytes, file: file, maxPixels: maxPixels)
             return applyEXIFOrientation ? image.oriented(exif: orientation) : image
         }
         if bytes.count >= 8, bytes[0..<8].elementsEqual([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) {
-            return try PNGDecoder.decode(bytes, file: file)
+            return try PNGDecoder.decode(bytes, file: file, maxPixels: maxPixels)
         }
         if bytes.isEmpty { throw DecodeError(.unknownFormat, file: file, "the file is empty") }
         if bytes.count >= 2, bytes[0] == 0xFF, bytes[1] == 0xD8 {

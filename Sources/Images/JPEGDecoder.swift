@@ -19,8 +19,8 @@ import Foundation
 /// counts, fractional sampling, Pillow's pixel limit) are `unsupported`, a file that ends inside its headers is
 /// `truncated`. Everything else is left to TurboJPEG.
 enum JPEGDecoder {
-    static func decode(_ bytes: [UInt8], file: String) throws -> (Images.Image, orientation: Int) {
-        let info = try JPEGMarkers.scan(bytes, file: file)
+    static func decode(_ bytes: [UInt8], file: String, maxPixels: Int = Images.Limits.defaultMaxPixels) throws -> (Images.Image, orientation: Int) {
+        let info = try JPEGMarkers.scan(bytes, file: file, maxPixels: maxPixels)
         func corrupt(_ s: String) -> Images.DecodeError { Images.DecodeError(.corrupt, file: file, s) }
 
         guard let handle = tjInitDecompress() else {
@@ -53,9 +53,9 @@ enum JPEGDecoder {
             }
         }
         guard width > 0, height > 0 else { throw corrupt("TurboJPEG reports a \(width)×\(height) image") }
-        guard width * height <= JPEGMarkers.maxPixels else {
+        guard width * height <= maxPixels else {
             throw Images.DecodeError(.unsupported, file: file,
-                                     "\(width)×\(height) pixels is more than the \(JPEGMarkers.maxPixels) limit")
+                                     "\(width)×\(height) pixels is more than the limit of \(maxPixels) (a decompression bomb?); raise it with --max-image-pixels if the image is genuine")
         }
 
         let channels = fourComponents ? 4 : 3
@@ -131,10 +131,7 @@ enum JPEGMarkers {
         }
     }
 
-    /// Pillow's decompression-bomb error threshold (2 × `Image.MAX_IMAGE_PIXELS`).
-    static let maxPixels = 178_956_970
-
-    static func scan(_ b: [UInt8], file: String) throws -> Info {
+    static func scan(_ b: [UInt8], file: String, maxPixels: Int) throws -> Info {
         func unsupported(_ s: String) -> Images.DecodeError { Images.DecodeError(.unsupported, file: file, s) }
         func truncated(_ s: String) -> Images.DecodeError { Images.DecodeError(.truncated, file: file, s) }
         func be16(_ i: Int) -> Int { Int(b[i]) << 8 | Int(b[i + 1]) }
@@ -165,7 +162,7 @@ enum JPEGMarkers {
                 let height = be16(s + 1), width = be16(s + 3), nc = Int(b[s + 5])
                 guard height > 0 else { throw unsupported("JPEG with the height in a DNL marker (height 0 in the frame header)") }
                 guard width * height <= maxPixels else {
-                    throw unsupported("\(width)×\(height) pixels is more than the \(maxPixels) limit")
+                    throw unsupported("\(width)×\(height) pixels is more than the limit of \(maxPixels) (a decompression bomb?); raise it with --max-image-pixels if the image is genuine")
                 }
                 guard [1, 3, 4].contains(nc) else { throw unsupported("JPEG with \(nc) colour components") }
                 info.frame = Frame(width: width, height: height, components: nc)

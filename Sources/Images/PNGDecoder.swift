@@ -13,7 +13,7 @@ import Foundation
 enum PNGDecoder {
     static let flagAlpha: UInt32 = 0x01, flagColor: UInt32 = 0x02, flagLinear: UInt32 = 0x04
 
-    static func decode(_ bytes: [UInt8], file: String) throws -> Images.Image {
+    static func decode(_ bytes: [UInt8], file: String, maxPixels: Int = Images.Limits.defaultMaxPixels) throws -> Images.Image {
         var image = png_image()
         image.version = UInt32(PNG_IMAGE_VERSION)
         func libpngMessage(_ image: inout png_image) -> String {
@@ -37,9 +37,13 @@ enum PNGDecoder {
             throw error
         }
         let width = Int(image.width), height = Int(image.height)
-        guard width > 0, height > 0, width * height <= JPEGMarkers.maxPixels else {
+        guard width > 0, height > 0 else {
             png_image_free(&image)
             throw Images.DecodeError(.unsupported, file: file, "\(width)×\(height) pixels is outside the supported range")
+        }
+        guard width * height <= maxPixels else {
+            png_image_free(&image)
+            throw Images.DecodeError(.unsupported, file: file, "\(width)×\(height) pixels is more than the limit of \(maxPixels) (a decompression bomb?); raise it with --max-image-pixels if the image is genuine")
         }
         let sixteen = image.format & flagLinear != 0
         var pixels = [UInt8](repeating: 0, count: width * height * 3)

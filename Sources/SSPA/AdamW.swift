@@ -79,11 +79,16 @@ extension SSPA {
 
         /// The state as tensors (`m.NAME`, `v.NAME`) plus the step in the metadata.
         public func save(to url: URL) throws {
+            try serialized().write(to: url, options: .atomic)
+        }
+
+        /// The safetensors bytes `save` writes.
+        public func serialized() throws -> Data {
             var writer = SafeTensorsWriter(metadata: ["step": String(step), "beta1": "\(beta1)", "beta2": "\(beta2)",
                                                       "epsilon": "\(epsilon)", "weight_decay": "\(weightDecay)"])
             for (name, t) in firstMoments { writer.add("m.\(name)", t) }
             for (name, t) in secondMoments { writer.add("v.\(name)", t) }
-            try writer.write(to: url)
+            return try writer.serialized()
         }
 
         /// Reads a state written by `save`.

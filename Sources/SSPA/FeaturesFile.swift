@@ -139,6 +139,11 @@ extension SSPA {
 
         /// Writes the file (`x0` and `X` as `dtype`, F32 or F16; labels as int8).
         public func write(to url: URL, dtype: SafeTensors.DType = .f32) throws {
+            try serialized(dtype: dtype).write(to: url, options: .atomic)
+        }
+
+        /// The safetensors bytes `write` writes.
+        public func serialized(dtype: SafeTensors.DType = .f32) throws -> Data {
             func json(_ strings: [String]) throws -> String { String(decoding: try JSONEncoder().encode(strings), as: UTF8.self) }
             var metadata = ["labels": try json(labelNames), "encoder_sha256": encoderSHA256, "image_paths": try json(imagePaths)]
             if let regionMode { metadata["region_mode"] = regionMode }
@@ -146,7 +151,7 @@ extension SSPA {
             writer.add("x0", x0, as: dtype)
             writer.add("X", regions, as: dtype)
             writer.add("labels", integers: labels.scalars.map { Int8($0) }, shape: labels.shape, as: .i8)
-            try writer.write(to: url)
+            return try writer.serialized()
         }
 
         /// Throws unless the label columns are exactly `labelNames` in order and the encoder is `encoderID`;

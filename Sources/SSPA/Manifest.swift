@@ -51,21 +51,36 @@ extension SSPA {
             }
             var unknown: [String: Int] = [:]
             var entries: [Entry] = []
+            var firstRow: [URL: (line: Int, labels: [Int8])] = [:]
+            let row1 = json ? "image" : "line"
             for row in rows {
                 var values = [Int8](repeating: partial ? -1 : 0, count: labels.count)
+                var said: [Int: (negative: Bool, name: String)] = [:]
                 for var name in row.labels {
                     name = name.trimmingCharacters(in: .whitespaces)
                     if name.isEmpty { continue }
+                    let spelled = name
                     let negative = name.hasPrefix("-") && index[name.lowercased()] == nil
                     if negative { name.removeFirst() }
                     guard let i = index[name.lowercased()] else {
                         if unknown[name] == nil { unknown[name] = row.line }
                         continue
                     }
+                    if let earlier = said[i], earlier.negative != negative {
+                        throw ManifestError("\(source): \(row1) \(row.line) lists both '\(earlier.name)' and '\(spelled)' (\(labels[i].raw) positive and negative); keep one.")
+                    }
+                    said[i] = (negative, spelled)
                     values[i] = negative ? 0 : 1
                 }
-                let path = row.path.hasPrefix("/") ? URL(fileURLWithPath: row.path) : base.appendingPathComponent(row.path)
-                entries.append(Entry(path: path.standardized, labels: values))
+                let path = (row.path.hasPrefix("/") ? URL(fileURLWithPath: row.path) : base.appendingPathComponent(row.path)).standardized
+                if let earlier = firstRow[path] {
+                    if earlier.labels != values {
+                        throw ManifestError("\(source): \(row1)s \(earlier.line) and \(row.line) list the same image \(row.path) with different labels; merge them into one \(row1).")
+                    }
+                } else {
+                    firstRow[path] = (row.line, values)
+                }
+                entries.append(Entry(path: path, labels: values))
             }
             if !unknown.isEmpty {
                 let list = unknown.sorted { $0.value < $1.value }.prefix(20).map { "'\($0.key)' (\(json ? "image" : "line") \($0.value))" }
@@ -99,15 +114,52 @@ extension SSPA {
             for (i, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
                 let line = raw.trimmingCharacters(in: .whitespaces)
                 if line.isEmpty || line.hasPrefix("#") { continue }
-                guard let comma = line.lastIndex(of: ",") else {
+                guard let (path, labels) = try csvFields(line, source: source, line: i + 1) else {
                     throw ManifestError("\(source):\(i + 1): expected `path,label;label`.")
                 }
-                let path = String(line[..<comma]).trimmingCharacters(in: CharacterSet(charactersIn: " \""))
                 if i == 0, path.lowercased() == "path" { continue } // a header row
                 guard !path.isEmpty else { throw ManifestError("\(source):\(i + 1): empty path.") }
-                rows.append((i + 1, path, line[line.index(after: comma)...].split(separator: ";").map(String.init)))
+                rows.append((i + 1, path, labels.split(separator: ";").map(String.init)))
             }
             return rows
+        }
+
+        /// The path and label fields of one CSV line (RFC 4180 quoting: a quoted field may hold commas, and `""`
+        /// inside it is one quote). An unquoted path runs to the last comma, so paths with commas still work.
+        static func csvFields(_ line: String, source: String, line number: Int) throws -> (String, String)? {
+            func unquoted(_ field: Substring) throws -> (String, Substring)? {
+                guard field.first == "\"" else { return nil }
+                var value = "", rest = field.dropFirst()
+                while let c = rest.first {
+                    rest = rest.dropFirst()
+                    if c == "\"" {
+                        if rest.first == "\"" { value.append("\""); rest = rest.dropFirst(); continue }
+                        return (value, rest)
+                    }
+                    value.append(c)
+                }
+                throw ManifestError("\(source):\(number): a quoted field is not closed.")
+            }
+            let text = Substring(line)
+            let path: String, rest: Substring
+            if let (value, after) = try unquoted(text) {
+                let tail = after.drop { $0 == " " }
+                guard tail.first == "," else { return nil }
+                path = value
+                rest = tail.dropFirst()
+            } else {
+                guard let comma = text.lastIndex(of: ",") else { return nil }
+                path = String(text[..<comma]).trimmingCharacters(in: .whitespaces)
+                rest = text[text.index(after: comma)...]
+            }
+            let labelField = rest.drop { $0 == " " }
+            if let (value, after) = try unquoted(labelField) {
+                guard after.allSatisfy({ $0 == " " }) else {
+                    throw ManifestError("\(source):\(number): text after the quoted labels field.")
+                }
+                return (path, value)
+            }
+            return (path, String(labelField))
         }
     }
 

@@ -93,6 +93,13 @@ extension SSPA {
             try SafeTensors.write(tensors, metadata: metadata, to: url)
         }
 
+        /// The safetensors bytes `save` writes.
+        public func serialized(metadata: [String: String] = [:]) throws -> Data {
+            var writer = SafeTensorsWriter(metadata: metadata)
+            for (name, t) in tensors { writer.add(name, t) }
+            return try writer.serialized()
+        }
+
         /// Throws unless the tensors are exactly those `config` uses, with the right shapes.
         public func validate(config: Config, d: Int, contextWidth: Int) throws {
             let expected = config.parameterShapes(d: d, contextWidth: contextWidth)

@@ -157,13 +157,16 @@ extension SSPA {
         public func step(x0: Tensor, regions: Tensor, labels: Tensor, learningRate: Float) throws -> (loss: Double, gradientNorm: Float) {
             var (output, gradients) = model.lossAndGradients(parameters, x0: x0, regions: regions, labels: labels)
             guard let loss = output.lossValue, loss.isFinite else {
-                throw TrainingError("the loss became \(output.lossValue.map { "\($0)" } ?? "nil") at step \(state.step + 1); lower the learning rate")
+                throw TrainingError("training diverged: the loss became \(output.lossValue.map { "\($0)" } ?? "nil") at step \(state.step + 1)")
             }
             let norm = AdamW.clipGradientNorm(&gradients, maxNorm: options.maxGradientNorm)
             guard norm.isFinite else {
-                throw TrainingError("the gradient norm became \(norm) at step \(state.step + 1); lower the learning rate")
+                throw TrainingError("training diverged: the gradient norm became \(norm) at step \(state.step + 1)")
             }
             optimizer.update(&parameters, gradients: gradients, lr: learningRate)
+            try Finite.check(parameters.tensors, what: "parameter") {
+                TrainingError("training diverged at step \(state.step + 1) (learning rate \(learningRate)): \($0) after the update")
+            }
             return (loss, norm)
         }
 

@@ -29,13 +29,18 @@ struct Evaluate: AsyncParsableCommand {
     @Flag(name: .customLong("per-label"), help: "Add one AP line per label to the table.")
     var perLabel = false
 
+    func validate() throws {
+        try OptionBounds.validating { try OptionBounds.check(batch, "--batch", 1...Limits.batch) }
+    }
+
     func run() async throws {
         try await reportingErrors { try evaluate() }
     }
 
     func evaluate() throws {
         guard batch >= 1 else { throw CLIError("--batch must be at least 1", code: 64) }
-        let checkpoint = try SSPA.Checkpoint.load(from: URL(fileURLWithPath: model))
+        // The optimizer and training state are for --resume only; a damaged optimizer file does not matter here.
+        let checkpoint = try SSPA.Checkpoint.load(from: URL(fileURLWithPath: model), sha256: checkpointIO.sha256)
         let manifest = checkpoint.manifest
         let data = try loadFeatures(features, role: "test")
         try data.check(labelNames: manifest.labels, encoderID: manifest.knowledgeEncoderSHA256,
@@ -56,13 +61,16 @@ struct Evaluate: AsyncParsableCommand {
                                                    displayNames: manifest.displayNames, nCtx: manifest.model.nCtx)
         let sspa = try SSPA.Model(config: manifest.model, promptEncoder: promptEncoder, knowledge: checkpoint.knowledge)
         let p = SSPA.Trainer.predict(model: sspa, parameters: checkpoint.parameters, features: data, batchSize: batch)
+        if let bad = SSPA.Finite.firstBad(p) {
+            throw CLIError("\(model): the model gives \(bad.what) for image \(bad.index / manifest.labels.count + 1) of \(features); the checkpoint or the features are unusable", code: 65)
+        }
         let report = try SSPA.Metrics.Report(SSPA.Metrics.Input(scores: p, targets: data.labels), labelNames: manifest.displayNames)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             Console.out(String(decoding: try encoder.encode(report), as: UTF8.self))
         } else {
-            let epochs = checkpoint.state.map { "\($0.epoch) epochs" } ?? "untrained"
+            let epochs = SSPA.Checkpoint.trainedEpochs(in: URL(fileURLWithPath: model)).map { "\($0) epochs" } ?? "untrained"
             Console.out("\(model): SSPA (\(ablationSummary(manifest.model))), \(epochs), label set '\(manifest.labelSet)'; \(features)")
             Console.out(report.table(perLabel: perLabel))
         }

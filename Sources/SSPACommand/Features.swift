@@ -2,6 +2,7 @@ import ArgumentParser
 import CLIP
 import CommandSupport
 import Foundation
+import Images
 import Knowledge
 import SSPA
 import Tensor
@@ -15,7 +16,10 @@ struct Features: AsyncParsableCommand {
             The manifest is JSON {"classes": [...], "images": [[path, [label, ...]], ...]} or CSV `path,label;label` \
             (paths relative to the manifest; `-label` marks a known negative). Labels are matched to the label set \
             in knowledge.db by raw name, display name or synonym. Images that cannot be decoded are skipped and \
-            listed. Finished batches are kept in OUT.partial/; running the same command again continues them.
+            listed, and so are images over --max-image-pixels (checked from the header). Finished batches are kept in \
+            OUT.partial/; running the same command again continues them, but only for the same inputs (manifest \
+            content, label set, --partial, --regions, CLIP checkpoint, --batch); a folder of that name the tool did not \
+            make is never touched. No output may be one of the inputs; every file is written whole or not at all.
             """
     )
 
@@ -49,22 +53,28 @@ struct Features: AsyncParsableCommand {
     @Flag(name: .shortAndLong, help: "No progress bar.")
     var quiet = false
 
+    @Option(name: .customLong("max-image-pixels"), help: ArgumentHelp("Skip (and list) images with more pixels than this, read from the header before decoding (Pillow's limit by default).", valueName: "n"))
+    var maxImagePixels = Images.Limits.defaultMaxPixels
+
     /// Stops as if interrupted after this many new batches (for testing resumption).
     @Option(name: .customLong("stop-after"), help: .hidden)
     var stopAfter: Int?
 
-    func run() async throws {
-        try await reportingErrors { try extract() }
+    /// Pretends the output's file system has this many bytes free (for testing the free-space check).
+    @Option(name: .customLong("assume-free-bytes"), help: .hidden)
+    var assumeFreeBytes: Int64?
+
+    func validate() throws {
+        try OptionBounds.validating {
+            try OptionBounds.check(batch, "--batch", 1...Limits.imageBatch)
+            try OptionBounds.check(maxImagePixels, "--max-image-pixels", 1...Images.Limits.largestMaxPixels)
+            try OptionBounds.check(stopAfter, "--stop-after", 0...Int.max / Limits.imageBatch)
+            try OptionBounds.check(assumeFreeBytes, "--assume-free-bytes", 0...Int64.max)
+        }
     }
 
-    /// What `OUT.partial/state.json` pins: a partial output is continued only for the same inputs.
-    struct PartialState: Codable, Equatable {
-        var manifest: String
-        var images: [String]
-        var labels: [String]
-        var encoder: String
-        var regions: String
-        var batch: Int
+    func run() async throws {
+        try await reportingErrors { try extract() }
     }
 
     /// One finished batch's list of skipped images.
@@ -78,22 +88,19 @@ struct Features: AsyncParsableCommand {
         var error: String
     }
 
-    /// Renames `temp` over `final` (atomically replacing it).
-    func moveReplacing(_ temp: URL, _ final: URL) throws {
-        guard rename(temp.path, final.path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            try? FileManager.default.removeItem(at: temp)
-            throw CLIError("cannot write \(final.path): \(reason)", code: 74)
-        }
-    }
-
     func extract() throws {
-        guard batch >= 1 else { throw CLIError("--batch must be at least 1", code: 64) }
         let mode = try regionMode(regions)
         let fm = FileManager.default
         guard fm.fileExists(atPath: clip) else { throw CLIError("\(clip): no such CLIP checkpoint folder", code: 66) }
         guard fm.fileExists(atPath: knowledge) else {
             throw CLIError("\(knowledge): no such knowledge store; build one with `sspa-knowledge build`", code: 66)
+        }
+        var inputs = [OutputPath.Input("--manifest", manifest)] + OutputPath.storeInputs("--knowledge", knowledge)
+            + OutputPath.checkpointInputs("--clip", clip)
+        try OutputPath.refuseOverwriting(out, option: "--out", inputs: inputs)
+        var isDirectory: ObjCBool = false
+        if fm.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw CLIError("--out \(out) is a folder; give the features file to write", code: 73)
         }
         let store = try KnowledgeStore(path: knowledge, readOnly: true)
         guard let set = try store.labelSet(named: labelSet) else {
@@ -105,37 +112,44 @@ struct Features: AsyncParsableCommand {
         do { dataset = try SSPA.Manifest.load(path: manifest, labels: names, partial: partial) } catch let error as SSPA.ManifestError {
             throw CLIError(error.message, code: fm.fileExists(atPath: manifest) ? 65 : 66)
         }
+        // Nor may it be one of the images.
+        inputs = dataset.entries.map { OutputPath.Input("the manifest's image", $0.path.path) }
+        try OutputPath.refuseOverwriting(out, option: "--out", inputs: inputs)
         let encoderID = try TextEncoder.load(directory: clip).id
-        let vision = try ImageEncoder(directory: clip, mode: mode)
+        let vision = try ImageEncoder(directory: clip, mode: mode, maxPixels: maxImagePixels)
         let rawNames = set.labels.map(\.rawName)
 
-        // The partial output.
+        // Enough room for the shards and the final file, which exist together at the end.
+        let valueBytes: Int64 = f32 ? 4 : 2
+        let perImage = Int64(vision.grid * vision.grid + 1) * Int64(vision.model.config.projectionDim) * valueBytes + Int64(rawNames.count)
+        let needed = 2 * Int64(dataset.entries.count) * perImage
+        if let free = assumeFreeBytes ?? OutputPath.freeBytes(near: out), free < needed {
+            throw CLIError("not enough disk space for \(out): about \(OutputPath.describe(bytes: needed)) needed (the features of \(dataset.entries.count) images, written once in batches and once whole), \(OutputPath.describe(bytes: free)) free there; free some space or choose another --out", code: 74)
+        }
+
+        // The partial output: continued only when made by this tool from the same inputs.
         let outURL = URL(fileURLWithPath: out)
         let partialURL = URL(fileURLWithPath: out + ".partial")
-        let state = PartialState(manifest: URL(fileURLWithPath: manifest).standardizedFileURL.path,
-                                 images: dataset.entries.map(\.path.path), labels: rawNames, encoder: encoderID,
-                                 regions: mode.rawValue, batch: batch)
-        let stateURL = partialURL.appendingPathComponent("state.json")
-        var resumed = false
-        if let data = fm.contents(atPath: stateURL.path), let saved = try? JSONDecoder().decode(PartialState.self, from: data) {
-            if saved == state {
-                resumed = true
-            } else {
-                Console.error("note: \(partialURL.path) belongs to other inputs; starting afresh")
-                try fm.removeItem(at: partialURL)
-            }
-        } else if fm.fileExists(atPath: partialURL.path) {
-            try fm.removeItem(at: partialURL)
-        }
-        if !resumed {
-            try fm.createDirectory(at: partialURL, withIntermediateDirectories: true)
-            try JSONEncoder().encode(state).write(to: stateURL, options: .atomic)
+        let work = SSPA.PartialFeatures(folder: partialURL)
+        SSPA.PartialFeatures.removeStaleTemporaries(beside: outURL)
+        let manifestData = fm.contents(atPath: manifest) ?? Data()
+        let state = SSPA.PartialFeatures.Inputs(
+            manifest: OutputPath.resolved(manifest), manifestSHA256: SHA256.hex(manifestData), labelSet: labelSet,
+            labels: rawNames, partial: partial, regions: mode.rawValue, encoder: encoderID, batch: batch,
+            maxImagePixels: maxImagePixels, images: dataset.entries.map(\.path.path))
+        let resumed: Bool
+        do {
+            resumed = try work.open(for: state, command: "the same options") == .resumed
+        } catch let conflict as SSPA.PartialFeatures.Conflict {
+            throw CLIError(conflict.message, code: conflict.code)
+        } catch {
+            throw CLIError("cannot create \(partialURL.path): \((error as NSError).localizedFailureReason ?? "\(error)")", code: 73)
         }
 
         let entries = dataset.entries
         let batches = (entries.count + batch - 1) / batch
-        func shard(_ k: Int) -> URL { partialURL.appendingPathComponent(String(format: "batch-%06d.safetensors", k)) }
-        func record(_ k: Int) -> URL { partialURL.appendingPathComponent(String(format: "batch-%06d.json", k)) }
+        func shard(_ k: Int) -> URL { partialURL.appendingPathComponent(String(format: "batch-%06ld.safetensors", k)) }
+        func record(_ k: Int) -> URL { partialURL.appendingPathComponent(String(format: "batch-%06ld.json", k)) }
         let done = (0..<batches).filter { fm.fileExists(atPath: record($0).path) }
         if resumed && !done.isEmpty {
             Console.out("resuming \(out): \(done.count) of \(batches) batches already done")
@@ -165,11 +179,9 @@ struct Features: AsyncParsableCommand {
                 let part = try SSPA.Features(x0: output.x0, regions: output.regions, labels: labels, labelNames: rawNames,
                                              encoderSHA256: encoderID, imagePaths: good.map { $0.0.path.path },
                                              regionMode: mode.rawValue, file: shard(k).path)
-                let temp = shard(k).appendingPathExtension("tmp")
-                try part.write(to: temp, dtype: dtype)
-                try moveReplacing(temp, shard(k))
+                try OutputPath.write(try part.serialized(dtype: dtype), to: shard(k).path)
             }
-            try JSONEncoder().encode(BatchRecord(skipped: skipped, written: good.count)).write(to: record(k), options: .atomic)
+            try OutputPath.write(try JSONEncoder().encode(BatchRecord(skipped: skipped, written: good.count)), to: record(k).path)
             finished += slice.count
             fresh += slice.count
             progress.update(done: finished, fresh: fresh)
@@ -198,17 +210,15 @@ struct Features: AsyncParsableCommand {
         let all = try SSPA.Features(x0: Ops.concat(x0, axis: 0), regions: Ops.concat(xs, axis: 0), labels: Ops.concat(ys, axis: 0),
                                     labelNames: rawNames, encoderSHA256: encoderID, imagePaths: paths,
                                     regionMode: mode.rawValue, file: out)
-        let temp = URL(fileURLWithPath: out + ".tmp")
-        try all.write(to: temp, dtype: dtype)
-        try moveReplacing(temp, outURL)
-        try? fm.removeItem(at: partialURL)
+        try OutputPath.write(try all.serialized(dtype: dtype), to: outURL.path)
+        work.remove()
 
         let elapsed = Date().timeIntervalSince(progress.started)
-        Console.out(String(format: "wrote %@: %d images × %d regions, d = %d, %d labels of '%@' (%@, %.1f images/s)",
+        Console.out(String(format: "wrote %@: %ld images × %ld regions, d = %ld, %ld labels of '%@' (%@, %.1f images/s)",
                            out, all.count, all.regionCount, all.width, rawNames.count, labelSet, f32 ? "f32" : "f16",
                            elapsed > 0 ? Double(fresh) / elapsed : 0))
         if !skipped.isEmpty {
-            Console.out("skipped \(skipped.count) image(s) that could not be decoded:")
+            Console.out("skipped \(skipped.count) image(s) that could not be decoded or were too large:")
             for s in skipped { Console.out("  \(s.error)") }
         }
     }

@@ -9,13 +9,20 @@ struct ImageEncoder: @unchecked Sendable {
     let model: CLIP.VisionModel
     let preprocessor: Images.CLIPPreprocessor
     let mode: CLIP.RegionMode
+    /// Images with more pixels are skipped from their header, before decoding.
+    let maxPixels: Int
+    /// Decode memory shared by the parallel workers.
+    let budget = Images.DecodeBudget()
 
     /// Loads the vision tower of the checkpoint folder `directory`; without a `preprocessor_config.json` the crop is
     /// the model's image size.
-    init(directory: String, mode: CLIP.RegionMode) throws {
+    init(directory: String, mode: CLIP.RegionMode, maxPixels: Int = Images.Limits.defaultMaxPixels) throws {
+        self.maxPixels = maxPixels
         let url = URL(fileURLWithPath: directory)
-        do { model = try CLIP.VisionModel(directory: url) } catch {
-            throw CLIError("\(directory): cannot load the CLIP vision tower: \(error)", code: 66)
+        do { model = try CLIP.VisionModel(directory: url) } catch let error as CheckpointError {
+            throw CLIError("\(directory): cannot load the CLIP vision tower: \(error.message)", code: FileManager.default.fileExists(atPath: directory) ? 65 : 66)
+        } catch {
+            throw CLIError("\(directory): cannot load the CLIP vision tower: \(error)", code: 65)
         }
         let size = model.config.imageSize
         if FileManager.default.fileExists(atPath: url.appendingPathComponent("preprocessor_config.json").path) {
@@ -50,7 +57,7 @@ struct ImageEncoder: @unchecked Sendable {
         nonisolated(unsafe) let out = base
         DispatchQueue.concurrentPerform(iterations: urls.count) { i in
             do {
-                let image = try Images.decode(contentsOf: urls[i])
+                let image = try Images.decode(contentsOf: urls[i], maxPixels: maxPixels, budget: budget)
                 guard image.width > 0, image.height > 0 else {
                     out[i] = Decoded(error: "\(urls[i].path): the image is empty")
                     return
@@ -96,7 +103,7 @@ final class ThroughputProgress {
         let width = 24
         let filled = total > 0 ? min(width, width * done / total) : width
         let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-        Console.errorRaw("\r\u{1B}[2K" + String(format: "%@ %d/%d images  %.1f images/s  ETA %@", bar, done, total, rate,
+        Console.errorRaw("\r\u{1B}[2K" + String(format: "%@ %ld/%ld images  %.1f images/s  ETA %@", bar, done, total, rate,
                                                  TrainingProgress.duration(eta)))
         drawn = true
     }

@@ -51,6 +51,18 @@ struct Predict: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Images per forward pass.", valueName: "n"))
     var batch = 16
 
+    @Option(name: .customLong("max-image-pixels"), help: ArgumentHelp("Skip images with more pixels than this, read from the header before decoding (Pillow's limit by default).", valueName: "n"))
+    var maxImagePixels = Images.Limits.defaultMaxPixels
+
+    func validate() throws {
+        try OptionBounds.validating {
+            try OptionBounds.check(batch, "--batch", 1...Limits.imageBatch)
+            try OptionBounds.check(topK, "--top-k", 1...1_000_000)
+            try OptionBounds.check(threshold, "--threshold", 0...1)
+            try OptionBounds.check(maxImagePixels, "--max-image-pixels", 1...Images.Limits.largestMaxPixels)
+        }
+    }
+
     func run() async throws {
         try await reportingErrors { try predict() }
     }
@@ -81,7 +93,7 @@ struct Predict: AsyncParsableCommand {
         guard batch >= 1 else { throw CLIError("--batch must be at least 1", code: 64) }
         if let topK, topK < 1 { throw CLIError("--top-k must be at least 1", code: 64) }
         guard threshold >= 0, threshold <= 1 else { throw CLIError("--threshold must be in [0, 1]", code: 64) }
-        let checkpoint = try SSPA.Checkpoint.load(from: URL(fileURLWithPath: model))
+        let checkpoint = try SSPA.Checkpoint.load(from: URL(fileURLWithPath: model), sha256: checkpointIO.sha256)
         let manifest = checkpoint.manifest
         let mode = try regionMode(regions ?? manifest.regionMode ?? "patch")
         if let trained = manifest.regionMode, mode.rawValue != trained {
@@ -111,6 +123,9 @@ struct Predict: AsyncParsableCommand {
             guard let (raw, matrix, _) = try store.knowledgeMatrix(labelSet: labelSet, encoderID: encoder.id) else {
                 throw CLIError("label set '\(labelSet)' in \(knowledge) has no knowledge vectors for the CLIP at \(clipDirectory) (encoder \(encoder.id.prefix(12))). Run `sspa-knowledge encode --clip \(clipDirectory) --label-set \(labelSet) --db \(knowledge)` first.", code: 65)
             }
+            try SSPA.Finite.check(rows: matrix, names: raw) {
+                CLIError("\(knowledge) (label set \(labelSet)): \($0); encode the label set again with a sound CLIP checkpoint (`sspa-knowledge encode`)", code: 65)
+            }
             labels = raw
             displayNames = raw.map { set.label(named: $0)?.displayName ?? $0 }
             knowledgeMatrix = matrix
@@ -119,13 +134,25 @@ struct Predict: AsyncParsableCommand {
         let promptEncoder = try SSPA.PromptEncoder(textModel: encoder.model, tokenizer: encoder.tokenizer,
                                                    displayNames: displayNames, nCtx: manifest.model.nCtx)
         let sspa = try SSPA.Model(config: manifest.model, promptEncoder: promptEncoder, knowledge: knowledgeMatrix)
-        let vision = try ImageEncoder(directory: clipDirectory, mode: mode)
+        let vision = try ImageEncoder(directory: clipDirectory, mode: mode, maxPixels: maxImagePixels)
         guard vision.model.config.projectionDim == manifest.width else {
             throw CLIError("the vision tower of \(clipDirectory) projects to \(vision.model.config.projectionDim), the checkpoint to d = \(manifest.width)", code: 65)
         }
         let urls = try collectImages()
         let explainURL = explain.map { URL(fileURLWithPath: $0) }
-        if let explainURL { try FileManager.default.createDirectory(at: explainURL, withIntermediateDirectories: true) }
+        // The heat maps must never land on an input: an image, the checkpoint, the knowledge store.
+        let inputs = urls.map { OutputPath.Input("image", $0.path) }
+            + ["config.json", "checkpoint.json"].map { OutputPath.Input("--model", URL(fileURLWithPath: model).appendingPathComponent($0).path) }
+            + (labelSet != nil ? OutputPath.storeInputs("--knowledge", knowledge) : [])
+        if let explain, let explainURL {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: explain, isDirectory: &isDirectory), !isDirectory.boolValue {
+                throw CLIError("--explain \(explain) is a file; give a folder for the heat maps", code: 73)
+            }
+            do { try FileManager.default.createDirectory(at: explainURL, withIntermediateDirectories: true) } catch {
+                throw CLIError("--explain \(explain): cannot create the folder (\((error as NSError).localizedFailureReason ?? error.localizedDescription))", code: 73)
+            }
+        }
 
         var failed: [String] = []
         var written = 0
@@ -151,6 +178,9 @@ struct Predict: AsyncParsableCommand {
             let out = sspa.forward(sspa.variables(checkpoint.parameters, on: tape, trainable: false), x0: features.x0,
                                    regions: features.regions, labels: nil, on: tape)
             let c = labels.count, m = features.regions.shape[1]
+            if let bad = SSPA.Finite.firstBad(out.probabilities) {
+                throw CLIError("\(model): the model gives \(bad.what) for \(good[bad.index / c].url.path) (label \(labels[bad.index % c])); the checkpoint, the knowledge or the CLIP weights hold non-finite values", code: 65)
+            }
             let p = out.probabilities.scalars
             let regional = Ops.sigmoid(out.regionLogits.value).scalars
             let global = out.globalLogits.map { Ops.sigmoid($0.value).scalars }
@@ -169,13 +199,17 @@ struct Predict: AsyncParsableCommand {
                     // Explain the predicted labels, or the most probable one when none passes the threshold.
                     let explained = chosen.isEmpty ? [order[0]] : chosen
                     let maps = explained.map { j in (0..<m).map { omega[(b * m + $0) * c + j] } }
-                    let name = String(format: "%04d-", entry.index) + entry.url.deletingPathExtension().lastPathComponent + ".png"
+                    let name = String(format: "%04ld-", entry.index) + entry.url.deletingPathExtension().lastPathComponent + ".png"
                     let file = explainURL.appendingPathComponent(name)
-                    try Images.PNGWriter.write(HeatMap.render(crop, maps: maps, grid: vision.grid), to: file)
+                    try OutputPath.refuseOverwriting(file.path, option: "--explain", inputs: inputs)
+                    try OutputPath.write(Images.PNGWriter.encode(HeatMap.render(crop, maps: maps, grid: vision.grid)), to: file.path)
                     prediction.explanation = file.path
                     prediction.explained = explained.map { labels[$0] }
                 }
-                Console.out(String(decoding: try jsonEncoder.encode(prediction), as: UTF8.self))
+                guard let line = try? jsonEncoder.encode(prediction) else {
+                    throw CLIError("cannot print the prediction for \(entry.url.path): it holds a non-finite number", code: 65)
+                }
+                Console.out(String(decoding: line, as: UTF8.self))
                 written += 1
             }
         }

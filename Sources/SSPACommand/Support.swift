@@ -14,13 +14,28 @@ extension ParsableCommand {
     }
 }
 
+/// How `sspa` writes and verifies checkpoints: whole files through `OutputPath` (a full disk is a clear error),
+/// SHA-256 from Knowledge.
+let checkpointIO = SSPA.Checkpoint.FileIO(write: { data, url in try OutputPath.write(data, to: url.path) },
+                                          sha256: { SHA256.hex($0) })
+
+/// Upper bounds of numeric options: far beyond any real use, yet small enough that no product overflows.
+enum Limits {
+    static let epochs = 100_000
+    /// Images per training step or forward pass.
+    static let batch = 65_536
+    /// Images decoded and encoded at once by `features` and `predict`.
+    static let imageBatch = 4_096
+}
+
 /// The message and exit code of the library errors `sspa` reports as one line.
 func sspaErrorReport(_ error: any Error) -> (message: String, code: Int32)? {
     switch error {
     case let error as SSPA.FeaturesError: return ("\(error)", 65)
     case let error as SSPA.CheckpointError: return ("\(error)", 65)
     case let error as SSPA.ConfigError: return ("\(error)", 65)
-    case let error as SSPA.TrainingError: return ("\(error)", 1)
+    case let error as SSPA.TrainingError: return ("\(error)", 65)
+    case let error as SSPA.ManifestError: return (error.message, 65)
     case let error as SSPA.Metrics.InputError: return ("\(error)", 65)
     case let error as StoreError: return (error.message, 74)
     case let error as CheckpointError: return (error.message, 66)
@@ -44,9 +59,9 @@ final class TrainingProgress {
     }
 
     static func duration(_ seconds: Double) -> String {
-        guard seconds.isFinite, seconds >= 0 else { return "--:--" }
+        guard seconds.isFinite, seconds >= 0, seconds < 1e9 else { return "--:--" }
         let s = Int(seconds.rounded())
-        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, (s / 60) % 60, s % 60) : String(format: "%02d:%02d", s / 60, s % 60)
+        return s >= 3600 ? String(format: "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60) : String(format: "%02ld:%02ld", s / 60, s % 60)
     }
 
     func step(epoch: Int, epochs: Int, batch: Int, batches: Int, step: Int, total: Int, loss: Double) {
@@ -62,7 +77,7 @@ final class TrainingProgress {
         let width = 24
         let filled = min(width, batches > 0 ? width * batch / batches : 0)
         let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-        let line = String(format: "epoch %d/%d %@ %d/%d  step %d/%d  loss %.4f  %.2f steps/s  ETA %@",
+        let line = String(format: "epoch %ld/%ld %@ %ld/%ld  step %ld/%ld  loss %.4f  %.2f steps/s  ETA %@",
                           epoch, epochs, bar, batch, batches, step, total, lossAverage ?? loss, rate, Self.duration(eta))
         Console.errorRaw("\r\u{1B}[2K" + line)
         drawn = true

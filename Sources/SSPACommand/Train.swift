@@ -10,9 +10,12 @@ struct Train: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train SSPA on cached CLIP features.",
         discussion: """
-            Writes a checkpoint folder (config.json, model.safetensors, knowledge.safetensors, optimizer.safetensors, \
-            training-state.json) after every epoch, and on Ctrl-C before exiting. --resume continues it bit for bit; \
-            its hyper-parameters and switches come from the checkpoint (options that contradict them are an error).
+            Writes a checkpoint folder after every epoch, and on Ctrl-C before exiting: config.json, and a step \
+            folder (model.safetensors, knowledge.safetensors, optimizer.safetensors, training-state.json) made whole \
+            and then named, with its files' SHA-256, by checkpoint.json. A run that diverges (a non-finite loss or \
+            parameter) stops and keeps its last finite checkpoint. One trainer at a time may write a folder. \
+            --resume checks the files against checkpoint.json and continues bit for bit; its hyper-parameters and \
+            switches come from the checkpoint (options that contradict them are an error).
             """
     )
 
@@ -64,6 +67,17 @@ struct Train: AsyncParsableCommand {
     @Flag(name: .shortAndLong, help: "No progress bar.")
     var quiet = false
 
+    func validate() throws {
+        try OptionBounds.validating {
+            try OptionBounds.check(epochs, "--epochs", 1...Limits.epochs)
+            try OptionBounds.check(batch, "--batch", 1...Limits.batch)
+            try OptionBounds.check(lr, "--lr", Float.leastNonzeroMagnitude...Float.greatestFiniteMagnitude)
+            try OptionBounds.check(weightDecay, "--weight-decay", 0...1000)
+            try OptionBounds.check(warmupEpochs, "--warmup-epochs", 0...Limits.epochs)
+            try OptionBounds.check(knowledgeRun, "--knowledge-run", 1...Int64.max)
+        }
+    }
+
     func run() async throws {
         try await reportingErrors { try train() }
     }
@@ -71,12 +85,26 @@ struct Train: AsyncParsableCommand {
     func train() throws {
         let fm = FileManager.default
         let outURL = URL(fileURLWithPath: out)
+        // Nothing the run writes may be one of its inputs.
+        let inputs = [OutputPath.Input("--features", features)] + (val.map { [OutputPath.Input("--val", $0)] } ?? [])
+            + OutputPath.storeInputs("--knowledge", knowledge) + OutputPath.checkpointInputs("--clip", clip)
+        try OutputPath.refuseOverwriting(out, option: "--out", inputs: inputs)
+        for name in ["config.json", "checkpoint.json"] {
+            try OutputPath.refuseOverwriting(outURL.appendingPathComponent(name).path, option: "--out", inputs: inputs)
+        }
+        for input in inputs where OutputPath.resolved(input.path).hasPrefix(OutputPath.resolved(out) + "/") {
+            throw CLIError("\(input.option) \(input.path) lies inside --out \(out), which training rewrites; move it or choose another --out.", code: 64)
+        }
         let hasCheckpoint = fm.fileExists(atPath: outURL.appendingPathComponent("config.json").path)
         if hasCheckpoint && !resume {
             throw CLIError("\(out) already holds a checkpoint; pass --resume to continue it, or choose another --out", code: 73)
         }
         if resume && !hasCheckpoint { throw CLIError("--resume: \(out) holds no checkpoint (no config.json)", code: 66) }
-        let checkpoint = resume ? try SSPA.Checkpoint.load(from: outURL) : nil
+        // One trainer per folder: a second one fails here at once.
+        let lock = try FolderLock(folder: out, what: "`sspa train`")
+        defer { withExtendedLifetime(lock) {} }
+        SSPA.Checkpoint.removeStaleTemporaries(in: outURL)
+        let checkpoint = resume ? try SSPA.Checkpoint.load(from: outURL, forTraining: true, sha256: checkpointIO.sha256) : nil
 
         // Switches and hyper-parameters.
         var config = try ablatedConfig(ablate)
@@ -136,6 +164,9 @@ struct Train: AsyncParsableCommand {
         } else {
             knowledgeMatrix = matrix
         }
+        try SSPA.Finite.check(rows: knowledgeMatrix, names: labels) {
+            CLIError("\(checkpoint == nil ? knowledge : out + "/knowledge.safetensors") (label set \(labelSet)): \($0); encode the label set again with a sound CLIP checkpoint (`sspa-knowledge encode`)", code: 65)
+        }
         let displayNames = labels.map { set.label(named: $0)?.displayName ?? $0 }
 
         // Features.
@@ -148,6 +179,9 @@ struct Train: AsyncParsableCommand {
         }
         if let validation, let val {
             try validation.check(regionMode: train.regionMode, of: "the training features \(features)", file: val)
+        }
+        if train.labels.withUnsafeBufferPointer({ $0.allSatisfy { $0 < 0 } }) {
+            throw SSPA.FeaturesError(file: features, message: "every label of every image is unknown (-1), so there is nothing to learn; list at least some labels per image in the manifest (or extract without --partial) and run `sspa features` again")
         }
         if let saved = checkpoint?.manifest {
             try train.check(regionMode: saved.regionMode, of: "the checkpoint being resumed (\(out))", file: features)
@@ -169,7 +203,7 @@ struct Train: AsyncParsableCommand {
             contextWidth: encoder.model.config.hiddenSize, regionMode: train.regionMode ?? checkpoint?.manifest.regionMode)
         func save() throws {
             try SSPA.Checkpoint.save(.init(manifest: manifest, parameters: trainer.parameters, knowledge: knowledgeMatrix,
-                                           optimizer: trainer.optimizer, state: trainer.state), to: outURL)
+                                           optimizer: trainer.optimizer, state: trainer.state), to: outURL, io: checkpointIO)
         }
 
         if trainer.state.epoch >= options.epochs {
@@ -187,21 +221,38 @@ struct Train: AsyncParsableCommand {
         let progress = TrainingProgress(quiet: quiet)
         progress.stepsAtStart = trainer.state.step
         var saveError: Error?
-        let finished = try trainer.run(train: train, validation: validation, shouldStop: { interrupt.fired || saveError != nil }) { event in
-            switch event {
-            case .step(let epoch, let batch, let batches, let step, let totalSteps, let loss, _):
-                progress.step(epoch: epoch, epochs: options.epochs, batch: batch, batches: batches, step: step, total: totalSteps, loss: loss)
-            case .epoch(let record):
-                progress.clear()
-                let map = record.validationMAP.map { String(format: "  val mAP %.2f", $0 * 100) } ?? ""
-                Console.out(String(format: "epoch %d/%d  train loss %.4f%@  (%.1f s)", record.epoch, options.epochs, record.trainLoss, map, record.seconds))
-                do { try save() } catch { saveError = error }
+        var savedEpoch = trainer.state.epoch
+        let finished: Bool
+        do {
+            finished = try trainer.run(train: train, validation: validation, shouldStop: { interrupt.fired || saveError != nil }) { event in
+                switch event {
+                case .step(let epoch, let batch, let batches, let step, let totalSteps, let loss, _):
+                    progress.step(epoch: epoch, epochs: options.epochs, batch: batch, batches: batches, step: step, total: totalSteps, loss: loss)
+                case .epoch(let record):
+                    progress.clear()
+                    let map = record.validationMAP.map { String(format: "  val mAP %.2f", $0 * 100) } ?? ""
+                    Console.out("epoch \(record.epoch)/\(options.epochs)  train loss " + String(format: "%.4f%@  (%.1f s)", record.trainLoss, map, record.seconds))
+                    do {
+                        try save()
+                        savedEpoch = record.epoch
+                    } catch { saveError = error }
+                }
             }
+        } catch let error as SSPA.TrainingError {
+            progress.clear()
+            let kept = checkpoint != nil || savedEpoch > 0
+                ? "the last finite checkpoint in \(out) (epoch \(savedEpoch)) is kept" : "no checkpoint was saved"
+            throw CLIError("\(error.message); \(kept). Lower --lr and train again.", code: 65)
         }
         progress.clear()
-        if let saveError { throw CLIError("cannot save the checkpoint to \(out): \(saveError)", code: 74) }
+        if let saveError {
+            if let error = saveError as? CLIError { throw CLIError("cannot save the checkpoint to \(out): \(error.message)", code: error.code) }
+            throw CLIError("cannot save the checkpoint to \(out): \(saveError)", code: 74)
+        }
         if !finished {
-            do { try save() } catch { throw CLIError("interrupted, and the checkpoint could not be saved to \(out): \(error)", code: 74) }
+            do { try save() } catch {
+                throw CLIError("interrupted, and the checkpoint could not be saved to \(out): \((error as? CLIError)?.message ?? "\(error)")", code: 74)
+            }
             throw CLIError("interrupted at epoch \(trainer.state.epoch + 1), step \(trainer.state.step) of \(total); checkpoint saved to \(out). Run the same command with --resume to continue.", code: 130)
         }
         Console.out("saved \(out)")

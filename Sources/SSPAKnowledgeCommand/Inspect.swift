@@ -214,6 +214,11 @@ struct Export: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
+            // The output must not be an input: the store (with its WAL files) or the CLIP checkpoint's files.
+            if let output {
+                try OutputPath.refuseOverwriting(output, option: "-o", inputs: OutputPath.storeInputs("--db", store.db)
+                    + (clip.map { OutputPath.checkpointInputs("--clip", $0) } ?? []))
+            }
             let knowledgeStore = try store.open(readOnly: true)
             let sets = try knowledgeStore.labelSetNames()
             let set: String
@@ -233,16 +238,12 @@ struct Export: AsyncParsableCommand {
                 let encoderID = try resolveEncoder(store: knowledgeStore, set: set)
                 guard let output else { throw CLIError("safetensors is binary: pass -o FILE.safetensors.", code: 64) }
                 let data = try KnowledgeExporter.safetensors(store: knowledgeStore, labelSet: set, encoderID: encoderID, runID: run)
-                do { try data.write(to: URL(fileURLWithPath: output), options: .atomic) } catch {
-                    throw CLIError("cannot write \(output): \(error.localizedDescription)")
-                }
+                try OutputPath.write(data, to: output)
                 return
             }
             let text = KnowledgeExporter.render(try knowledgeStore.knowledge(labelSet: set, runID: chosen.id), labelSet: set, format: format)
             if let output {
-                do { try Data(text.utf8).write(to: URL(fileURLWithPath: output), options: .atomic) } catch {
-                    throw CLIError("cannot write \(output): \(error.localizedDescription)")
-                }
+                try OutputPath.write(Data(text.utf8), to: output)
             } else {
                 FileHandle.standardOutput.write(Data(text.utf8))
             }

@@ -122,4 +122,59 @@ import Testing
             #expect(error.description == "twelve.jpg: unsupported: 12-bit JPEG")
         }
     }
+
+    /// Issue 10 E12: a decompression bomb (a tiny file claiming a huge image) is refused from its header, before a
+    /// byte is decoded; the limit is Pillow's 89,478,485 pixels by default and can be raised.
+    @Test func decompressionBombsAreRefusedFromTheHeader() throws {
+        // A PNG signature and IHDR claiming 13,300 × 13,300 16-bit RGB pixels, with no image data at all.
+        var png: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13] + Array("IHDR".utf8)
+        for v in [13_300, 13_300] { png += [UInt8(v >> 24 & 255), UInt8(v >> 16 & 255), UInt8(v >> 8 & 255), UInt8(v & 255)] }
+        png += [16, 2, 0, 0, 0, 0, 0, 0, 0]
+        let dims = Images.dimensions(of: png)
+        #expect(dims?.width == 13_300 && dims?.height == 13_300)
+        do {
+            _ = try Images.decode(Data(png), file: "bomb.png")
+            Issue.record("the bomb was decoded")
+        } catch let error as Images.DecodeError {
+            #expect(error.kind == .unsupported)
+            #expect(error.description.contains("13300×13300 pixels is more than the limit of 89478485"), "\(error)")
+            #expect(error.description.contains("--max-image-pixels"))
+        }
+        // A JPEG whose frame header claims 10,000 × 10,000 (more than the default limit).
+        var jpeg = [UInt8](try Data(contentsOf: ImageFixtures.url("chelsea.jpg")))
+        var i = 2
+        while i + 9 < jpeg.count {
+            let marker = jpeg[i + 1], length = Int(jpeg[i + 2]) << 8 | Int(jpeg[i + 3])
+            if marker == 0xC0 || marker == 0xC2 {
+                jpeg[i + 5] = 0x27; jpeg[i + 6] = 0x10; jpeg[i + 7] = 0x27; jpeg[i + 8] = 0x10
+                break
+            }
+            i += 2 + length
+        }
+        #expect(throws: Images.DecodeError.self) { try Images.decode(Data(jpeg), file: "bomb.jpg") }
+        // A real image is refused under a lower limit and decodes under the default one.
+        let url = ImageFixtures.url("chelsea.png")
+        #expect { try Images.decode(contentsOf: url, maxPixels: 100) } throws: { "\($0)".contains("more than the limit of 100") }
+        #expect(try Images.decode(contentsOf: url, budget: Images.DecodeBudget(bytes: 1)).width > 0, "an image larger than the whole budget still decodes, alone")
+    }
+
+    /// Issue 10 E12: parallel decoders share a memory budget; one that does not fit waits until another gives back.
+    @Test func decodeBudgetMakesAWorkerWaitForRoom() throws {
+        let budget = Images.DecodeBudget(bytes: 100)
+        budget.acquire(80)
+        let entered = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var acquiredAt: Date?
+        DispatchQueue.global().async {
+            budget.acquire(50)
+            acquiredAt = Date()
+            budget.release(50)
+            entered.signal()
+        }
+        Thread.sleep(forTimeInterval: 0.2)
+        let released = Date()
+        budget.release(80)
+        #expect(entered.wait(timeout: .now() + 5) == .success)
+        #expect(acquiredAt.map { $0 >= released } == true, "the second worker waited for the first to release")
+    }
 }
+

@@ -77,8 +77,10 @@ final class SSPACLITests {
         #expect(run.status == 0, "\(run)")
         #expect(run.stdout.contains("epoch 1/2  train loss"), "\(run)")
         #expect(run.stdout.contains("val mAP"), "\(run)")
-        for file in ["config.json", "model.safetensors", "knowledge.safetensors", "optimizer.safetensors", "training-state.json"] {
-            #expect(FileManager.default.fileExists(atPath: out + "/" + file), "\(file)")
+        #expect(FileManager.default.fileExists(atPath: out + "/config.json") && FileManager.default.fileExists(atPath: out + "/checkpoint.json"))
+        let step = try SSPA.Checkpoint.currentFolder(out)
+        for file in ["model.safetensors", "knowledge.safetensors", "optimizer.safetensors", "training-state.json"] {
+            #expect(FileManager.default.fileExists(atPath: step + "/" + file), "\(file)")
         }
         let checkpoint = try SSPA.Checkpoint.load(from: URL(fileURLWithPath: out))
         #expect(checkpoint.manifest.labelSet == "syn" && checkpoint.manifest.labels == SyntheticData.labelNames)
@@ -97,7 +99,7 @@ final class SSPACLITests {
         // after 2 of 3 epochs equals a 3-epoch run from scratch.
         let again = dir.appendingPathComponent("runs/again").path
         #expect(try SSPABinary.run(trainArguments(train, out: again, extra: ["--val", val, "--epochs", "2"])).status == 0)
-        #expect(try Data(contentsOf: URL(fileURLWithPath: again + "/model.safetensors")) == Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors")))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: SSPA.Checkpoint.currentFolder(again) + "/model.safetensors")) == Data(contentsOf: URL(fileURLWithPath: step + "/model.safetensors")))
         let done = try SSPABinary.run(trainArguments(train, out: out, extra: ["--resume"]))
         #expect(done.status == 0 && done.stdout.contains("nothing to do"), "\(done)")
         let exists = try SSPABinary.run(trainArguments(train, out: out))
@@ -114,7 +116,7 @@ final class SSPACLITests {
         let (process, o, e) = try SSPABinary.start(SSPABinary.sspa, trainArguments(train, out: out, extra: ["--epochs", "3"]))
         // Wait for the first epoch's checkpoint, then interrupt mid-run.
         let deadline = Date().addingTimeInterval(60)
-        while !FileManager.default.fileExists(atPath: out + "/training-state.json") && Date() < deadline && process.isRunning {
+        while !FileManager.default.fileExists(atPath: out + "/checkpoint.json") && Date() < deadline && process.isRunning {
             Thread.sleep(forTimeInterval: 0.05)
         }
         process.interrupt()
@@ -131,7 +133,7 @@ final class SSPACLITests {
         // Bit for bit equal to an uninterrupted run.
         let whole = dir.appendingPathComponent("runs/whole").path
         #expect(try SSPABinary.run(trainArguments(train, out: whole, extra: ["--epochs", "3"])).status == 0)
-        #expect(try Data(contentsOf: URL(fileURLWithPath: whole + "/model.safetensors")) == Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors")))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: SSPA.Checkpoint.currentFolder(whole) + "/model.safetensors")) == Data(contentsOf: URL(fileURLWithPath: SSPA.Checkpoint.currentFolder(out) + "/model.safetensors")))
     }
 
     @Test func badInputsAreClearErrors() throws {
