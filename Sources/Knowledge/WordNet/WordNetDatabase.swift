@@ -53,6 +53,7 @@ public final class WordNetDatabase: @unchecked Sendable {
     private var cache: [Int: Synset] = [:]
     private var ancestorCache: [Int: [Int: Int]] = [:]
     private var subtreeCache: [Int: Int] = [:]
+    private var irregularPlurals: [String: String]?
     private let lock = NSLock()
 
     /// Opens the database in `directory`, e.g. `/usr/share/wordnet`.
@@ -149,6 +150,18 @@ public final class WordNetDatabase: @unchecked Sendable {
             for base in bases where index[base] != nil && !found.contains(base) { found.append(base) }
         }
         return found
+    }
+
+    /// The irregular plural `noun.exc` gives for a singular ("mouse" → "mice"), if any.
+    public func irregularPlural(of singular: String) -> String? {
+        lock.withLock {
+            if irregularPlurals == nil {
+                var inverse: [String: String] = [:]
+                for (plural, bases) in exceptions { for base in bases where inverse[base] == nil { inverse[base] = plural } }
+                irregularPlurals = inverse
+            }
+            return irregularPlurals?[singular.replacingOccurrences(of: " ", with: "_")]?.replacingOccurrences(of: "_", with: " ")
+        }
     }
 
     /// The synset offsets of an index lemma, most frequent sense first.

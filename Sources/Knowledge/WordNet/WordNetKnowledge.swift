@@ -12,18 +12,22 @@ public struct WordNetKnowledge: Sendable {
         /// Whether only the head noun of a longer name matched, so sentences speak of the head noun.
         public var viaHeadNoun: Bool
         public var score: Double
+        /// The index lemma that reached it (e.g. `wineglass`).
+        public var lemma: String
     }
 
     /// What a WordNet run's identity records, so that a store built by an older algorithm is rebuilt.
-    public static let version = "wordnet 3.0, \(SensePicker.algorithmVersion)"
+    public static let version = "wordnet 3.0, \(SensePicker.algorithmVersion), sentences-2"
 
     public let database: WordNetDatabase
     let picker: SensePicker
+    let writer: WordNetSentences
     private let cache = SenseCache()
 
     public init(database: WordNetDatabase) {
         self.database = database
         self.picker = SensePicker(database: database)
+        self.writer = WordNetSentences(database: database)
     }
 
     /// The sense of `label` as one of `labelSet` (the whole set is the context; empty means the label alone) in the
@@ -32,104 +36,16 @@ public struct WordNetKnowledge: Sendable {
         let set = labelSet.contains(label) ? labelSet : [label]
         let choices = cache.choices(for: set, domain: domain) { picker.pick(set, domain: .from(phrase: domain)) }
         return choices[label.rawName].map {
-            Sense(synset: $0.synset, matchedName: $0.matchedName, viaHeadNoun: $0.viaHeadNoun, score: $0.score)
+            Sense(synset: $0.synset, matchedName: $0.matchedName, viaHeadNoun: $0.viaHeadNoun, score: $0.score, lemma: $0.lemma)
         }
     }
 
-    /// Visual sentences about `label`, at most `count`, in order of usefulness.
-    public func describe(_ label: Label, sense: Sense, count: Int) -> [String] {
-        let subject = label.displayName
-        let plural = database.isPlural(subject)
-        let name = sense.viaHeadNoun ? sense.matchedName : subject
-        let the = Self.capitalized(plural ? subject : Self.article(subject) + " " + subject)
-        var sentences: [String] = []
-        let synset = sense.synset
-
-        // The gloss, as a sentence.
-        let definition = synset.definition
-        if !definition.isEmpty {
-            if sense.viaHeadNoun {
-                sentences.append("\(the) shows \(Self.article(name)) \(name), which is \(definition).")
-            } else {
-                sentences.append("\(the) \(plural ? "are" : "is") \(Self.withArticle(definition)).")
-            }
-        }
-        // What it is a kind of.
-        let hypernyms = (synset.targets("@") + synset.targets("@i")).compactMap(database.synset(at:))
-        if let hypernym = hypernyms.first {
-            let word = hypernym.words[0].word
-            sentences.append("\(the) \(plural ? "are" : "is") a kind of \(word), \(Self.shortDefinition(hypernym)).")
-        }
-        // Parts, inherited from up to two hypernym levels when the sense itself lists none.
-        var parts = synset.targets("%p").compactMap(database.synset(at:))
-        var level = hypernyms
-        for _ in 0..<2 where parts.isEmpty {
-            parts = level.flatMap { $0.targets("%p") }.compactMap(database.synset(at:))
-            level = level.flatMap { $0.targets("@") }.compactMap(database.synset(at:))
-        }
-        if !parts.isEmpty {
-            sentences.append("Visible parts of \(plural ? subject : Self.article(subject) + " " + subject) include \(Self.list(parts.prefix(4).map { $0.words[0].word })).")
-        }
-        // What it is made of.
-        let substances = synset.targets("%s").compactMap(database.synset(at:))
-        if !substances.isEmpty {
-            sentences.append("\(the) \(plural ? "are" : "is") made of \(Self.list(substances.prefix(3).map { $0.words[0].word })).")
-        }
-        // What it is usually part of, or a member of: the company it keeps in a picture.
-        let wholes = (synset.targets("#p") + synset.targets("#m")).compactMap(database.synset(at:))
-        if !wholes.isEmpty {
-            sentences.append("\(the) \(plural ? "are" : "is") usually seen as part of \(Self.list(wholes.prefix(3).map { Self.article($0.words[0].word) + " " + $0.words[0].word })).")
-        }
-        // Look-alikes: sister terms under the first hypernym.
-        if let hypernym = hypernyms.first {
-            let sisters = hypernym.targets("~").filter { $0 != synset.offset }.compactMap(database.synset(at:))
-            if !sisters.isEmpty {
-                sentences.append("\(the) \(plural ? "look" : "looks") similar to \(Self.list(sisters.prefix(3).map { $0.words[0].word })).")
-            }
-        }
-        // Kinds of it: the visual variety within the label.
-        let kinds = synset.targets("~").compactMap(database.synset(at:))
-        if !kinds.isEmpty {
-            sentences.append("Kinds of \(sense.viaHeadNoun ? name : subject) include \(Self.list(kinds.prefix(4).map { $0.words[0].word })).")
-        }
-        // Other names for the same thing.
-        let others = synset.words.map(\.word).filter { $0.lowercased() != subject.lowercased() && $0.lowercased() != name.lowercased() }
-        if !others.isEmpty {
-            sentences.append("\(the) \(plural ? "are" : "is") also called \(Self.list(others.prefix(3).map { $0 })).")
-        }
-        return Array(sentences.prefix(count))
-    }
-
-    // MARK: - Wording
-
-    static func article(_ word: String) -> String {
-        guard let first = word.lowercased().first else { return "a" }
-        return "aeiou".contains(first) ? "an" : "a"
-    }
-
-    static func withArticle(_ definition: String) -> String {
-        let lower = definition.lowercased()
-        for start in ["a ", "an ", "the ", "any ", "one ", "some ", "either ", "each "] where lower.hasPrefix(start) { return definition }
-        return "\(article(definition)) \(definition)"
-    }
-
-    static func shortDefinition(_ synset: WordNetDatabase.Synset) -> String {
-        let definition = synset.definition
-        let words = definition.split(separator: " ")
-        return words.count <= 14 ? withArticle(definition) : withArticle(words.prefix(14).joined(separator: " ")) + "…"
-    }
-
-    static func capitalized(_ text: String) -> String {
-        guard let first = text.first else { return text }
-        return first.uppercased() + text.dropFirst()
-    }
-
-    static func list(_ items: [String]) -> String {
-        switch items.count {
-        case 0: return ""
-        case 1: return items[0]
-        default: return items.dropLast().joined(separator: ", ") + " and " + items[items.count - 1]
-        }
+    /// Visual sentences about `label`, at most `count`, in order of usefulness; the other labels of `labelSet`
+    /// are never listed in them.
+    public func describe(_ label: Label, sense: Sense, in labelSet: [Label] = [], count: Int) -> [String] {
+        let choice = SensePicker.Choice(synset: sense.synset, matchedName: sense.matchedName, lemma: sense.lemma,
+                                        viaHeadNoun: sense.viaHeadNoun, score: sense.score)
+        return writer.sentences(for: label, sense: choice, others: labelSet.filter { $0 != label }, count: count)
     }
 }
 
@@ -144,7 +60,11 @@ extension KnowledgeProvider {
                 let record = ["source": WordNetKnowledge.version, "result": "no fitting noun sense for any of: " + request.label.allNames.joined(separator: ", ")]
                 return KnowledgeResponse(choices: [], raw: canonical(record), latency: 0, metadata: ["source": WordNetKnowledge.version], noKnowledge: true)
             }
-            let sentences = knowledge.describe(request.label, sense: sense, count: request.count)
+            let sentences = knowledge.describe(request.label, sense: sense, in: request.labelSet, count: request.count)
+            guard !sentences.isEmpty else {
+                let record = ["source": WordNetKnowledge.version, "result": "WordNet's sense has nothing visual to say", "sense": sense.synset.definition]
+                return KnowledgeResponse(choices: [], raw: canonical(record), latency: 0, metadata: ["source": WordNetKnowledge.version], noKnowledge: true)
+            }
             let key = sense.synset.senseKey(for: sense.matchedName)
             let metadata = [
                 "source": WordNetKnowledge.version,
