@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 
 /// One label of a label set: the dataset's raw name, the name people read, and synonyms that help find its sense.
 public struct Label: Sendable, Hashable, Codable {
@@ -103,6 +104,9 @@ public enum LabelFile {
             let lineNumber = index + 1
             var line = Substring(rawLine)
             if line.hasSuffix("\r") { line = line.dropLast() }
+            if let bad = line.unicodeScalars.first(where: { $0 != "\t" && ($0.properties.generalCategory == .control) }) {
+                throw LabelFileError(file: file, line: lineNumber, message: "control character U+\(String(format: "%04X", bad.value)) in the line; a label file holds plain text (tabs allowed). Remove it.")
+            }
             if let hash = line.firstIndex(of: "#") {
                 let comment = line[line.index(after: hash)...].trimmingCharacters(in: .whitespaces)
                 if labels.isEmpty, comment.lowercased().hasPrefix("template:") {
