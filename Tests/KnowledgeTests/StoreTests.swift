@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Tensor
 import Testing
 @testable import Knowledge
 import TestSupport

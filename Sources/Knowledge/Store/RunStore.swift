@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Tensor
 
 /// Everything that identifies a build run. Two builds with equal specs are the same run, so the second resumes it.
 public struct RunSpec: Sendable, Hashable, Codable {
