@@ -171,6 +171,10 @@ struct Validate: AsyncParsableCommand {
                 if let tokenizer {
                     report.findings += KnowledgeValidator.overlong(knowledge) { tokenizer.tokenCount($0) }
                 }
+                for bad in try knowledgeStore.nonFiniteVectors(labelSet: set, runID: chosen.id) {
+                    report.findings.append(.init(severity: .failure, label: bad.label, kind: "non-finite",
+                                                 detail: "its \(bad.what) for encoder \(bad.encoder.prefix(12)) holds NaN or infinity; run `sspa-knowledge encode --force` with a sound checkpoint"))
+                }
                 print("\(set) (run \(chosen.id), \(chosen.provider)): \(report.labels) labels, \(report.descriptions) descriptions, \(report.failures.count) failures, \(report.warnings.count) warnings")
                 for finding in report.findings {
                     print("  \(finding.severity == .failure ? "FAIL" : "warn") \(finding.kind): \(finding.label): \(finding.detail)")
@@ -257,7 +261,7 @@ extension Export {
     func resolveEncoder(store: KnowledgeStore, set: String) throws -> String {
         let available = try store.encoders(labelSet: set)
         if let clip {
-            let id = try TextEncoder.load(directory: clip).id
+            let id = try CLIP.Checkpoint.identity(directory: URL(fileURLWithPath: clip)).id
             guard available.contains(id) else { throw CLIError("\(clip) has not encoded '\(set)'; run `sspa-knowledge encode --clip \(clip) --label-set \(set)`.") }
             return id
         }

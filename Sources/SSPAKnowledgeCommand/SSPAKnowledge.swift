@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLIP
 import CommandSupport
 import Foundation
 import Knowledge
@@ -41,6 +42,8 @@ func knowledgeErrorReport(_ error: any Error) -> (message: String, code: Int32)?
     case let error as StoreError: return (error.message, 74)
     case let error as WordNetError: return (error.message, 69)
     case let error as ProviderError: return (error.message, 69)
+    case let error as CheckpointError: return (error.message, 65)
+    case let error as EncodeError: return (error.message, 65)
     default: return nil
     }
 }

@@ -180,6 +180,21 @@ enum StoreSchema {
                 ORDER BY ls.name, k.encoder_id, l.position;
                 """)
         }
+        migrator.registerMigration("v3-encoder-identity") { db in
+            // Encoders were keyed by their weights' SHA-256 alone, so a fixed config.json, vocab.json or merges.txt
+            // reused stale vectors. Ids are now CLIP.Checkpoint.Identity (every file that changes an embedding); the
+            // old rows stay readable, marked, and never match a new id.
+            try db.execute(sql: """
+                ALTER TABLE encoders ADD COLUMN identity TEXT NOT NULL DEFAULT 'weights-sha256';  -- what the id hashes
+                ALTER TABLE encoders ADD COLUMN files TEXT NOT NULL DEFAULT '{}';   -- JSON: file name -> its SHA-256
+                """)
+        }
         return migrator
+    }
+
+    /// Applied migrations this version does not know, in name order: a newer sspa-knowledge wrote the file.
+    static func unknownMigrations(_ db: Database) throws -> [String] {
+        let known = Set(migrator.migrations)
+        return try migrator.appliedIdentifiers(db).filter { !known.contains($0) }.sorted()
     }
 }
