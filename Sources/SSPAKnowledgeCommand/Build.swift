@@ -134,12 +134,16 @@ struct Build: AsyncParsableCommand {
     /// Asks an OpenAI-compatible server for its models and takes the only one; more than one needs --model.
     func discoverModel(base: String, kind: EndpointOptions.ProviderName, key: String?) throws -> String {
         guard kind == .openai else { throw CLIError("pass --model NAME (the model the Ollama server should run).", code: 64) }
-        var root = base
-        while root.hasSuffix("/") { root.removeLast() }
-        if root.hasSuffix("/v1") { root.removeLast(3) }
-        guard let url = URL(string: root + "/v1/models") else { throw CLIError("'\(base)' is not a valid URL.", code: 64) }
+        let endpointURL: EndpointURL
+        do { endpointURL = try EndpointURL(base).stripping(suffix: "/v1") } catch let error as ProviderError { throw CLIError(error.message, code: 64) }
+        guard let url = endpointURL.requestURL(path: "/v1/models") else { throw CLIError("\(endpointURL.display) is not a valid URL.", code: 64) }
+        let shown = EndpointURL.shown(url)
         var request = URLRequest(url: url, timeoutInterval: min(endpoint.timeout, 30))
-        if let key { request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization") }
+        if let key {
+            request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization")
+        } else if let basic = endpointURL.basicAuthorization {
+            request.setValue(basic, forHTTPHeaderField: "Authorization")
+        }
         let semaphore = DispatchSemaphore(value: 0)
         nonisolated(unsafe) var names: [String]?
         nonisolated(unsafe) var failure: String?
@@ -153,7 +157,7 @@ struct Build: AsyncParsableCommand {
         }.resume()
         semaphore.wait()
         guard let names else {
-            throw CLIError("pass --model NAME: could not list the server's models at \(url.absoluteString) (\(failure ?? "no answer")).", code: 64)
+            throw CLIError("pass --model NAME: could not list the server's models at \(shown) (\(failure.map(endpointURL.redact) ?? "no answer")).", code: 64)
         }
         guard names.count == 1 else {
             throw CLIError("pass --model NAME: the server offers \(names.isEmpty ? "no models" : names.joined(separator: ", ")).", code: 64)

@@ -46,8 +46,14 @@ struct EndpointOptions: ParsableArguments {
     var wordnetDirectory: String = "/usr/share/wordnet"
 
     func validate() throws {
-        guard timeout > 0 else { throw ValidationError("--timeout must be positive.") }
+        guard timeout.isFinite, timeout > 0 else { throw ValidationError("--timeout must be a finite number of seconds above 0.") }
         guard retries >= 0 else { throw ValidationError("--retries must not be negative.") }
+        if let url = resolvedEndpoint {
+            // Checked first, so a malformed URL is named as such (and never echoed with its credentials).
+            do { _ = try EndpointURL(url) } catch let error as ProviderError {
+                throw ValidationError((endpoint == nil ? "SSPA_LLM_URL: " : "") + error.message)
+            }
+        }
     }
 
     /// The endpoint from the flag or SSPA_LLM_URL.
@@ -60,7 +66,7 @@ struct EndpointOptions: ParsableArguments {
     var resolvedProvider: ProviderName {
         if provider != .auto { return provider }
         guard let endpoint = resolvedEndpoint else { return .wordnet }
-        return URL(string: endpoint)?.port == 11434 ? .ollama : .openai
+        return URLComponents(string: endpoint)?.port == 11434 ? .ollama : .openai
     }
 }
 
