@@ -72,47 +72,59 @@ struct Build: AsyncParsableCommand {
             // Parse every file before touching the store, so a bad file writes nothing.
             let sets = try files.map { try LabelFile.load($0, name: name) }
             let templates = try sets.map { try prompt.loadTemplate(for: $0) }
-            let lock = try BuildLock(path: store.db)
-            defer { lock.release() }
-            let knowledgeStore = try store.open()
             let progress = ProgressDisplay(quiet: quiet)
+            // The provider first: a bad endpoint or a missing WordNet must not leave a new, empty store behind.
             let provider = try makeProvider(progress: progress)
-            if provider.name == "wordnet", !quiet {
-                Console.error("note: no --endpoint given, so knowledge comes from WordNet offline (\(endpoint.wordnetDirectory)). Point it at an LLM with --endpoint http://HOST:PORT (or SSPA_LLM_URL).")
+            let existed = FileManager.default.fileExists(atPath: store.db)
+            do {
+                try await build(sets: sets, templates: templates, provider: provider, progress: progress)
+            } catch {
+                // A build that fails before writing any request removes the store it created; resumable work stays.
+                if !existed { KnowledgeStore.removeIfHoldsNoWork(path: store.db) }
+                throw error
             }
-            var options = BuildOptions()
-            options.jobs = provider.name == "wordnet" ? 1 : jobs
-            options.maxAttempts = provider.name == "wordnet" ? 1 : maxAttempts
-            options.maxConsecutiveFailures = maxFailures
-            options.force = force
-            options.resampleShort = resampleShort
-
-            let interrupt = InterruptHandler()
-            defer { interrupt.restore() }
-            var failures = 0
-            for (set, template) in zip(sets, templates) {
-                let builder = KnowledgeBuilder(
-                    store: knowledgeStore, provider: provider, prompts: prompt.builder(template: template, seed: sampling.seed),
-                    sampling: sampling.sampling, options: options, toolVersion: SSPAKnowledge.version)
-                let task = Task { try await builder.run(set, structured: endpoint.structured) { progress.handle($0, set: set.name) } }
-                interrupt.onSignal = { signal in
-                    progress.finishLine()
-                    Console.error("\(signal == SIGINT ? "interrupted" : "terminated"): finishing… every completed label is saved. Press Ctrl-C again to quit at once.")
-                    task.cancel()
-                }
-                do {
-                    let summary = try await task.value
-                    progress.summary(summary, set: set.name, provider: provider)
-                    if summary.status != .complete { failures += 1 }
-                } catch let stopped as BuildStopped {
-                    progress.summary(stopped.summary, set: set.name, provider: provider)
-                    if stopped.interrupted { throw CLIError(stopped.reason, code: 130) }
-                    throw CLIError(stopped.reason, code: 1)
-                }
-                if interrupt.fired { throw CLIError("interrupted; run the same command again to resume.", code: 130) }
-            }
-            if failures > 0 { throw CLIError("\(failures) label set(s) have failed labels; run the same command again to retry them.") }
         }
+    }
+
+    func build(sets: [LabelSet], templates: [PromptTemplate], provider: KnowledgeProvider, progress: ProgressDisplay) async throws {
+        let lock = try BuildLock(path: store.db)
+        defer { lock.release() }
+        let knowledgeStore = try store.open()
+        if provider.name == "wordnet", !quiet {
+            Console.error("note: no --endpoint given, so knowledge comes from WordNet offline (\(endpoint.wordnetDirectory)). Point it at an LLM with --endpoint http://HOST:PORT (or SSPA_LLM_URL).")
+        }
+        var options = BuildOptions()
+        options.jobs = provider.name == "wordnet" ? 1 : jobs
+        options.maxAttempts = provider.name == "wordnet" ? 1 : maxAttempts
+        options.maxConsecutiveFailures = maxFailures
+        options.force = force
+        options.resampleShort = resampleShort
+
+        let interrupt = InterruptHandler()
+        defer { interrupt.restore() }
+        var failures = 0
+        for (set, template) in zip(sets, templates) {
+            let builder = KnowledgeBuilder(
+                store: knowledgeStore, provider: provider, prompts: prompt.builder(template: template, seed: sampling.seed),
+                sampling: sampling.sampling, options: options, toolVersion: SSPAKnowledge.version)
+            let task = Task { try await builder.run(set, structured: endpoint.structured) { progress.handle($0, set: set.name) } }
+            interrupt.onSignal = { signal in
+                progress.finishLine()
+                Console.error("\(signal == SIGINT ? "interrupted" : "terminated"): finishing… every completed label is saved. Press Ctrl-C again to quit at once.")
+                task.cancel()
+            }
+            do {
+                let summary = try await task.value
+                progress.summary(summary, set: set.name, provider: provider)
+                if summary.status != .complete { failures += 1 }
+            } catch let stopped as BuildStopped {
+                progress.summary(stopped.summary, set: set.name, provider: provider)
+                if stopped.interrupted { throw CLIError(stopped.reason, code: 130) }
+                throw CLIError(stopped.reason, code: stopped.storeFailure ? 74 : 1)
+            }
+            if interrupt.fired { throw CLIError("interrupted; run the same command again to resume.", code: 130) }
+        }
+        if failures > 0 { throw CLIError("\(failures) label set(s) have failed labels; run the same command again to retry them.") }
     }
 
     func makeProvider(progress: ProgressDisplay) throws -> KnowledgeProvider {

@@ -108,6 +108,12 @@ struct Show: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors {
             let knowledgeStore = try store.open(readOnly: true)
+            if let labelSet {
+                let names = try knowledgeStore.labelSetNames()
+                guard names.contains(labelSet) else {
+                    throw CLIError("no label set '\(labelSet)' in \(store.db); " + (names.isEmpty ? "it holds none yet. Run `sspa-knowledge build --labels FILE`." : "it holds: \(names.joined(separator: ", "))."), code: 66)
+                }
+            }
             let sets = try labelSet.map { [$0] } ?? knowledgeStore.labelSets(containing: label)
             guard !sets.isEmpty else { throw CLIError("no label '\(label)' in \(store.db). `sspa-knowledge list` shows what it holds.") }
             if sets.count > 1, labelSet == nil {
@@ -237,18 +243,14 @@ struct Export: AsyncParsableCommand {
                 let encoderID = try resolveEncoder(store: knowledgeStore, set: set)
                 guard let output else { throw CLIError("safetensors is binary: pass -o FILE.safetensors.", code: 64) }
                 let data = try KnowledgeExporter.safetensors(store: knowledgeStore, labelSet: set, encoderID: encoderID, runID: run)
-                do { try data.write(to: URL(fileURLWithPath: output), options: .atomic) } catch {
-                    throw CLIError("cannot write \(output): \(error.localizedDescription)")
-                }
+                try AtomicFile.write(data, to: output)
                 return
             }
             let text = KnowledgeExporter.render(try knowledgeStore.knowledge(labelSet: set, runID: chosen.id), labelSet: set, format: format)
             if let output {
-                do { try Data(text.utf8).write(to: URL(fileURLWithPath: output), options: .atomic) } catch {
-                    throw CLIError("cannot write \(output): \(error.localizedDescription)")
-                }
+                try AtomicFile.write(Data(text.utf8), to: output)
             } else {
-                FileHandle.standardOutput.write(Data(text.utf8))
+                try AtomicFile.writeStandardOutput(Data(text.utf8))
             }
         }
     }

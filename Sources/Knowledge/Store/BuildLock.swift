@@ -9,6 +9,7 @@ public final class BuildLock: @unchecked Sendable {
 
     /// Takes the lock on `path` (creating the file if needed), or throws at once if another build holds it.
     public init(path: String) throws {
+        _ = try StorePath.check(path, writing: true)
         descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
             throw StoreError("cannot open \(path): \(String(cString: strerror(errno))). Check the path and its permissions.")
