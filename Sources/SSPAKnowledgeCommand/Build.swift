@@ -75,20 +75,20 @@ struct Build: AsyncParsableCommand {
             let progress = ProgressDisplay(quiet: quiet)
             // The provider first: a bad endpoint or a missing WordNet must not leave a new, empty store behind.
             let provider = try makeProvider(progress: progress)
-            let existed = FileManager.default.fileExists(atPath: store.db)
+            let lock = try BuildLock(path: store.db)
+            defer { lock.release() }
             do {
                 try await build(sets: sets, templates: templates, provider: provider, progress: progress)
             } catch {
-                // A build that fails before writing any request removes the store it created; resumable work stays.
-                if !existed { KnowledgeStore.removeIfHoldsNoWork(path: store.db) }
+                // A build that fails before writing any request removes the store it created (and only that one,
+                // under its lock); resumable work stays.
+                if lock.createdFile { KnowledgeStore.removeIfHoldsNoWork(path: store.db) }
                 throw error
             }
         }
     }
 
     func build(sets: [LabelSet], templates: [PromptTemplate], provider: KnowledgeProvider, progress: ProgressDisplay) async throws {
-        let lock = try BuildLock(path: store.db)
-        defer { lock.release() }
         let knowledgeStore = try store.open()
         if provider.name == "wordnet", !quiet {
             Console.error("note: no --endpoint given, so knowledge comes from WordNet offline (\(endpoint.wordnetDirectory)). Point it at an LLM with --endpoint http://HOST:PORT (or SSPA_LLM_URL).")

@@ -186,5 +186,12 @@ struct HardeningTests {
         #expect(!FileManager.default.fileExists(atPath: fresh), "a failed build left \(fresh)")
         let noWordNet = try CLI.run(["build", "--labels", labels, "--db", fresh, "--wordnet", "/nonexistent"])
         #expect(noWordNet.status != 0 && !FileManager.default.fileExists(atPath: fresh))
+        // One that fails after creating the store (here a file-size limit during its schema) removes it, with its
+        // journal files.
+        let (process, out, err) = try Processes.start("/bin/bash", ["-c", "ulimit -f 8; exec \"$0\" \"$@\"", CLI.binary,
+                                                                  "build", "--labels", labels, "--db", fresh, "--quiet"])
+        let limited = Processes.finish(process, out, err)
+        #expect(limited.status == 74, "\(limited)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("fresh.db") }.isEmpty, "\(limited)")
     }
 }

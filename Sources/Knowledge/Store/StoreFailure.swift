@@ -40,7 +40,12 @@ extension KnowledgeStore {
         guard FileManager.default.fileExists(atPath: path) else { return }
         let empty: Bool
         do {
-            let queue = try DatabaseQueue(path: path)
+            // Without a write-ahead log to replay the file alone is the truth, and reading it as immutable needs no
+            // shared-memory file (which a full disk or a file-size limit may not allow).
+            let walSize = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0
+            var configuration = Configuration()
+            configuration.readonly = true
+            let queue = try DatabaseQueue(path: walSize == 0 ? StorePath.immutableURI(path) : path, configuration: configuration)
             empty = try queue.read { db in
                 guard try db.tableExists("requests") else { return true }
                 return try Int.fetchOne(db, sql: "SELECT count(*) FROM requests") == 0
