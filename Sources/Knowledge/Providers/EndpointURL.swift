@@ -66,9 +66,11 @@ public struct EndpointURL: Sendable, Hashable {
         return "Basic " + Data(plain.utf8).base64EncodedString()
     }
 
-    /// The credential values, for redacting text a server may echo.
+    /// The credential values, for redacting text a server may echo: the password (or the user name when it is
+    /// the only userinfo, as with token-as-user URLs) and the credential query values.
     public var secrets: [String] {
-        ([password, password?.removingPercentEncoding] + secretQuery.map(\.value)).compactMap { $0 }.filter { $0.count >= 4 }
+        let userinfo = password == nil ? [user, user?.removingPercentEncoding] : [password, password?.removingPercentEncoding]
+        return Array(Set((userinfo + secretQuery.map(\.value)).compactMap { $0 }.filter { $0.count >= 4 }))
     }
 
     /// `text` with every credential value of this endpoint replaced by `[redacted]`.

@@ -189,7 +189,28 @@ enum StoreSchema {
                 ALTER TABLE encoders ADD COLUMN files TEXT NOT NULL DEFAULT '{}';   -- JSON: file name -> its SHA-256
                 """)
         }
+        migrator.registerMigration("v4-endpoint-credentials-removed") { db in
+            try StoreSchema.removeEndpointCredentials(db)
+        }
         return migrator
+    }
+
+    /// Earlier versions stored `--endpoint` as given, so `http://user:secret@host` or `?api_key=…` could sit in
+    /// `runs.endpoint` and in the request log's error texts. This keeps only `EndpointURL.display` and redacts the
+    /// credential values wherever the run's requests mention them.
+    static func removeEndpointCredentials(_ db: Database) throws {
+        for row in try Row.fetchAll(db, sql: "SELECT id, endpoint FROM runs") {
+            let id: Int64 = row["id"]
+            let stored: String = row["endpoint"]
+            guard let endpoint = try? EndpointURL(stored), endpoint.user != nil || !endpoint.secretQuery.isEmpty else { continue }
+            try db.execute(sql: "UPDATE runs SET endpoint = ? WHERE id = ?", arguments: [endpoint.display, id])
+            for secret in endpoint.secrets {
+                for column in ["error", "raw_response", "prompt"] {
+                    try db.execute(sql: "UPDATE requests SET \(column) = replace(\(column), ?, '[redacted]') WHERE run_id = ? AND instr(\(column), ?) > 0",
+                                   arguments: [secret, id, secret])
+                }
+            }
+        }
     }
 
     /// Applied migrations this version does not know, in name order: a newer sspa-knowledge wrote the file.
