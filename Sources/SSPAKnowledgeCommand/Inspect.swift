@@ -160,7 +160,11 @@ struct Validate: AsyncParsableCommand {
             do { tokenizer = try clip.map { try CLIP.Tokenizer(directory: URL(fileURLWithPath: $0)) } } catch { throw CLIError("\(error)", code: 66) }
             let integrity = try knowledgeStore.integrityCheck()
             if integrity != ["ok"] { throw CLIError("\(store.db) failed PRAGMA integrity_check: \(integrity.prefix(3).joined(separator: "; "))") }
-            let sets = try labelSet.map { [$0] } ?? knowledgeStore.labelSetNames()
+            let names = try knowledgeStore.labelSetNames()
+            if let labelSet, !names.contains(labelSet) {
+                throw CLIError("no label set '\(labelSet)' in \(store.db); " + (names.isEmpty ? "it holds none yet." : "it holds: \(names.joined(separator: ", "))."), code: 66)
+            }
+            let sets = labelSet.map { [$0] } ?? names
             guard !sets.isEmpty else { throw CLIError("\(store.db) holds no label sets.") }
             var failures = 0
             for set in sets {
@@ -208,7 +212,7 @@ struct Export: AsyncParsableCommand {
     @Option(help: ArgumentHelp("With --format safetensors: the CLIP checkpoint the knowledge was encoded with.", valueName: "dir"))
     var clip: String?
 
-    @Option(help: ArgumentHelp("With --format safetensors: the encoder id (its weights' SHA-256, or a unique prefix).", valueName: "sha256"))
+    @Option(help: ArgumentHelp("With --format safetensors: the encoder id (the checkpoint identity `encode` printed, or a unique prefix).", valueName: "sha256"))
     var encoder: String?
 
     @Option(name: .customLong("label-set"), help: ArgumentHelp("The label set (needed when the store holds several).", valueName: "name"))
@@ -259,7 +263,7 @@ struct Export: AsyncParsableCommand {
 extension ExportFormat: ExpressibleByArgument {}
 
 extension Export {
-    /// The encoder to export: from --clip (hashing its weights), --encoder (a prefix), or the only one the set has.
+    /// The encoder to export: from --clip (its checkpoint identity), --encoder (a prefix), or the only one the set has.
     func resolveEncoder(store: KnowledgeStore, set: String) throws -> String {
         let available = try store.encoders(labelSet: set)
         if let clip {

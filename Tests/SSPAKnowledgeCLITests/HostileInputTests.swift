@@ -110,6 +110,12 @@ struct HostileInputTests {
             expectOneLineError(run, "label file \(name)")
             #expect(run.status == 65, "\(name): \(run)")
         }
+        // A FIFO as the label file would block a plain read forever.
+        let fifo = dir.appendingPathComponent("labels.fifo").path
+        #expect(mkfifo(fifo, 0o644) == 0)
+        let run = try CLI.run(["build", "--labels", fifo, "--db", db])
+        expectOneLineError(run, "a FIFO as label file")
+        #expect(run.status == 65 && run.stderr.contains("not a regular file"), "\(run)")
     }
 
     // MARK: - E13

@@ -70,6 +70,11 @@ public enum LabelFile {
     /// Reads and parses a label file. The set is named after the file's stem unless `name` is given.
     public static func load(_ path: String, name: String? = nil) throws -> LabelSet {
         let url = URL(fileURLWithPath: path)
+        var info = stat()
+        if stat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFREG {
+            // Reading a FIFO would wait for a writer forever; a device is no label file either.
+            throw LabelFileError(file: path, line: nil, message: "not a regular file (a FIFO, device or socket). Pass a text file with one label per line.")
+        }
         let data: Data
         do {
             data = try Data(contentsOf: url)

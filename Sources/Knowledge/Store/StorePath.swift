@@ -52,7 +52,12 @@ enum StorePath {
                 throw StoreError("\(path) is in a read-only folder (\(folder)), where SQLite cannot create its journal. Copy the store to a writable folder and pass the copy with --db.", kind: .cannotCreate)
             }
         }
-        return Access(exists: true, immutable: !fileWritable || !folderWritable)
+        let immutable = !fileWritable || !folderWritable
+        if immutable, let log = try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int, log > 0 {
+            // Read as immutable, SQLite would ignore the log and show the store as it was before its last writes.
+            throw StoreError("\(path) has a write-ahead log (\(path)-wal) that was never folded back, and this process may not write there to replay it. Open it once where it is writable (any sspa-knowledge command does), or copy both files to a writable folder.", kind: .io)
+        }
+        return Access(exists: true, immutable: immutable)
     }
 
     /// An `immutable=1` URI for `path` (the system SQLite accepts URI file names).
