@@ -48,12 +48,28 @@ extension CLIP {
             guard let file = index[key], let shard = shards[file] else {
                 throw CheckpointError("\(directory.path): the checkpoint has no tensor '\(key)' (expected shape \(shape)). Is it a CLIP checkpoint of the architecture its config.json describes?")
             }
+            let path = directory.appendingPathComponent(file).path
             let tensor: Tensor
-            do { tensor = try shard.tensor(key) } catch { throw CheckpointError("\(error)") }
+            do {
+                // An integer tensor would convert without complaint and give every text the same garbage.
+                let dtype = try shard.entry(key).dtype
+                guard dtype.isFloatingPoint else {
+                    throw CheckpointError("\(path): tensor '\(key)' is stored as \(dtype.rawValue), but a CLIP weight is a float tensor (F32, F16, BF16). Export the checkpoint again.")
+                }
+                tensor = try shard.tensor(key)
+            } catch let error as SafeTensorsError { throw CheckpointError("\(error)") }
             guard tensor.shape == shape else {
-                throw CheckpointError("\(directory.appendingPathComponent(file).path): tensor '\(key)' has shape \(tensor.shape), but config.json implies \(shape).")
+                throw CheckpointError("\(path): tensor '\(key)' has shape \(tensor.shape), but config.json implies \(shape).")
+            }
+            if let index = Self.firstNonFinite(tensor) {
+                throw CheckpointError("\(path): tensor '\(key)' holds NaN or infinite values (first at flat index \(index)). The checkpoint is damaged or diverged; use a good copy.")
             }
             return tensor
+        }
+
+        /// The flat index of the first NaN or infinity in `tensor`, or nil when every value is finite.
+        static func firstNonFinite(_ tensor: Tensor) -> Int? {
+            tensor.withUnsafeBufferPointer { values in values.firstIndex { !$0.isFinite } }
         }
 
         /// The first of `keys` that the checkpoint has (full `CLIPModel` and tower-only checkpoints name keys alike,

@@ -59,10 +59,47 @@ extension CLIP {
         }
 
         public var headDim: Int { hiddenSize / numAttentionHeads }
+
+        /// The activations the towers implement.
+        public static let supportedActivations = ["quick_gelu", "gelu", "gelu_new", "gelu_pytorch_tanh"]
+
+        /// Refuses a config no CLIP text tower has, naming the key (`prefix` + its Hugging Face name), so that nothing
+        /// degenerate reaches a trap or yields silent garbage.
+        public func validate(file: String, prefix: String = "") throws {
+            func fail(_ key: CodingKeys, _ message: String) -> CheckpointError {
+                CheckpointError("\(file): \(prefix)\(key.rawValue) \(message). Fix config.json (a CLIP checkpoint's, as transformers writes it).")
+            }
+            let limit = 1 << 20
+            let sizes: [(CodingKeys, Int, Int)] = [
+                (.hiddenSize, hiddenSize, 1), (.intermediateSize, intermediateSize, 1), (.numHiddenLayers, numHiddenLayers, 1),
+                (.numAttentionHeads, numAttentionHeads, 1), (.maxPositionEmbeddings, maxPositionEmbeddings, 2),
+                (.vocabSize, vocabSize, 1), (.projectionDim, projectionDim, 1),
+            ]
+            for (key, value, minimum) in sizes {
+                guard value >= minimum else { throw fail(key, "is \(value); it must be at least \(minimum)") }
+                guard value <= limit else { throw fail(key, "is \(value); more than \(limit) is no CLIP model") }
+            }
+            guard hiddenSize % numAttentionHeads == 0 else {
+                throw fail(.hiddenSize, "(\(hiddenSize)) is not a multiple of \(prefix)num_attention_heads (\(numAttentionHeads))")
+            }
+            guard layerNormEps.isFinite, layerNormEps > 0 else {
+                throw fail(.layerNormEps, "is \(layerNormEps); it must be a small positive number such as 1e-5")
+            }
+            guard (0..<vocabSize).contains(eosTokenID) else {
+                throw fail(.eosTokenID, "is \(eosTokenID), outside the vocabulary (vocab_size \(vocabSize))")
+            }
+            guard Self.supportedActivations.contains(hiddenAct) else {
+                throw fail(.hiddenAct, "'\(hiddenAct)' is not supported (\(Self.supportedActivations.joined(separator: ", ")) are)")
+            }
+        }
     }
 
     /// Reads the text config from a checkpoint's `config.json`: a full `CLIPModel` config (`text_config` plus a
-    /// top-level `projection_dim`) or a `CLIPTextModelWithProjection` config (the text config itself).
+    /// top-level `projection_dim`) or a `CLIPTextModelWithProjection` config (the text config itself), and validates
+    /// every field.
+    ///
+    /// For a `CLIPModel` the top-level `projection_dim` is the width the model uses: transformers 5 writes the
+    /// sub-config's default (512) into `text_config` next to the model's real value, so the top level wins.
     public static func loadTextConfig(directory: URL) throws -> TextConfig {
         let url = directory.appendingPathComponent("config.json")
         guard let data = try? Data(contentsOf: url) else {
@@ -71,16 +108,26 @@ extension CLIP {
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw CheckpointError("\(url.path): not a JSON object.")
         }
+        var fields = object
+        var prefix = ""
+        if let nested = object["text_config"] {
+            guard var text = nested as? [String: Any] else { throw CheckpointError("\(url.path): text_config is not an object.") }
+            if let projection = object["projection_dim"] { text["projection_dim"] = projection }
+            fields = text
+            prefix = "text_config."
+        }
+        let config: TextConfig
         do {
-            if let text = object["text_config"] as? [String: Any] {
-                var merged = text
-                if merged["projection_dim"] == nil, let projection = object["projection_dim"] { merged["projection_dim"] = projection }
-                return try JSONDecoder().decode(TextConfig.self, from: JSONSerialization.data(withJSONObject: merged))
-            }
-            return try JSONDecoder().decode(TextConfig.self, from: data)
+            config = try JSONDecoder().decode(TextConfig.self, from: JSONSerialization.data(withJSONObject: fields))
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.dataCorrupted(context) {
+            let key = context.codingPath.last?.stringValue ?? "a field"
+            let shown = key == "projection_dim" && object["text_config"] != nil ? key : prefix + key
+            throw CheckpointError("\(url.path): \(shown) has the wrong type (\(context.debugDescription)). Fix config.json.")
         } catch {
             throw CheckpointError("\(url.path): cannot read the text config: \(error)")
         }
+        try config.validate(file: url.path, prefix: prefix)
+        return config
     }
 }
 

@@ -39,12 +39,7 @@ extension CLIP {
 
         // transformers CLIPTextTransformer.__init__: key names and shapes
         public init(config: TextConfig, checkpoint: Checkpoint) throws {
-            guard ["quick_gelu", "gelu", "gelu_new", "gelu_pytorch_tanh"].contains(config.hiddenAct) else {
-                throw CheckpointError("\(checkpoint.directory.path)/config.json: hidden_act '\(config.hiddenAct)' is not supported (quick_gelu, gelu, gelu_new, gelu_pytorch_tanh are).")
-            }
-            guard config.hiddenSize % config.numAttentionHeads == 0 else {
-                throw CheckpointError("\(checkpoint.directory.path)/config.json: hidden_size \(config.hiddenSize) is not a multiple of num_attention_heads \(config.numAttentionHeads).")
-            }
+            try config.validate(file: checkpoint.directory.appendingPathComponent("config.json").path)
             self.config = config
             let d = config.hiddenSize, f = config.intermediateSize
             func t(_ key: String, _ shape: [Int]) throws -> Tensor {
@@ -98,7 +93,7 @@ extension CLIP {
             var embeddings = Tensor(zeros: [sequences.count, config.projectionDim])
             var start = 0
             while start < order.count {
-                let chunk = Array(order[start..<min(start + max(batchSize, 1), order.count)])
+                let chunk = Array(order[start..<(start + min(max(batchSize, 1), order.count - start))])
                 let out = encode(chunk.map { sequences[$0] })
                 out.pooled.withUnsafeBufferPointer { src in
                     pooled.withUnsafeMutableBufferPointer { dst in

@@ -36,6 +36,10 @@ extension BPEModel {
         let startOfText = try id("<|startoftext|>", vocabURL, "special token missing")
         let endOfText = try id("<|endoftext|>", vocabURL, "special token missing")
 
+        // Without merges every word splits into single bytes: embeddings of garbage, not an error anyone would see.
+        guard !mergeLines.isEmpty else {
+            throw CLIP.TokenizerError(.malformedMerges, file: mergesURL, "no merges (the file is empty or holds only its #version line). Copy merges.txt from the checkpoint again.")
+        }
         var merges: [UInt64: Merge] = [:]
         merges.reserveCapacity(mergeLines.count)
         for (rank, line) in mergeLines.enumerated() {

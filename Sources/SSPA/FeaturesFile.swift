@@ -9,7 +9,7 @@ extension SSPA {
     /// - `X` `[N, M, d]`: the projected patch tokens per image (F32, F16 or BF16);
     /// - `labels` `[N, C]`: int8 (any integer type is accepted) in {1, 0, −1}, −1 meaning unknown;
     /// - metadata `labels` (JSON array of the label raw names, in column order), `encoder_sha256` (the CLIP
-    ///   checkpoint's weights hash, as `TextEncoder.id`), `image_paths` (JSON array, N strings, may be empty) and
+    ///   checkpoint's identity, `CLIP.Checkpoint.Identity.id`, as `TextEncoder.id`), `image_paths` (JSON array, N strings, may be empty) and
     ///   `region_mode` (`patch` or `value`, how `X` was made; absent when unknown).
     ///
     /// `load` validates everything and every error names the file.
@@ -126,7 +126,7 @@ extension SSPA {
             }
             let names = try stringArray("labels", required: true)
             guard let encoder = file.metadata["encoder_sha256"], !encoder.isEmpty else {
-                throw fail("the metadata has no 'encoder_sha256' (the CLIP checkpoint's weights hash)")
+                throw fail("the metadata has no 'encoder_sha256' (the CLIP checkpoint's identity)")
             }
             let paths = try stringArray("image_paths", required: false)
             let mode = file.metadata["region_mode"]
@@ -168,7 +168,9 @@ extension SSPA {
                 throw FeaturesError(file: file, message: "its \(labelNames.count) labels do not match the \(expected.count) labels of \(knowledgeSource) (\(detail.joined(separator: "; ")))")
             }
             if let encoderID, encoderSHA256 != encoderID {
-                throw FeaturesError(file: file, message: "its features come from encoder \(encoderSHA256.prefix(12)), but \(knowledgeSource) uses encoder \(encoderID.prefix(12)); use features and knowledge from the same CLIP checkpoint")
+                // The id is CLIP.Checkpoint.Identity: features made before a checkpoint file changed, or keyed by the
+                // weights alone by an older version, differ on purpose and are never used silently.
+                throw FeaturesError(file: file, message: "its features come from CLIP encoder \(encoderSHA256.prefix(12)), but \(knowledgeSource) uses encoder \(encoderID.prefix(12)) (the encoder id covers the weights, config.json, vocab.json and merges.txt). Re-extract the features with `sspa features --clip DIR` from the checkpoint the knowledge was encoded with, or re-encode the knowledge with `sspa-knowledge encode --clip DIR`")
             }
         }
 

@@ -72,47 +72,59 @@ struct Build: AsyncParsableCommand {
             // Parse every file before touching the store, so a bad file writes nothing.
             let sets = try files.map { try LabelFile.load($0, name: name) }
             let templates = try sets.map { try prompt.loadTemplate(for: $0) }
+            let progress = ProgressDisplay(quiet: quiet)
+            // The provider first: a bad endpoint or a missing WordNet must not leave a new, empty store behind.
+            let provider = try makeProvider(progress: progress)
             let lock = try BuildLock(path: store.db)
             defer { lock.release() }
-            let knowledgeStore = try store.open()
-            let progress = ProgressDisplay(quiet: quiet)
-            let provider = try makeProvider(progress: progress)
-            if provider.name == "wordnet", !quiet {
-                Console.error("note: no --endpoint given, so knowledge comes from WordNet offline (\(endpoint.wordnetDirectory)). Point it at an LLM with --endpoint http://HOST:PORT (or SSPA_LLM_URL).")
+            do {
+                try await build(sets: sets, templates: templates, provider: provider, progress: progress)
+            } catch {
+                // A build that fails before writing any request removes the store it created (and only that one,
+                // under its lock); resumable work stays.
+                if lock.createdFile { KnowledgeStore.removeIfHoldsNoWork(path: store.db) }
+                throw error
             }
-            var options = BuildOptions()
-            options.jobs = provider.name == "wordnet" ? 1 : jobs
-            options.maxAttempts = provider.name == "wordnet" ? 1 : maxAttempts
-            options.maxConsecutiveFailures = maxFailures
-            options.force = force
-            options.resampleShort = resampleShort
-
-            let interrupt = InterruptHandler()
-            defer { interrupt.restore() }
-            var failures = 0
-            for (set, template) in zip(sets, templates) {
-                let builder = KnowledgeBuilder(
-                    store: knowledgeStore, provider: provider, prompts: prompt.builder(template: template, seed: sampling.seed),
-                    sampling: sampling.sampling, options: options, toolVersion: SSPAKnowledge.version)
-                let task = Task { try await builder.run(set, structured: endpoint.structured) { progress.handle($0, set: set.name) } }
-                interrupt.onSignal = { signal in
-                    progress.finishLine()
-                    Console.error("\(signal == SIGINT ? "interrupted" : "terminated"): finishing… every completed label is saved. Press Ctrl-C again to quit at once.")
-                    task.cancel()
-                }
-                do {
-                    let summary = try await task.value
-                    progress.summary(summary, set: set.name, provider: provider)
-                    if summary.status != .complete { failures += 1 }
-                } catch let stopped as BuildStopped {
-                    progress.summary(stopped.summary, set: set.name, provider: provider)
-                    if stopped.interrupted { throw CLIError(stopped.reason, code: 130) }
-                    throw CLIError(stopped.reason, code: 1)
-                }
-                if interrupt.fired { throw CLIError("interrupted; run the same command again to resume.", code: 130) }
-            }
-            if failures > 0 { throw CLIError("\(failures) label set(s) have failed labels; run the same command again to retry them.") }
         }
+    }
+
+    func build(sets: [LabelSet], templates: [PromptTemplate], provider: KnowledgeProvider, progress: ProgressDisplay) async throws {
+        let knowledgeStore = try store.open()
+        if provider.name == "wordnet", !quiet {
+            Console.error("note: no --endpoint given, so knowledge comes from WordNet offline (\(endpoint.wordnetDirectory)). Point it at an LLM with --endpoint http://HOST:PORT (or SSPA_LLM_URL).")
+        }
+        var options = BuildOptions()
+        options.jobs = provider.name == "wordnet" ? 1 : jobs
+        options.maxAttempts = provider.name == "wordnet" ? 1 : maxAttempts
+        options.maxConsecutiveFailures = maxFailures
+        options.force = force
+        options.resampleShort = resampleShort
+
+        let interrupt = InterruptHandler()
+        defer { interrupt.restore() }
+        var failures = 0
+        for (set, template) in zip(sets, templates) {
+            let builder = KnowledgeBuilder(
+                store: knowledgeStore, provider: provider, prompts: prompt.builder(template: template, seed: sampling.seed),
+                sampling: sampling.sampling, options: options, toolVersion: SSPAKnowledge.version)
+            let task = Task { try await builder.run(set, structured: endpoint.structured) { progress.handle($0, set: set.name) } }
+            interrupt.onSignal = { signal in
+                progress.finishLine()
+                Console.error("\(signal == SIGINT ? "interrupted" : "terminated"): finishing… every completed label is saved. Press Ctrl-C again to quit at once.")
+                task.cancel()
+            }
+            do {
+                let summary = try await task.value
+                progress.summary(summary, set: set.name, provider: provider)
+                if summary.status != .complete { failures += 1 }
+            } catch let stopped as BuildStopped {
+                progress.summary(stopped.summary, set: set.name, provider: provider)
+                if stopped.interrupted { throw CLIError(stopped.reason, code: 130) }
+                throw CLIError(stopped.reason, code: stopped.storeFailure ? 74 : 1)
+            }
+            if interrupt.fired { throw CLIError("interrupted; run the same command again to resume.", code: 130) }
+        }
+        if failures > 0 { throw CLIError("\(failures) label set(s) have failed labels; run the same command again to retry them.") }
     }
 
     func makeProvider(progress: ProgressDisplay) throws -> KnowledgeProvider {
@@ -134,12 +146,16 @@ struct Build: AsyncParsableCommand {
     /// Asks an OpenAI-compatible server for its models and takes the only one; more than one needs --model.
     func discoverModel(base: String, kind: EndpointOptions.ProviderName, key: String?) throws -> String {
         guard kind == .openai else { throw CLIError("pass --model NAME (the model the Ollama server should run).", code: 64) }
-        var root = base
-        while root.hasSuffix("/") { root.removeLast() }
-        if root.hasSuffix("/v1") { root.removeLast(3) }
-        guard let url = URL(string: root + "/v1/models") else { throw CLIError("'\(base)' is not a valid URL.", code: 64) }
+        let endpointURL: EndpointURL
+        do { endpointURL = try EndpointURL(base).stripping(suffix: "/v1") } catch let error as ProviderError { throw CLIError(error.message, code: 64) }
+        guard let url = endpointURL.requestURL(path: "/v1/models") else { throw CLIError("\(endpointURL.display) is not a valid URL.", code: 64) }
+        let shown = EndpointURL.shown(url)
         var request = URLRequest(url: url, timeoutInterval: min(endpoint.timeout, 30))
-        if let key { request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization") }
+        if let key {
+            request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization")
+        } else if let basic = endpointURL.basicAuthorization {
+            request.setValue(basic, forHTTPHeaderField: "Authorization")
+        }
         let semaphore = DispatchSemaphore(value: 0)
         nonisolated(unsafe) var names: [String]?
         nonisolated(unsafe) var failure: String?
@@ -153,7 +169,7 @@ struct Build: AsyncParsableCommand {
         }.resume()
         semaphore.wait()
         guard let names else {
-            throw CLIError("pass --model NAME: could not list the server's models at \(url.absoluteString) (\(failure ?? "no answer")).", code: 64)
+            throw CLIError("pass --model NAME: could not list the server's models at \(shown) (\(failure.map(endpointURL.redact) ?? "no answer")).", code: 64)
         }
         guard names.count == 1 else {
             throw CLIError("pass --model NAME: the server offers \(names.isEmpty ? "no models" : names.joined(separator: ", ")).", code: 64)

@@ -11,7 +11,8 @@ struct Encode: AsyncParsableCommand {
         discussion: """
             For every label it encodes each description and "a photo of a {display name}.", and stores \
             t^ka = norm(mean of the normalised embeddings). Embeddings are kept per (encoder, text), the encoder \
-            being the SHA-256 of the checkpoint's weights, so a re-run encodes only what is new.
+            being the checkpoint's identity (one SHA-256 of its weights, config.json, vocab.json and merges.txt), so \
+            a re-run encodes only what is new, and a fixed checkpoint file is a new encoder. --force encodes again.
 
               sspa-knowledge encode --clip ~/models/clip-vit-base-patch16 --label-set voc
             """)
@@ -27,6 +28,9 @@ struct Encode: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("Texts per forward pass.", valueName: "n"))
     var batch: Int = 64
+
+    @Flag(help: "Encode every text again, replacing the stored embeddings of this encoder.")
+    var force = false
 
     @Flag(name: .shortAndLong, help: "No progress output.")
     var quiet = false
@@ -47,7 +51,12 @@ struct Encode: AsyncParsableCommand {
             }
             let started = Date()
             let encoder: TextEncoder
-            do { encoder = try TextEncoder.load(directory: clip) } catch let error as CheckpointError { throw CLIError(error.message, code: 66) }
+            do { encoder = try TextEncoder.load(directory: clip) } catch let error as CheckpointError {
+                // A folder that lacks a checkpoint file is missing input (66); a damaged or degenerate one is bad data (65).
+                let has = { (name: String) in FileManager.default.fileExists(atPath: (clip as NSString).appendingPathComponent(name)) }
+                let complete = ["config.json", "vocab.json", "merges.txt"].allSatisfy(has) && (has("model.safetensors") || has("model.safetensors.index.json"))
+                throw CLIError(error.message, code: complete ? 65 : 66)
+            }
             if !quiet { Console.error("encoder \(encoder.id.prefix(12)) (\(clip)): width \(encoder.model.config.hiddenSize), \(encoder.model.config.numHiddenLayers) layers, embedding \(encoder.model.config.projectionDim); loaded in \(String(format: "%.1f", Date().timeIntervalSince(started))) s") }
 
             let interrupt = InterruptHandler()
@@ -57,7 +66,7 @@ struct Encode: AsyncParsableCommand {
                 guard let chosen = run.flatMap({ id in runs.first { $0.id == id } }) ?? (run == nil ? runs.first : nil) else {
                     throw CLIError("label set '\(set)' has no run\(run.map { " \($0)" } ?? ""); build it first.")
                 }
-                let worker = KnowledgeEncoder(store: knowledgeStore, encoder: encoder, batchSize: batch)
+                let worker = KnowledgeEncoder(store: knowledgeStore, encoder: encoder, batchSize: batch, force: force)
                 let quiet = self.quiet
                 let progress = CountProgress(title: set, unit: "texts", quiet: quiet)
                 let task = Task.detached {

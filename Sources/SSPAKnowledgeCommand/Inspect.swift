@@ -108,6 +108,12 @@ struct Show: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors {
             let knowledgeStore = try store.open(readOnly: true)
+            if let labelSet {
+                let names = try knowledgeStore.labelSetNames()
+                guard names.contains(labelSet) else {
+                    throw CLIError("no label set '\(labelSet)' in \(store.db); " + (names.isEmpty ? "it holds none yet. Run `sspa-knowledge build --labels FILE`." : "it holds: \(names.joined(separator: ", "))."), code: 66)
+                }
+            }
             let sets = try labelSet.map { [$0] } ?? knowledgeStore.labelSets(containing: label)
             guard !sets.isEmpty else { throw CLIError("no label '\(label)' in \(store.db). `sspa-knowledge list` shows what it holds.") }
             if sets.count > 1, labelSet == nil {
@@ -154,7 +160,11 @@ struct Validate: AsyncParsableCommand {
             do { tokenizer = try clip.map { try CLIP.Tokenizer(directory: URL(fileURLWithPath: $0)) } } catch { throw CLIError("\(error)", code: 66) }
             let integrity = try knowledgeStore.integrityCheck()
             if integrity != ["ok"] { throw CLIError("\(store.db) failed PRAGMA integrity_check: \(integrity.prefix(3).joined(separator: "; "))") }
-            let sets = try labelSet.map { [$0] } ?? knowledgeStore.labelSetNames()
+            let names = try knowledgeStore.labelSetNames()
+            if let labelSet, !names.contains(labelSet) {
+                throw CLIError("no label set '\(labelSet)' in \(store.db); " + (names.isEmpty ? "it holds none yet." : "it holds: \(names.joined(separator: ", "))."), code: 66)
+            }
+            let sets = labelSet.map { [$0] } ?? names
             guard !sets.isEmpty else { throw CLIError("\(store.db) holds no label sets.") }
             var failures = 0
             for set in sets {
@@ -170,6 +180,10 @@ struct Validate: AsyncParsableCommand {
                     labelSet: set, runID: chosen.id, knowledge: knowledge, flagged: try knowledgeStore.flaggedRequests(runID: chosen.id), wanted: wanted)
                 if let tokenizer {
                     report.findings += KnowledgeValidator.overlong(knowledge) { tokenizer.tokenCount($0) }
+                }
+                for bad in try knowledgeStore.nonFiniteVectors(labelSet: set, runID: chosen.id) {
+                    report.findings.append(.init(severity: .failure, label: bad.label, kind: "non-finite",
+                                                 detail: "its \(bad.what) for encoder \(bad.encoder.prefix(12)) holds NaN or infinity; run `sspa-knowledge encode --force` with a sound checkpoint"))
                 }
                 print("\(set) (run \(chosen.id), \(chosen.provider)): \(report.labels) labels, \(report.descriptions) descriptions, \(report.failures.count) failures, \(report.warnings.count) warnings")
                 for finding in report.findings {
@@ -198,7 +212,7 @@ struct Export: AsyncParsableCommand {
     @Option(help: ArgumentHelp("With --format safetensors: the CLIP checkpoint the knowledge was encoded with.", valueName: "dir"))
     var clip: String?
 
-    @Option(help: ArgumentHelp("With --format safetensors: the encoder id (its weights' SHA-256, or a unique prefix).", valueName: "sha256"))
+    @Option(help: ArgumentHelp("With --format safetensors: the encoder id (the checkpoint identity `encode` printed, or a unique prefix).", valueName: "sha256"))
     var encoder: String?
 
     @Option(name: .customLong("label-set"), help: ArgumentHelp("The label set (needed when the store holds several).", valueName: "name"))
@@ -245,7 +259,7 @@ struct Export: AsyncParsableCommand {
             if let output {
                 try OutputPath.write(Data(text.utf8), to: output)
             } else {
-                FileHandle.standardOutput.write(Data(text.utf8))
+                try AtomicFile.writeStandardOutput(Data(text.utf8))
             }
         }
     }
@@ -254,11 +268,11 @@ struct Export: AsyncParsableCommand {
 extension ExportFormat: ExpressibleByArgument {}
 
 extension Export {
-    /// The encoder to export: from --clip (hashing its weights), --encoder (a prefix), or the only one the set has.
+    /// The encoder to export: from --clip (its checkpoint identity), --encoder (a prefix), or the only one the set has.
     func resolveEncoder(store: KnowledgeStore, set: String) throws -> String {
         let available = try store.encoders(labelSet: set)
         if let clip {
-            let id = try TextEncoder.load(directory: clip).id
+            let id = try CLIP.Checkpoint.identity(directory: URL(fileURLWithPath: clip)).id
             guard available.contains(id) else { throw CLIError("\(clip) has not encoded '\(set)'; run `sspa-knowledge encode --clip \(clip) --label-set \(set)`.") }
             return id
         }

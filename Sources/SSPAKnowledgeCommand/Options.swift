@@ -8,8 +8,16 @@ struct StoreOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The knowledge store, a SQLite file.", valueName: "path"))
     var db: String = "knowledge.db"
 
+    /// The store the command opened last, for messages about errors that reach the top.
+    nonisolated(unsafe) static var lastOpened = "knowledge.db"
+
     func open(readOnly: Bool = false) throws -> KnowledgeStore {
-        try KnowledgeStore(path: db, readOnly: readOnly)
+        Self.lastOpened = db
+        let store = try KnowledgeStore(path: db, readOnly: readOnly)
+        if !store.unknownMigrations.isEmpty {
+            Console.error("warning: \(db) was written by a newer version of sspa-knowledge (schema \(store.unknownMigrations.joined(separator: ", "))); reading it as this version understands it. Upgrade sspa-knowledge.")
+        }
+        return store
     }
 }
 
@@ -46,8 +54,14 @@ struct EndpointOptions: ParsableArguments {
     var wordnetDirectory: String = "/usr/share/wordnet"
 
     func validate() throws {
-        guard timeout > 0 else { throw ValidationError("--timeout must be positive.") }
+        guard timeout.isFinite, timeout > 0 else { throw ValidationError("--timeout must be a finite number of seconds above 0.") }
         guard retries >= 0 else { throw ValidationError("--retries must not be negative.") }
+        if let url = resolvedEndpoint {
+            // Checked first, so a malformed URL is named as such (and never echoed with its credentials).
+            do { _ = try EndpointURL(url) } catch let error as ProviderError {
+                throw ValidationError((endpoint == nil ? "SSPA_LLM_URL: " : "") + error.message)
+            }
+        }
     }
 
     /// The endpoint from the flag or SSPA_LLM_URL.
@@ -60,7 +74,7 @@ struct EndpointOptions: ParsableArguments {
     var resolvedProvider: ProviderName {
         if provider != .auto { return provider }
         guard let endpoint = resolvedEndpoint else { return .wordnet }
-        return URL(string: endpoint)?.port == 11434 ? .ollama : .openai
+        return URLComponents(string: endpoint)?.port == 11434 ? .ollama : .openai
     }
 }
 
@@ -110,7 +124,7 @@ struct SamplingOptions: ParsableArguments {
     var choices: Int = 1
 
     func validate() throws {
-        guard temperature >= 0 else { throw ValidationError("--temperature must not be negative.") }
+        guard temperature.isFinite, temperature >= 0 else { throw ValidationError("--temperature must be a finite number ≥ 0 (got \(temperature)).") }
         guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive.") }
         guard choices >= 1 else { throw ValidationError("-n must be at least 1.") }
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLIP
 import CommandSupport
 import Foundation
 import Knowledge
@@ -36,7 +37,10 @@ struct SSPAKnowledge: AsyncParsableCommand {
 extension ParsableCommand {
     /// Runs `body`, printing known errors as one clear line and exiting with their code.
     func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
-        try await CommandSupport.reportingErrors(classify: knowledgeErrorReport, body)
+        // Past a file-size limit (ulimit -f) a write fails with EFBIG, which the store reports, instead of the
+        // kernel killing the process half-way through a file.
+        signal(SIGXFSZ, SIG_IGN)
+        return try await CommandSupport.reportingErrors(classify: knowledgeErrorReport, body)
     }
 }
 
@@ -45,9 +49,17 @@ func knowledgeErrorReport(_ error: any Error) -> (message: String, code: Int32)?
     switch error {
     case let error as LabelFileError: return ("\(error)", 65)
     case let error as TemplateError: return ("\(error)", 65)
-    case let error as StoreError: return (error.message, 74)
     case let error as WordNetError: return (error.message, 69)
-    case let error as ProviderError: return (error.message, 69)
-    default: return nil
+    case let error as ProviderError: return (error.message, error.kind == .configuration ? 64 : 69)
+    case let error as CheckpointError: return (error.message, 65)
+    case let error as EncodeError: return (error.message, 65)
+    default:
+        guard let error = KnowledgeStore.explain(error, path: StoreOptions.lastOpened) else { return nil }
+        switch error.kind {
+        case .missing: return (error.message, 66)
+        case .cannotCreate: return (error.message, 73)
+        case .notAStore, .newerSchema: return (error.message, 65)
+        case .io: return (error.message, 74)
+        }
     }
 }

@@ -53,6 +53,9 @@ extension SafeTensors {
         guard let object = root as? [String: Any] else {
             throw SafeTensorsError(.invalidHeader, file: file, "the header is JSON but not an object of tensors")
         }
+        if let repeated = firstRepeatedKey(json) {
+            throw SafeTensorsError(.invalidHeader, file: file, tensor: repeated, "the header names this entry more than once (which one is meant?)")
+        }
         var header = Header()
         for (name, value) in object {
             if name == "__metadata__" {

@@ -26,7 +26,7 @@ struct EncodeTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = try await builtStore(dir)
         let encoder = try TextEncoder.load(directory: Self.checkpoint)
-        #expect(encoder.id == (try SHA256.hex(fileAt: Self.checkpoint + "/model.safetensors")))
+        #expect(encoder.id == (try CLIP.Checkpoint.identity(directory: URL(fileURLWithPath: Self.checkpoint)).id))
         let run = try #require(try store.latestRun(labelSet: "pets")).id
         let first = try KnowledgeEncoder(store: store, encoder: encoder, batchSize: 5).encode(labelSet: "pets", runID: run) { _ in }
         #expect(first.labels == 3)
@@ -135,5 +135,53 @@ struct EncodeInterruptionTests {
         let ids = [single.tokenizer.tokenize("a photo of a dog."), single.tokenizer.tokenize("A traffic light is tall.")]
         #expect(sharded.model.encode(ids).embeddings == single.model.encode(ids).embeddings)
         #expect(sharded.id != single.id, "the encoder id hashes the weight files as they are")
+    }
+}
+
+extension EncodeTests {
+    /// issue 10 C5: `--force` encodes everything again; an encoder keyed the old way (weights' SHA-256 alone) is a
+    /// different encoder, so its stale vectors are never reused.
+    @Test func forceReEncodesAndOldWeightsOnlyIdsAreNotReused() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try await builtStore(dir)
+        let encoder = try TextEncoder.load(directory: Self.checkpoint)
+        let run = try #require(try store.latestRun(labelSet: "pets")).id
+        // A store made by the old version: the same texts under the weights-only id, with wrong vectors.
+        var old = encoder
+        old.id = try SHA256.hex(fileAt: Self.checkpoint + "/model.safetensors")
+        _ = try KnowledgeEncoder(store: store, encoder: old).encode(labelSet: "pets", runID: run) { _ in }
+        try await store.queue.write { try $0.execute(sql: "UPDATE embeddings SET vector = zeroblob(length(vector))") }
+        let first = try KnowledgeEncoder(store: store, encoder: encoder).encode(labelSet: "pets", runID: run) { _ in }
+        #expect(first.reused == 0 && first.encoded == first.texts, "vectors of the weights-only id were reused")
+        let forced = try KnowledgeEncoder(store: store, encoder: encoder, force: true).encode(labelSet: "pets", runID: run) { _ in }
+        #expect(forced.encoded == forced.texts && forced.reused == 0)
+        let identity = try await store.queue.read { try String.fetchOne($0, sql: "SELECT identity FROM encoders WHERE id = ?", arguments: [encoder.id]) }
+        #expect(identity == CLIP.Checkpoint.Identity.scheme)
+    }
+
+    /// issue 10 C7: a NaN embedding is never stored; a NaN vector already in a store is found by the check.
+    @Test func nonFiniteVectorsAreRefusedAndFound() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try await builtStore(dir)
+        let run = try #require(try store.latestRun(labelSet: "pets")).id
+        let encoder = try TextEncoder.load(directory: Self.checkpoint)
+        _ = try KnowledgeEncoder(store: store, encoder: encoder).encode(labelSet: "pets", runID: run) { _ in }
+        #expect(try store.nonFiniteVectors(labelSet: "pets", runID: run).isEmpty)
+        // As an old version stored it: t^ka of 'cat' all NaN.
+        try await store.queue.write { db in
+            try db.execute(sql: """
+                UPDATE knowledge_vectors SET vector = (SELECT vector FROM knowledge_vectors LIMIT 1)
+                WHERE label_id = (SELECT id FROM labels WHERE raw_name = 'cat')
+                """)
+            let nan = Data(repeating: 0xFF, count: 64)
+            try db.execute(sql: "UPDATE knowledge_vectors SET vector = ? WHERE label_id = (SELECT id FROM labels WHERE raw_name = 'cat')", arguments: [nan])
+        }
+        let found = try store.nonFiniteVectors(labelSet: "pets", runID: run)
+        #expect(found.map { $0.label } == ["cat"] && found.first?.what == "knowledge vector")
+        // An embedding that comes out NaN stops the run before anything of its batch is stored.
+        #expect(KnowledgeEncoder.firstNonFiniteRow(Tensor([1, 2, 3, .nan], shape: [2, 2])) == 1)
+        #expect(KnowledgeEncoder.firstNonFiniteRow(Tensor([1, 2, 3, 4], shape: [2, 2])) == nil)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 import Testing
 @testable import Knowledge
 import TestSupport
@@ -138,5 +139,15 @@ struct LabelFileTests {
         #expect(try display("peta", "upperBodyLogo") == "logo on upper-body clothing")
         #expect(try display("rapv1", "Pusing") == "pushing")
         #expect(try display("mlrsnet", "habor") == "harbor")
+    }
+
+    /// issue 10 C9: "dog\0cat" was stored as "dog" and the run stayed failed; control characters are refused.
+    @Test func controlCharactersAreRefusedWithTheLine() throws {
+        for bad in ["dog\u{0}cat", "dog\u{1B}[31m", "do\rg", "dog\u{7F}"] {
+            let failure = error("cat\n\(bad)\nbird\n")
+            #expect(failure?.line == 2, "\(bad.debugDescription)")
+            #expect(failure?.message.contains("control character") == true)
+        }
+        #expect(try parse("dog\t=> big dog\n").labels[0].displayName == "big dog")
     }
 }

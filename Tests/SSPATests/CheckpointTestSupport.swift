@@ -1,5 +1,6 @@
 import Foundation
 import Knowledge
+import Tensor
 @testable import SSPA
 
 /// Checkpoint I/O for tests: plain atomic writes and Knowledge's SHA-256, as the `sspa` command uses.

@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 
 /// Options of one build, beyond the run's identity.
 public struct BuildOptions: Sendable {
@@ -47,6 +48,8 @@ public struct BuildStopped: Error, CustomStringConvertible {
     public var summary: BuildSummary
     public var reason: String
     public var interrupted: Bool
+    /// The store could not be written (a full disk, a file-size limit, an I/O error).
+    public var storeFailure = false
     public var description: String { reason }
 }
 
@@ -97,6 +100,7 @@ public struct KnowledgeBuilder: Sendable {
         var consecutiveFailures = 0
         var stopReason: String?
         var interrupted = false
+        var storeFailure = false
         await withTaskGroup(of: LabelOutcome?.self) { group in
             var next = 0
             func launch() {
@@ -116,7 +120,8 @@ public struct KnowledgeBuilder: Sendable {
                     do {
                         try store.saveOutcome(outcome, runID: runID, labelID: labelIDs[index])
                     } catch {
-                        stopReason = "cannot write to \(store.path): \(error)"
+                        stopReason = KnowledgeStore.explain(error, path: store.path)?.message ?? "cannot write to \(store.path): \(error)"
+                        storeFailure = true
                         group.cancelAll()
                         continue
                     }
@@ -154,7 +159,7 @@ public struct KnowledgeBuilder: Sendable {
             summary.status = .failed
             summary.message = stopReason
             try? store.finishRun(runID, status: .failed, message: stopReason)
-            throw BuildStopped(summary: summary, reason: stopReason, interrupted: false)
+            throw BuildStopped(summary: summary, reason: stopReason, interrupted: false, storeFailure: storeFailure)
         }
         let remaining = try store.labelStates(runID: runID)
         let unfinished = set.labels.filter { remaining[$0.rawName] == nil || remaining[$0.rawName] == .failed }
@@ -179,6 +184,11 @@ public struct KnowledgeBuilder: Sendable {
             let request = KnowledgeRequest(label: label, prompt: prompt, sampling: sampling, count: wanted, domain: prompts.template.domain,
                                            labelSet: labelSet)
             var record = RequestRecord(attempt: attempt, prompt: prompt, sampling: sampling)
+            if !provider.readsPrompt {
+                record.sourceInput = String(decoding: (try? JSONValue.object([
+                    "names": .array(label.allNames.map(JSONValue.string)), "domain": .string(request.domain), "count": .int(wanted),
+                ]).data()) ?? Data(), as: UTF8.self)
+            }
             do {
                 let response = try await provider.describe(request)
                 record.response = response

@@ -8,6 +8,13 @@ public struct ValidationReport: Sendable {
         public var label: String
         public var kind: String
         public var detail: String
+
+        public init(severity: Severity, label: String, kind: String, detail: String) {
+            self.severity = severity
+            self.label = label
+            self.kind = kind
+            self.detail = detail
+        }
     }
 
     public var labelSet: String

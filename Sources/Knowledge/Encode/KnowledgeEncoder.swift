@@ -5,28 +5,34 @@ import Tensor
 
 /// A text encoder and its identity in the store.
 public struct TextEncoder: Sendable {
-    /// SHA-256 of the checkpoint's weight files: two encoders are the same exactly when their weights are.
+    /// The checkpoint's identity (`CLIP.Checkpoint.Identity`): weights, config, vocabulary and merges. Two encoders
+    /// are the same exactly when every file that changes an embedding is.
     public var id: String
+    /// Each file that went into `id`, with its SHA-256.
+    public var files: [String: String]
     public var path: String
     public var model: CLIP.TextModel
     public var tokenizer: CLIP.Tokenizer
 
-    /// Loads a Hugging Face CLIP checkpoint folder and hashes its weights.
+    /// Loads a Hugging Face CLIP checkpoint folder and computes its identity.
     public static func load(directory: String) throws -> TextEncoder {
         let url = URL(fileURLWithPath: directory)
         let checkpoint = try CLIP.Checkpoint(directory: url)
         let model = try CLIP.TextModel(config: CLIP.loadTextConfig(directory: url), checkpoint: checkpoint)
         let tokenizer: CLIP.Tokenizer
         do { tokenizer = try CLIP.Tokenizer(directory: url) } catch { throw CheckpointError("\(error)") }
-        var hasher = SHA256()
-        for file in checkpoint.files {
-            guard let handle = FileHandle(forReadingAtPath: file.path) else { throw CheckpointError("\(file.path): cannot read.") }
-            defer { try? handle.close() }
-            while let chunk = try handle.read(upToCount: 1 << 22), !chunk.isEmpty { hasher.update(chunk) }
+        guard tokenizer.vocabularySize == model.config.vocabSize else {
+            throw CheckpointError("\(url.path): vocab.json holds \(tokenizer.vocabularySize) tokens, but config.json's vocab_size is \(model.config.vocabSize). Use the vocab.json of this checkpoint.")
         }
-        let id = hasher.finalize().map { String(format: "%02x", $0) }.joined()
-        return TextEncoder(id: id, path: url.standardized.path, model: model, tokenizer: tokenizer)
+        let identity = try checkpoint.identity()
+        return TextEncoder(id: identity.id, files: identity.files, path: url.standardized.path, model: model, tokenizer: tokenizer)
     }
+}
+
+/// Embeddings that cannot be right: a NaN or an infinity, from broken weights or config. Nothing of them is stored.
+public struct EncodeError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public var description: String { message }
 }
 
 /// What `encode` reports while it works.
@@ -55,11 +61,14 @@ public struct KnowledgeEncoder: Sendable {
     public var store: KnowledgeStore
     public var encoder: TextEncoder
     public var batchSize: Int
+    /// Encode every text again, replacing what the store holds for this encoder.
+    public var force: Bool
 
-    public init(store: KnowledgeStore, encoder: TextEncoder, batchSize: Int = 64) {
+    public init(store: KnowledgeStore, encoder: TextEncoder, batchSize: Int = 64, force: Bool = false) {
         self.store = store
         self.encoder = encoder
         self.batchSize = batchSize
+        self.force = force
     }
 
     public static func classPrompt(_ displayName: String) -> String { "a photo of a \(displayName)." }
@@ -70,16 +79,17 @@ public struct KnowledgeEncoder: Sendable {
         var summary = EncodeSummary(labelSet: labelSet, runID: runID)
         // Every text of every label, in label order, without repeats.
         var texts: [String] = []
-        var seen = Set<String>()
+        var owner: [String: String] = [:]
         for entry in knowledge {
-            for text in entry.descriptions + [Self.classPrompt(entry.displayName)] where seen.insert(text).inserted {
+            for text in entry.descriptions + [Self.classPrompt(entry.displayName)] where owner[text] == nil {
+                owner[text] = entry.label
                 texts.append(text)
             }
         }
         summary.texts = texts.count
         try store.saveEncoder(encoder)
         let stored = try store.embeddedTextHashes(encoderID: encoder.id)
-        let missing = texts.filter { !stored.contains(SHA256.hex($0)) }
+        let missing = force ? texts : texts.filter { !stored.contains(SHA256.hex($0)) }
         summary.reused = texts.count - missing.count
         events(.started(texts: texts.count, new: missing.count))
 
@@ -87,10 +97,14 @@ public struct KnowledgeEncoder: Sendable {
         var start = 0
         while start < missing.count {
             if Task.isCancelled { throw CancellationError() }
-            let chunk = Array(missing[start..<min(start + batchSize, missing.count)])
+            let chunk = Array(missing[start..<(start + min(batchSize, missing.count - start))])
             let tokens = chunk.map { encoder.tokenizer.tokenize($0) }
             let fullLengths = chunk.map { encoder.tokenizer.tokenCount($0) }
             let output = encoder.model.encode(tokens, batchSize: batchSize)
+            if let row = Self.firstNonFiniteRow(output.embeddings) {
+                let text = chunk[row]
+                throw EncodeError(message: "the embedding of '\(text.prefix(60))\(text.count > 60 ? "…" : "")' (label '\(owner[text] ?? "?")') is NaN or infinite, so the checkpoint at \(encoder.path) is broken (its weights or config.json, e.g. layer_norm_eps); nothing of this batch was stored. Fix the checkpoint and run encode again.")
+            }
             try store.saveEmbeddings(encoderID: encoder.id, texts: chunk, vectors: output.embeddings, tokens: fullLengths)
             done += chunk.count
             start += chunk.count
@@ -111,7 +125,11 @@ public struct KnowledgeEncoder: Sendable {
                 for j in 0..<dim { mean[j] += v[j] / n }
             }
             let n = max(sqrt(mean.reduce(0) { $0 + $1 * $1 }), 1e-6)
-            rows.append((entry.label, mean.map { $0 / n }, sources.count))
+            let vector = mean.map { $0 / n }
+            guard vector.allSatisfy(\.isFinite) else {
+                throw EncodeError(message: "the knowledge vector of label '\(entry.label)' is NaN or infinite (a stored embedding of it is); run `sspa-knowledge encode --force` with a sound checkpoint.")
+            }
+            rows.append((entry.label, vector, sources.count))
         }
         try store.saveKnowledgeVectors(encoderID: encoder.id, labelSet: labelSet, runID: runID, rows: rows)
         summary.labels = rows.count
@@ -121,152 +139,10 @@ public struct KnowledgeEncoder: Sendable {
     }
 }
 
-// MARK: - Storage
-
-extension KnowledgeStore {
-    static func blob(_ values: UnsafeBufferPointer<Float>) -> Data {
-        var data = Data(count: values.count * 4)
-        data.withUnsafeMutableBytes { raw in
-            for (i, v) in values.enumerated() { raw.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: i * 4, as: UInt32.self) }
-        }
-        return data
-    }
-
-    static func floats(_ blob: Data) -> [Float] {
-        blob.withUnsafeBytes { raw in
-            (0..<(raw.count / 4)).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
-        }
-    }
-
-    func saveEncoder(_ encoder: TextEncoder) throws {
-        let config = String(decoding: try JSONEncoder().encode(encoder.model.config), as: UTF8.self)
-        try queue.write { db in
-            try db.execute(sql: """
-                INSERT INTO encoders (id, path, config, dim, created_at) VALUES (?, ?, ?, ?, ?)
-                ON CONFLICT (id) DO NOTHING
-                """, arguments: [encoder.id, encoder.path, config, encoder.model.config.projectionDim, Self.now()])
-        }
-    }
-
-    func embeddedTextHashes(encoderID: String) throws -> Set<String> {
-        try queue.read { Set(try String.fetchAll($0, sql: "SELECT text_sha256 FROM embeddings WHERE encoder_id = ?", arguments: [encoderID])) }
-    }
-
-    func saveEmbeddings(encoderID: String, texts: [String], vectors: Tensor, tokens: [Int]) throws {
-        let dim = vectors.shape[1]
-        try queue.write { db in
-            let now = Self.now()
-            let statement = try db.cachedStatement(sql: """
-                INSERT OR REPLACE INTO embeddings (encoder_id, text_sha256, text, vector, tokens, truncated, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
-                """)
-            try vectors.withUnsafeBufferPointer { buffer in
-                for (i, text) in texts.enumerated() {
-                    let row = UnsafeBufferPointer(rebasing: buffer[(i * dim)..<((i + 1) * dim)])
-                    try statement.execute(arguments: [encoderID, SHA256.hex(text), text, Self.blob(row), tokens[i], tokens[i] > 77 ? 1 : 0, now])
-                }
-            }
-        }
-    }
-
-    /// Stored embeddings of `texts` by text.
-    public func embeddings(encoderID: String, texts: [String]) throws -> [String: [Float]] {
-        try queue.read { db in
-            var result: [String: [Float]] = [:]
-            let statement = try db.cachedStatement(sql: "SELECT vector FROM embeddings WHERE encoder_id = ? AND text_sha256 = ?")
-            for text in texts {
-                if let blob = try Data.fetchOne(statement, arguments: [encoderID, SHA256.hex(text)]) { result[text] = Self.floats(blob) }
-            }
-            return result
-        }
-    }
-
-    func truncatedCount(encoderID: String, texts: [String]) throws -> Int {
-        let hashes = Set(texts.map(SHA256.hex))
-        return try queue.read { db in
-            try String.fetchAll(db, sql: "SELECT text_sha256 FROM embeddings WHERE encoder_id = ? AND truncated = 1", arguments: [encoderID])
-                .filter(hashes.contains).count
-        }
-    }
-
-    func saveKnowledgeVectors(encoderID: String, labelSet: String, runID: Int64, rows: [(label: String, vector: [Float], count: Int)]) throws {
-        try queue.write { db in
-            let now = Self.now()
-            for row in rows {
-                guard let labelID = try Int64.fetchOne(db, sql: """
-                    SELECT l.id FROM labels l JOIN label_sets s ON s.id = l.label_set_id WHERE s.name = ? AND l.raw_name = ?
-                    """, arguments: [labelSet, row.label]) else { continue }
-                let blob = row.vector.withUnsafeBufferPointer { Self.blob($0) }
-                try db.execute(sql: """
-                    INSERT OR REPLACE INTO knowledge_vectors (encoder_id, run_id, label_id, vector, texts, created_at) VALUES (?, ?, ?, ?, ?, ?)
-                    """, arguments: [encoderID, runID, labelID, blob, row.count, now])
-            }
-        }
-    }
-
-    /// The knowledge matrix `T^ka` `[C, d]` of a label set in label order, for an encoder, with the run it came from.
-    public func knowledgeMatrix(labelSet: String, encoderID: String, runID: Int64? = nil) throws -> (labels: [String], matrix: Tensor, runID: Int64)? {
-        try queue.read { db in
-            let run: Int64? = try runID ?? Int64.fetchOne(db, sql: """
-                SELECT k.run_id FROM knowledge_vectors k JOIN labels l ON l.id = k.label_id JOIN label_sets s ON s.id = l.label_set_id
-                WHERE s.name = ? AND k.encoder_id = ? ORDER BY k.created_at DESC LIMIT 1
-                """, arguments: [labelSet, encoderID])
-            guard let run else { return nil }
-            let rows = try Row.fetchAll(db, sql: """
-                SELECT l.raw_name, k.vector FROM labels l JOIN label_sets s ON s.id = l.label_set_id
-                LEFT JOIN knowledge_vectors k ON k.label_id = l.id AND k.encoder_id = ? AND k.run_id = ?
-                WHERE s.name = ? ORDER BY l.position
-                """, arguments: [encoderID, run, labelSet])
-            guard !rows.isEmpty, rows.allSatisfy({ ($0["vector"] as Data?) != nil }) else { return nil }
-            let vectors = rows.map { Self.floats($0["vector"]) }
-            return (rows.map { $0["raw_name"] }, Tensor(vectors.flatMap { $0 }, shape: [vectors.count, vectors[0].count]), run)
-        }
-    }
-
-    /// The ids of encoders that have knowledge vectors for `labelSet`.
-    public func encoders(labelSet: String) throws -> [String] {
-        try queue.read { db in
-            try String.fetchAll(db, sql: """
-                SELECT DISTINCT k.encoder_id FROM knowledge_vectors k JOIN labels l ON l.id = k.label_id JOIN label_sets s ON s.id = l.label_set_id
-                WHERE s.name = ? ORDER BY k.encoder_id
-                """, arguments: [labelSet])
-        }
-    }
-}
-
-extension KnowledgeExporter {
-    /// The knowledge of a label set for PyTorch users, as safetensors: `knowledge` `[C, d]` (t^ka in label order),
-    /// `descriptions` `[N, d]` (each description's embedding), `description_label` `[N]` (its label's row), with
-    /// the labels, display names, encoder and run in the metadata.
-    public static func safetensors(store: KnowledgeStore, labelSet: String, encoderID: String, runID: Int64? = nil) throws -> Data {
-        guard let (labels, matrix, run) = try store.knowledgeMatrix(labelSet: labelSet, encoderID: encoderID, runID: runID) else {
-            throw StoreError("label set '\(labelSet)' has no knowledge vectors for encoder \(encoderID.prefix(12)); run `sspa-knowledge encode --clip DIR --label-set \(labelSet)` first.")
-        }
-        let knowledge = try store.knowledge(labelSet: labelSet, runID: run)
-        var texts: [String] = []
-        var owner: [Int64] = []
-        for (index, entry) in knowledge.enumerated() {
-            for text in entry.descriptions {
-                texts.append(text)
-                owner.append(Int64(index))
-            }
-        }
-        let vectors = try store.embeddings(encoderID: encoderID, texts: texts)
-        let dim = matrix.shape[1]
-        var flat: [Float] = []
-        flat.reserveCapacity(texts.count * dim)
-        for text in texts {
-            guard let v = vectors[text] else { throw StoreError("the embedding of a description of '\(labelSet)' is missing; run encode again.") }
-            flat += v
-        }
-        func json(_ strings: [String]) -> String { String(decoding: (try? JSONValue.array(strings.map(JSONValue.string)).data()) ?? Data(), as: UTF8.self) }
-        var writer = SafeTensorsWriter(metadata: [
-            "label_set": labelSet, "labels": json(labels), "display_names": json(knowledge.map(\.displayName)),
-            "encoder_sha256": encoderID, "run_id": String(run), "format": "sspa-knowledge/1",
-        ])
-        writer.add("knowledge", matrix)
-        writer.add("descriptions", Tensor(flat, shape: [texts.count, dim]))
-        writer.add("description_label", integers: owner, shape: [owner.count])
-        return try writer.serialized(file: "\(labelSet).safetensors")
+extension KnowledgeEncoder {
+    /// The first row of `[N, d]` with a NaN or an infinity, or nil.
+    static func firstNonFiniteRow(_ matrix: Tensor) -> Int? {
+        let d = matrix.shape[1]
+        return matrix.withUnsafeBufferPointer { values in values.firstIndex { !$0.isFinite }.map { $0 / max(d, 1) } }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 
 /// One label of a label set: the dataset's raw name, the name people read, and synonyms that help find its sense.
 public struct Label: Sendable, Hashable, Codable {
@@ -69,6 +70,11 @@ public enum LabelFile {
     /// Reads and parses a label file. The set is named after the file's stem unless `name` is given.
     public static func load(_ path: String, name: String? = nil) throws -> LabelSet {
         let url = URL(fileURLWithPath: path)
+        var info = stat()
+        if stat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFREG {
+            // Reading a FIFO would wait for a writer forever; a device is no label file either.
+            throw LabelFileError(file: path, line: nil, message: "not a regular file (a FIFO, device or socket). Pass a text file with one label per line.")
+        }
         let data: Data
         do {
             data = try Data(contentsOf: url)
@@ -103,6 +109,9 @@ public enum LabelFile {
             let lineNumber = index + 1
             var line = Substring(rawLine)
             if line.hasSuffix("\r") { line = line.dropLast() }
+            if let bad = line.unicodeScalars.first(where: { $0 != "\t" && ($0.properties.generalCategory == .control) }) {
+                throw LabelFileError(file: file, line: lineNumber, message: "control character U+\(String(format: "%04X", bad.value)) in the line; a label file holds plain text (tabs allowed). Remove it.")
+            }
             if let hash = line.firstIndex(of: "#") {
                 let comment = line[line.index(after: hash)...].trimmingCharacters(in: .whitespaces)
                 if labels.isEmpty, comment.lowercased().hasPrefix("template:") {

@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 import Yams
 
 /// An in-context-learning prompt template, read from a YAML file in `templates/`.

@@ -26,7 +26,7 @@ public struct HTTPClient: Sendable {
             request.timeoutInterval = timeout
             let (data, response) = try await Self.send(request, on: session)
             guard let http = response as? HTTPURLResponse else {
-                throw ProviderError(.badResponse, "\(request.url?.absoluteString ?? "the endpoint") did not answer over HTTP.")
+                throw ProviderError(.badResponse, "\(request.url.map(EndpointURL.shown) ?? "the endpoint") did not answer over HTTP.")
             }
             return (data, http)
         }
@@ -88,6 +88,8 @@ struct JSONPoster: Sendable {
     var timeout: Double
     /// Called before each retry, so the command can show it.
     var onRetry: @Sendable (_ label: String, _ error: ProviderError, _ wait: Double) -> Void
+    /// The endpoint's credentials: userinfo sent as basic authorization, values redacted from every text.
+    var endpoint: EndpointURL? = nil
 
     struct Reply {
         var data: Data
@@ -103,7 +105,11 @@ struct JSONPoster: Sendable {
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         request.setValue("application/json", forHTTPHeaderField: "Accept")
         request.setValue(label.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "", forHTTPHeaderField: "X-SSPA-Label")
-        if let apiKey, !apiKey.isEmpty { request.setValue("Bearer \(apiKey)", forHTTPHeaderField: "Authorization") }
+        if let apiKey, !apiKey.isEmpty {
+            request.setValue("Bearer \(apiKey)", forHTTPHeaderField: "Authorization")
+        } else if let basic = endpoint?.basicAuthorization {
+            request.setValue(basic, forHTTPHeaderField: "Authorization")
+        }
         for (name, value) in extraHeaders { request.setValue(value, forHTTPHeaderField: name) }
 
         var retry = 0
@@ -144,7 +150,7 @@ struct JSONPoster: Sendable {
         let body = redact(String(decoding: data.prefix(4000), as: UTF8.self))
         let (message, type, code) = Self.errorFields(data)
         let detail = message.map { ": " + Self.firstLine(redact($0)) } ?? ""
-        let where_ = "POST \(url.absoluteString) answered HTTP \(status)"
+        let where_ = "POST \(EndpointURL.shown(url)) answered HTTP \(status)"
         // Some servers (llama-cpp-python) answer 500 when they reject a request field; that is no transient fault.
         if body.contains("response_format") || body.contains("json_schema") {
             return ProviderError(.badRequest, "\(where_)\(detail)", httpStatus: status, body: body)
@@ -171,23 +177,24 @@ struct JSONPoster: Sendable {
         if ns.domain == NSURLErrorDomain {
             switch ns.code {
             case NSURLErrorTimedOut:
-                return ProviderError(.timeout, "POST \(url.absoluteString) timed out after \(Self.format(timeout)) s (--timeout).")
+                return ProviderError(.timeout, "POST \(EndpointURL.shown(url)) timed out after \(Self.format(timeout)) s (--timeout).")
             case NSURLErrorCannotConnectToHost, NSURLErrorCannotFindHost, NSURLErrorNetworkConnectionLost,
                  NSURLErrorNotConnectedToInternet, NSURLErrorDNSLookupFailed, NSURLErrorResourceUnavailable:
-                return ProviderError(.connection, "cannot talk to \(url.absoluteString): \(ns.localizedDescription). Is the server running?")
+                return ProviderError(.connection, "cannot talk to \(EndpointURL.shown(url)): \(redact(ns.localizedDescription)). Is the server running?")
             case NSURLErrorUnsupportedURL, NSURLErrorBadURL:
-                return ProviderError(.configuration, "\(url.absoluteString) is not a usable URL. Check --endpoint.")
+                return ProviderError(.configuration, "\(EndpointURL.shown(url)) is not a usable URL. Check --endpoint.")
             default:
-                return ProviderError(.connection, "POST \(url.absoluteString) failed: \(ns.localizedDescription) (URL error \(ns.code)).")
+                return ProviderError(.connection, "POST \(EndpointURL.shown(url)) failed: \(redact(ns.localizedDescription)) (URL error \(ns.code)).")
             }
         }
-        return ProviderError(.connection, "POST \(url.absoluteString) failed: \(redact(String(describing: error))).")
+        return ProviderError(.connection, "POST \(EndpointURL.shown(url)) failed: \(redact(String(describing: error))).")
     }
 
     /// Removes the key, and anything shaped like a key, from text that may reach the terminal or the store.
     func redact(_ text: String) -> String {
         var result = text
         if let apiKey, apiKey.count >= 4 { result = result.replacingOccurrences(of: apiKey, with: "[redacted]") }
+        if let endpoint { result = endpoint.redact(result) }
         guard result.contains("-") else { return result }
         let range = NSRange(result.startIndex..., in: result)
         return Self.keyPattern.stringByReplacingMatches(in: result, range: range, withTemplate: "[redacted]")

@@ -105,6 +105,10 @@ public struct KnowledgeProvider: Sendable {
         self.model = model
         self.describe = describe
     }
+
+    /// Whether the source reads the rendered chat prompt. The offline WordNet source reads only the label's names,
+    /// the domain and the count, so its request log keeps those instead of a 4 KB prompt it never saw.
+    public var readsPrompt: Bool { name != "wordnet" }
 }
 
 /// Why a request failed. `isFatal` errors stop the whole run (a bad key, no quota, a wrong URL).

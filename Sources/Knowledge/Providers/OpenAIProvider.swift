@@ -58,11 +58,11 @@ extension KnowledgeProvider {
     /// `json_schema`, then as the `json_object` + `schema` form llama.cpp's servers take, and, if the server rejects
     /// both, as plain text; the form that worked is kept for the rest of the run.
     public static func openAI(_ settings: EndpointSettings, http: HTTPClient) throws -> KnowledgeProvider {
-        let base = try normalizedBase(settings.baseURL, strippingSuffix: "/v1")
-        guard let url = URL(string: base + "/v1/chat/completions") else {
-            throw ProviderError(.configuration, "'\(settings.baseURL)' is not a valid URL. Pass the server's base URL, e.g. http://127.0.0.1:8080.")
+        let endpoint = try EndpointURL(settings.baseURL).stripping(suffix: "/v1")
+        guard let url = endpoint.requestURL(path: "/v1/chat/completions") else {
+            throw ProviderError(.configuration, "\(endpoint.display) is not a valid URL. Pass the server's base URL, e.g. http://127.0.0.1:8080.")
         }
-        let poster = JSONPoster(http: http, policy: settings.retry, apiKey: settings.apiKey, timeout: settings.timeout, onRetry: settings.onRetry)
+        let poster = JSONPoster(http: http, policy: settings.retry, apiKey: settings.apiKey, timeout: settings.timeout, onRetry: settings.onRetry, endpoint: endpoint)
         let forms: [String] = switch settings.structured {
         case .off: ["none"]
         case .on: ["json_schema", "json_object"]
@@ -70,7 +70,7 @@ extension KnowledgeProvider {
         }
         let fallback = StructuredFallback()
 
-        return KnowledgeProvider(name: "openai", endpoint: base, model: settings.model) { request in
+        return KnowledgeProvider(name: "openai", endpoint: endpoint.display, model: settings.model) { request in
             while true {
                 let index = fallback.current()
                 let form = forms[min(index, forms.count - 1)]
@@ -107,10 +107,10 @@ extension KnowledgeProvider {
     static func parseChatCompletion(_ reply: JSONPoster.Reply, form: String, url: URL, redact: (String) -> String) throws -> KnowledgeResponse {
         let raw = redact(reply.data.withUnsafeBytes { String(decoding: $0, as: UTF8.self) })
         guard let object = try? JSONSerialization.jsonObject(with: reply.data) as? [String: Any] else {
-            throw ProviderError(.badResponse, "\(url.absoluteString) answered HTTP \(reply.status) with a body that is not JSON (\(describeBody(reply.data))). Is --endpoint an OpenAI-compatible server?", httpStatus: reply.status, body: raw)
+            throw ProviderError(.badResponse, "\(EndpointURL.shown(url)) answered HTTP \(reply.status) with a body that is not JSON (\(describeBody(reply.data))). Is --endpoint an OpenAI-compatible server?", httpStatus: reply.status, body: raw)
         }
         guard let choices = object["choices"] as? [[String: Any]], !choices.isEmpty else {
-            throw ProviderError(.badResponse, "\(url.absoluteString) answered JSON without 'choices'; not an OpenAI chat completion.", httpStatus: reply.status, body: raw)
+            throw ProviderError(.badResponse, "\(EndpointURL.shown(url)) answered JSON without 'choices'; not an OpenAI chat completion.", httpStatus: reply.status, body: raw)
         }
         let parsed = choices.map { choice -> KnowledgeResponse.Choice in
             let message = choice["message"] as? [String: Any]
@@ -142,16 +142,5 @@ extension KnowledgeProvider {
         let text = String(decoding: data.prefix(60), as: UTF8.self).replacingOccurrences(of: "\n", with: " ")
         if data.isEmpty { return "empty" }
         return "\(data.count) bytes starting \"\(text)\(data.count > 60 ? "…" : "")\""
-    }
-
-    /// Trims trailing slashes and an API suffix the user may have included (`/v1`, `/api`).
-    static func normalizedBase(_ base: String, strippingSuffix suffix: String) throws -> String {
-        var value = base.trimmingCharacters(in: .whitespaces)
-        while value.hasSuffix("/") { value.removeLast() }
-        if value.hasSuffix(suffix) { value.removeLast(suffix.count) }
-        guard let url = URL(string: value), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme), url.host != nil else {
-            throw ProviderError(.configuration, "'\(base)' is not an http(s) URL. Pass the server's base URL, e.g. http://127.0.0.1:8080.")
-        }
-        return value
     }
 }

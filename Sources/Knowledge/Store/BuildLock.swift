@@ -6,10 +6,18 @@ import Foundation
 /// disturb them, and released by the kernel when the process dies, even by `kill -9`, so it never goes stale.
 public final class BuildLock: @unchecked Sendable {
     private var descriptor: Int32
+    /// True when this lock created the file: only then may a failed build remove it.
+    public private(set) var createdFile = false
 
     /// Takes the lock on `path` (creating the file if needed), or throws at once if another build holds it.
     public init(path: String) throws {
-        descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        _ = try StorePath.check(path, writing: true)
+        descriptor = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        if descriptor >= 0 {
+            createdFile = true
+        } else if errno == EEXIST {
+            descriptor = open(path, O_RDWR | O_CLOEXEC)
+        }
         guard descriptor >= 0 else {
             throw StoreError("cannot open \(path): \(String(cString: strerror(errno))). Check the path and its permissions.")
         }

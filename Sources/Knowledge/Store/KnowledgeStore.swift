@@ -11,9 +11,15 @@ public final class KnowledgeStore: Sendable {
     public let path: String
     let queue: DatabaseQueue
 
-    /// Opens (creating if needed) the store at `path` and applies pending migrations.
+    /// Migrations the file has that this version does not know: a newer sspa-knowledge wrote it. Only a read-only
+    /// store may have any; the command warns.
+    public let unknownMigrations: [String]
+
+    /// Opens (creating if needed) the store at `path` and applies pending migrations. Read-only, a file or folder this
+    /// process may not write is read as immutable (SQLite creates no journal or shared-memory file next to it).
     public init(path: String, readOnly: Bool = false) throws {
         self.path = path
+        let access = try StorePath.check(path, writing: !readOnly)
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         configuration.foreignKeysEnabled = true
@@ -27,33 +33,39 @@ public final class KnowledgeStore: Sendable {
                 try db.execute(sql: "PRAGMA synchronous = NORMAL")
             }
         }
-        if readOnly, !FileManager.default.fileExists(atPath: path) {
-            throw StoreError("no knowledge store at \(path). Run `sspa-knowledge build --labels FILE` first, or pass --db PATH.")
-        }
         do {
-            queue = try DatabaseQueue(path: path, configuration: configuration)
-            if !readOnly {
-                try StoreSchema.migrator.migrate(queue)
-            } else if try queue.read({ try !StoreSchema.migrator.hasCompletedMigrations($0) }) {
-                // An older file: migrations only add, so bring it up to date once if we may write it.
-                guard FileManager.default.isWritableFile(atPath: path) else {
-                    throw StoreError("\(path) was written by an older version of sspa-knowledge and is read-only here. Copy it somewhere writable, or run `sspa-knowledge build` on it to migrate it.")
-                }
-                var writable = Configuration()
-                writable.busyMode = .timeout(10)
-                try StoreSchema.migrator.migrate(DatabaseQueue(path: path, configuration: writable))
-                if try queue.read({ try !StoreSchema.migrator.hasCompletedMigrations($0) }) {
-                    throw StoreError("\(path) was written by a newer version of sspa-knowledge; use that version.")
-                }
-            }
-        } catch let error as DatabaseError where error.resultCode == .SQLITE_NOTADB || error.resultCode == .SQLITE_CORRUPT {
-            throw StoreError("\(path) is not a SQLite database (or is damaged): \(error.message ?? "\(error)"). Pass another --db, or move this file away.")
+            (queue, unknownMigrations) = try Self.open(path: path, access: access, readOnly: readOnly, configuration: configuration)
+        } catch let error as DatabaseError {
+            throw Self.explain(error, path: path)
         }
+    }
+
+    private static func open(path: String, access: StorePath.Access, readOnly: Bool,
+                             configuration: Configuration) throws -> (DatabaseQueue, [String]) {
+        let queue = try DatabaseQueue(path: readOnly && access.immutable ? StorePath.immutableURI(path) : path, configuration: configuration)
+        let unknown = try queue.read { try StoreSchema.unknownMigrations($0) }
+        if !unknown.isEmpty {
+            guard readOnly else {
+                throw StoreError("\(path) was written by a newer version of sspa-knowledge (its schema has \(unknown.joined(separator: ", ")), which this version does not know). Upgrade sspa-knowledge to build or encode into it; list, show, validate and export can still read it.", kind: .newerSchema)
+            }
+        } else if !readOnly {
+            try StoreSchema.migrator.migrate(queue)
+        } else if try queue.read({ try !StoreSchema.migrator.hasCompletedMigrations($0) }) {
+            // An older file: migrations only add, so bring it up to date once if we may write it.
+            guard !access.immutable else {
+                throw StoreError("\(path) was written by an older version of sspa-knowledge and is read-only here. Copy it somewhere writable, or run `sspa-knowledge build` on it to migrate it.", kind: .cannotCreate)
+            }
+            var writable = Configuration()
+            writable.busyMode = .timeout(10)
+            try StoreSchema.migrator.migrate(DatabaseQueue(path: path, configuration: writable))
+        }
+        return (queue, unknown)
     }
 
     /// An in-memory store, for tests.
     public init(inMemory: Void = ()) throws {
         path = ":memory:"
+        unknownMigrations = []
         queue = try DatabaseQueue()
         try StoreSchema.migrator.migrate(queue)
     }
@@ -83,8 +95,26 @@ public final class KnowledgeStore: Sendable {
 
 /// A store failure with a message that says what to do.
 public struct StoreError: Error, CustomStringConvertible {
+    /// What went wrong, so a command can pick its exit code.
+    public enum Kind: Sendable {
+        /// The store is not there (or is not a file).
+        case missing
+        /// It cannot be created or written here (a read-only file or folder).
+        case cannotCreate
+        /// It is not a knowledge store, or is damaged.
+        case notAStore
+        /// A newer version wrote it.
+        case newerSchema
+        /// Reading or writing failed (disk full, file-size limit, I/O error).
+        case io
+    }
+
     public var message: String
-    public init(_ message: String) { self.message = message }
+    public var kind: Kind
+    public init(_ message: String, kind: Kind = .io) {
+        self.message = message
+        self.kind = kind
+    }
     public var description: String { message }
 }
 

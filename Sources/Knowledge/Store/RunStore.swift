@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Tensor
 
 /// Everything that identifies a build run. Two builds with equal specs are the same run, so the second resumes it.
 public struct RunSpec: Sendable, Hashable, Codable {
@@ -57,6 +58,8 @@ public struct RequestRecord: Sendable {
     public var error: String?
     public var errorStatus: Int?
     public var errorBody: String?
+    /// What the source was given, JSON, when it is not the rendered prompt (the offline source's inputs).
+    public var sourceInput: String?
 }
 
 /// What a build did for one label: the requests, the descriptions kept (each pointing at its request), the state.
@@ -135,7 +138,8 @@ extension KnowledgeStore {
                         flag, error, created_at)
                     VALUES (?, ?, ?, ?, ?, json(?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """).execute(arguments: [
-                        runID, labelID, request.attempt, request.prompt.json, String(decoding: try JSONValue.array(request.prompt.demonstrations.map(JSONValue.string)).data(), as: UTF8.self),
+                        runID, labelID, request.attempt, request.sourceInput ?? request.prompt.json,
+                        String(decoding: try JSONValue.array((request.sourceInput == nil ? request.prompt.demonstrations : []).map(JSONValue.string)).data(), as: UTF8.self),
                         String(decoding: try params.data(), as: UTF8.self),
                         response?.raw ?? request.errorBody, response?.httpStatus ?? request.errorStatus,
                         finish?.isEmpty == false ? finish : nil, response?.promptTokens, response?.completionTokens,

@@ -180,6 +180,42 @@ enum StoreSchema {
                 ORDER BY ls.name, k.encoder_id, l.position;
                 """)
         }
+        migrator.registerMigration("v3-encoder-identity") { db in
+            // Encoders were keyed by their weights' SHA-256 alone, so a fixed config.json, vocab.json or merges.txt
+            // reused stale vectors. Ids are now CLIP.Checkpoint.Identity (every file that changes an embedding); the
+            // old rows stay readable, marked, and never match a new id.
+            try db.execute(sql: """
+                ALTER TABLE encoders ADD COLUMN identity TEXT NOT NULL DEFAULT 'weights-sha256';  -- what the id hashes
+                ALTER TABLE encoders ADD COLUMN files TEXT NOT NULL DEFAULT '{}';   -- JSON: file name -> its SHA-256
+                """)
+        }
+        migrator.registerMigration("v4-endpoint-credentials-removed") { db in
+            try StoreSchema.removeEndpointCredentials(db)
+        }
         return migrator
+    }
+
+    /// Earlier versions stored `--endpoint` as given, so `http://user:secret@host` or `?api_key=…` could sit in
+    /// `runs.endpoint` and in the request log's error texts. This keeps only `EndpointURL.display` and redacts the
+    /// credential values wherever the run's requests mention them.
+    static func removeEndpointCredentials(_ db: Database) throws {
+        for row in try Row.fetchAll(db, sql: "SELECT id, endpoint FROM runs") {
+            let id: Int64 = row["id"]
+            let stored: String = row["endpoint"]
+            guard let endpoint = try? EndpointURL(stored), endpoint.user != nil || !endpoint.secretQuery.isEmpty else { continue }
+            try db.execute(sql: "UPDATE runs SET endpoint = ? WHERE id = ?", arguments: [endpoint.display, id])
+            for secret in endpoint.secrets {
+                for column in ["error", "raw_response", "prompt"] {
+                    try db.execute(sql: "UPDATE requests SET \(column) = replace(\(column), ?, '[redacted]') WHERE run_id = ? AND instr(\(column), ?) > 0",
+                                   arguments: [secret, id, secret])
+                }
+            }
+        }
+    }
+
+    /// Applied migrations this version does not know, in name order: a newer sspa-knowledge wrote the file.
+    static func unknownMigrations(_ db: Database) throws -> [String] {
+        let known = Set(migrator.migrations)
+        return try migrator.appliedIdentifiers(db).filter { !known.contains($0) }.sorted()
     }
 }

@@ -1,0 +1,66 @@
+import Foundation
+
+/// Writes a file as a unit: into a temporary file next to it, then renamed over it. A full disk or a file-size limit
+/// half-way leaves the earlier file as it was and no temporary behind.
+public enum AtomicFile {
+    public static func write(_ data: Data, to path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).partial").path
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw failure(path, errno) }
+        var written = 0
+        let code: Int32? = data.withUnsafeBytes { raw -> Int32? in
+            while written < raw.count {
+                let n = Foundation.write(descriptor, raw.baseAddress! + written, raw.count - written)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return errno
+                }
+                written += n
+            }
+            return fsync(descriptor) == 0 ? nil : errno
+        }
+        close(descriptor)
+        if let code {
+            unlink(temporary)
+            throw failure(path, code)
+        }
+        guard rename(temporary, path) == 0 else {
+            let code = errno
+            unlink(temporary)
+            throw failure(path, code)
+        }
+    }
+
+    /// Standard output, whole or with a clear error (a closed pipe, a full disk, a file-size limit).
+    public static func writeStandardOutput(_ data: Data) throws {
+        var written = 0
+        let code: Int32? = data.withUnsafeBytes { raw -> Int32? in
+            while written < raw.count {
+                let n = Foundation.write(1, raw.baseAddress! + written, raw.count - written)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return errno
+                }
+                written += n
+            }
+            return nil
+        }
+        if let code { throw failure("standard output", code) }
+    }
+
+    static func failure(_ path: String, _ code: Int32) -> StoreError {
+        switch code {
+        case ENOSPC, EDQUOT:
+            return StoreError("cannot write \(path): the disk is full (\(String(cString: strerror(code)))). Nothing was replaced; free space and run the command again.", kind: .io)
+        case EFBIG:
+            return StoreError("cannot write \(path): the file-size limit was reached (ulimit -f). Nothing was replaced; raise the limit and run the command again.", kind: .io)
+        case EACCES, EPERM, EROFS:
+            return StoreError("cannot write \(path): \(String(cString: strerror(code))). Pick a writable place.", kind: .cannotCreate)
+        case ENOENT:
+            return StoreError("cannot write \(path): its folder does not exist.", kind: .cannotCreate)
+        default:
+            return StoreError("cannot write \(path): \(String(cString: strerror(code))).", kind: .io)
+        }
+    }
+}
