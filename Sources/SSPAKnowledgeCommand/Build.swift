@@ -103,6 +103,7 @@ struct Build: AsyncParsableCommand {
         let interrupt = InterruptHandler()
         defer { interrupt.restore() }
         var failures = 0
+        var upToDate: [String] = []
         for (set, template) in zip(sets, templates) {
             let builder = KnowledgeBuilder(
                 store: knowledgeStore, provider: provider, prompts: prompt.builder(template: template, seed: sampling.seed),
@@ -117,6 +118,7 @@ struct Build: AsyncParsableCommand {
                 let summary = try await task.value
                 progress.summary(summary, set: set.name, provider: provider)
                 if summary.status != .complete { failures += 1 }
+                if summary.upToDate { upToDate.append(set.name) }
             } catch let stopped as BuildStopped {
                 progress.summary(stopped.summary, set: set.name, provider: provider)
                 if stopped.interrupted { throw CLIError(stopped.reason, code: 130) }
@@ -125,6 +127,10 @@ struct Build: AsyncParsableCommand {
             if interrupt.fired { throw CLIError("interrupted; run the same command again to resume.", code: 130) }
         }
         if failures > 0 { throw CLIError("\(failures) label set(s) have failed labels; run the same command again to retry them.") }
+        if let example = upToDate.first, !quiet {
+            Console.error("The knowledge is in \(store.db). Look with `sspa-knowledge show LABEL --label-set \(example)` or "
+                + "`sqlite3 \(store.db) \"select label, description from descriptions_view where label_set='\(example)'\"`; rebuild with --force.")
+        }
     }
 
     func makeProvider(progress: ProgressDisplay) throws -> KnowledgeProvider {

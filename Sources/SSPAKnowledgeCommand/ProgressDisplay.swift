@@ -96,6 +96,12 @@ final class ProgressDisplay: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         clearBar()
+        if summary.upToDate {
+            var lines = ["\(set): nothing to do — the store already holds knowledge for all \(summary.total) labels (\(summary.complete) complete, \(summary.short.count) short, \(summary.none.count) without knowledge; \(summary.descriptions) descriptions) from run \(summary.runID) by \(provider.name) (\(provider.model)); nothing was written."]
+            if !summary.none.isEmpty { lines.append("  no knowledge: \(Self.list(summary.none))") }
+            for line in lines { write(line) }
+            return
+        }
         var lines = [
             "\(set): \(summary.status.rawValue) — \(summary.complete) complete, \(summary.short.count) short, \(summary.none.count) without knowledge, \(summary.failed.count) failed; \(summary.skipped) skipped as already done",
             "  \(summary.descriptions) descriptions from \(summary.requests) requests to \(provider.name) (\(provider.model)) in \(Self.duration(summary.seconds))"
@@ -106,6 +112,9 @@ final class ProgressDisplay: @unchecked Sendable {
             lines.append("  short: \(Self.list(summary.short)) (\(hint))")
         }
         if !summary.none.isEmpty { lines.append("  no knowledge: \(Self.list(summary.none))") }
+        if !summary.replaces.isEmpty {
+            lines.append("  a new run: earlier knowledge of \(set) came from \(summary.replaces.joined(separator: ", ")); this source is \(provider.model), so every label was asked again (the old run stays; `sspa-knowledge list` shows both)")
+        }
         if !summary.failed.isEmpty { lines.append("  failed: \(Self.list(summary.failed)) (run again to retry)") }
         for line in lines { write(line) }
     }

@@ -41,6 +41,10 @@ public struct BuildSummary: Sendable {
     public var seconds = 0.0
     public var status: RunStatus = .running
     public var message: String?
+    /// Nothing was to do, and nothing was written.
+    public var upToDate = false
+    /// The sources of earlier runs of this set by the same provider that this run replaces (why it starts afresh).
+    public var replaces: [String] = []
 }
 
 /// A build that stopped before the end; the summary says what was saved.
@@ -83,8 +87,15 @@ public struct KnowledgeBuilder: Sendable {
     /// label finished before then is saved.
     public func run(_ set: LabelSet, structured: StructuredMode, events: @escaping @Sendable (BuildEvent) -> Void) async throws -> BuildSummary {
         let started = ContinuousClock.now
+        let spec = spec(for: set, structured: structured)
+        // A build with nothing to do reads, says so, and writes nothing (not even a timestamp).
+        if !options.force, let summary = try store.upToDate(set, spec: spec, resampleShort: options.resampleShort) {
+            events(.started(total: summary.total, todo: 0, skipped: summary.skipped, runID: summary.runID))
+            return summary
+        }
+        let replaces = try store.hasRun(spec) ? [] : store.otherModels(labelSet: set.name, spec: spec)
         let (setID, labelIDs) = try store.saveLabelSet(set)
-        let runID = try store.beginRun(spec(for: set, structured: structured), labelSetID: setID, force: options.force, toolVersion: toolVersion)
+        let runID = try store.beginRun(spec, labelSetID: setID, force: options.force, toolVersion: toolVersion)
         let states = try store.labelStates(runID: runID)
         let todo = set.labels.indices.filter { index in
             let state = states[set.labels[index].rawName]
@@ -93,6 +104,7 @@ public struct KnowledgeBuilder: Sendable {
             return state == nil || state == .failed
         }
         var summary = BuildSummary(runID: runID)
+        summary.replaces = replaces
         summary.total = set.labels.count
         summary.skipped = set.labels.count - todo.count
         events(.started(total: set.labels.count, todo: todo.count, skipped: summary.skipped, runID: runID))

@@ -8,12 +8,16 @@ public struct Label: Sendable, Hashable, Codable {
     public var synonyms: [String]
     /// The 1-based line of the label file the label came from (0 when it did not come from a file).
     public var line: Int
+    /// A WordNet sense the user pinned (`@ dog%1:05:00::`), or `none` for no offline knowledge; nil to let the
+    /// offline source choose.
+    public var sense: String?
 
-    public init(rawName: String, displayName: String? = nil, synonyms: [String] = [], line: Int = 0) {
+    public init(rawName: String, displayName: String? = nil, synonyms: [String] = [], line: Int = 0, sense: String? = nil) {
         self.rawName = rawName
         self.displayName = displayName ?? rawName
         self.synonyms = synonyms
         self.line = line
+        self.sense = sense
     }
 
     /// Every name the label goes by, display name first, without repeats (case-insensitive).
@@ -142,6 +146,18 @@ public enum LabelFile {
 
     static func parseLine(_ content: String, file: String, line: Int) throws -> Label {
         var rest = Substring(content)
+        // A pinned WordNet sense at the end: `mouse => computer mouse | mouse @ mouse%1:06:00::`, or `@ none`.
+        var sense: String?
+        if let at = rest.range(of: " @", options: .backwards) {
+            let token = rest[at.upperBound...].trimmingCharacters(in: .whitespaces)
+            if token == "none" || token.contains("%") {
+                guard token == "none" || Self.isSenseKey(token) else {
+                    throw LabelFileError(file: file, line: line, message: "'\(token)' after '@' is not a WordNet noun sense key; write one like dog%1:05:00:: (as `wn dog -over` or index.sense show it), or `none`.")
+                }
+                sense = token
+                rest = rest[..<at.lowerBound]
+            }
+        }
         var synonyms: [String] = []
         if let bar = rest.firstIndex(of: "|") {
             let list = rest[rest.index(after: bar)...]
@@ -167,7 +183,16 @@ public enum LabelFile {
         if raw.isEmpty {
             throw LabelFileError(file: file, line: line, message: "empty label name before '\(display != nil ? "=>" : "|")'.")
         }
-        return Label(rawName: raw, displayName: display, synonyms: synonyms, line: line)
+        return Label(rawName: raw, displayName: display, synonyms: synonyms, line: line, sense: sense)
+    }
+
+    /// `lemma%1:LL:II::` (a noun sense key; the last two fields name a head word for adjective satellites only).
+    static func isSenseKey(_ token: String) -> Bool {
+        let parts = token.split(separator: "%", maxSplits: 1)
+        guard parts.count == 2, !parts[0].isEmpty else { return false }
+        let fields = parts[1].split(separator: ":", omittingEmptySubsequences: false)
+        return fields.count == 5 && fields[0] == "1" && fields[1].count == 2 && fields[1].allSatisfy(\.isNumber)
+            && fields[2].count == 2 && fields[2].allSatisfy(\.isNumber)
     }
 
     static func firstInvalidUTF8Offset(_ data: Data) -> Int {

@@ -171,3 +171,62 @@ extension KnowledgeStore {
         }
     }
 }
+
+extension KnowledgeStore {
+    /// The summary of a build that has nothing to do, read without writing: the set is stored exactly as `set` (same
+    /// file contents, names, order and template hint), the run of `spec` is complete, and every label has a final
+    /// state (complete, short, or no knowledge; short labels count as to do when `resampleShort`). Nil otherwise.
+    public func upToDate(_ set: LabelSet, spec: RunSpec, resampleShort: Bool) throws -> BuildSummary? {
+        try queue.read { db in
+            guard let stored = try Row.fetchOne(db, sql: "SELECT id, source_sha256, template_hint FROM label_sets WHERE name = ?", arguments: [set.name]),
+                  stored["source_sha256"] as String? == set.sourceSHA256, stored["template_hint"] as String? == set.templateHint
+            else { return nil }
+            let setID: Int64 = stored["id"]
+            let labels = try Row.fetchAll(db, sql: "SELECT raw_name, display_name, synonyms FROM labels WHERE label_set_id = ? ORDER BY position", arguments: [setID])
+            guard labels.count == set.labels.count else { return nil }
+            for (row, label) in zip(labels, set.labels) {
+                guard row["raw_name"] as String == label.rawName, row["display_name"] as String == label.displayName,
+                      row["synonyms"] as String == Self.json(label.synonyms) else { return nil }
+            }
+            guard let run = try Row.fetchOne(db, sql: "SELECT id, status FROM runs WHERE run_key = ?", arguments: [spec.key]),
+                  run["status"] as String == RunStatus.complete.rawValue else { return nil }
+            let runID: Int64 = run["id"]
+            let states = try Row.fetchAll(db, sql: """
+                SELECT l.raw_name AS name, s.state AS state, s.descriptions AS descriptions FROM labels l
+                LEFT JOIN label_status s ON s.label_id = l.id AND s.run_id = ? WHERE l.label_set_id = ? ORDER BY l.position
+                """, arguments: [runID, setID])
+            var summary = BuildSummary(runID: runID)
+            summary.total = set.labels.count
+            summary.skipped = set.labels.count
+            summary.status = .complete
+            summary.upToDate = true
+            for row in states {
+                let name: String = row["name"]
+                switch (row["state"] as String?).flatMap(LabelState.init(rawValue:)) {
+                case .complete?: summary.complete += 1
+                case .short?: if resampleShort { return nil } else { summary.short.append(name) }
+                case LabelState.none?: summary.none.append(name)
+                default: return nil
+                }
+                summary.descriptions += row["descriptions"] as Int? ?? 0
+            }
+            return summary
+        }
+    }
+
+    /// The models (sources) of earlier runs of `labelSet` by `provider` whose identity differs from `spec`: why a
+    /// build starts afresh ("built by wordnet 3.0, now wordnet 3.0, senses-2").
+    public func otherModels(labelSet: String, spec: RunSpec) throws -> [String] {
+        try queue.read { db in
+            try String.fetchAll(db, sql: """
+                SELECT DISTINCT r.model FROM runs r JOIN label_sets ls ON ls.id = r.label_set_id
+                WHERE ls.name = ? AND r.provider = ? AND r.run_key <> ? AND r.model <> ? ORDER BY r.id
+                """, arguments: [labelSet, spec.provider, spec.key, spec.model])
+        }
+    }
+
+    /// Whether a run of `spec` exists already.
+    public func hasRun(_ spec: RunSpec) throws -> Bool {
+        try queue.read { db in try Int64.fetchOne(db, sql: "SELECT id FROM runs WHERE run_key = ?", arguments: [spec.key]) != nil }
+    }
+}

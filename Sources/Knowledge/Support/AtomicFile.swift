@@ -1,37 +1,8 @@
 import Foundation
 
-/// Writes a file as a unit: into a temporary file next to it, then renamed over it. A full disk or a file-size limit
-/// half-way leaves the earlier file as it was and no temporary behind.
+/// Writes standard output whole or fails with a clear error. (Files are written as a unit by CommandSupport's
+/// `OutputPath.write`, which every command's file output goes through.)
 public enum AtomicFile {
-    public static func write(_ data: Data, to path: String) throws {
-        let url = URL(fileURLWithPath: path)
-        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).partial").path
-        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw failure(path, errno) }
-        var written = 0
-        let code: Int32? = data.withUnsafeBytes { raw -> Int32? in
-            while written < raw.count {
-                let n = Foundation.write(descriptor, raw.baseAddress! + written, raw.count - written)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return errno
-                }
-                written += n
-            }
-            return fsync(descriptor) == 0 ? nil : errno
-        }
-        close(descriptor)
-        if let code {
-            unlink(temporary)
-            throw failure(path, code)
-        }
-        guard rename(temporary, path) == 0 else {
-            let code = errno
-            unlink(temporary)
-            throw failure(path, code)
-        }
-    }
-
     /// Standard output, whole or with a clear error (a closed pipe, a full disk, a file-size limit).
     public static func writeStandardOutput(_ data: Data) throws {
         var written = 0

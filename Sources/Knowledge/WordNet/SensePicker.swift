@@ -205,6 +205,8 @@ public struct SensePicker: Sendable {
             let own = Set(Self.letterWords(candidate.name).map(Self.stem))
             score += Double(content.subtracting(own).intersection(gloss).count)
             score += Double(min(2, domain.glossWords.intersection(gloss).count)) * 0.75
+            // A pedestrian label names a whole garment or thing, not a part of one ("skirt" the garment, not the part of a dress).
+            if domain.strict, !synset.targets("#p").isEmpty { score -= 1 }
             let lemmaWords = Set(Self.letterWords(candidate.lemma.replacingOccurrences(of: "_", with: " ")).map(Self.stem)).subtracting(genericStems)
             score += Double(content.subtracting(own).intersection(lemmaWords).count)
             if var previous = scored[candidate.offset] {

@@ -33,10 +33,23 @@ public struct WordNetKnowledge: Sendable {
     /// The sense of `label` as one of `labelSet` (the whole set is the context; empty means the label alone) in the
     /// domain a template's domain phrase names, or nil when WordNet has no fitting sense.
     public func sense(for label: Label, in labelSet: [Label] = [], domain: String) -> Sense? {
+        if let pinned = label.sense {
+            guard pinned != "none", let synset = synset(forSenseKey: pinned) else { return nil }
+            let lemma = String(pinned.prefix { $0 != "%" })
+            return Sense(synset: synset, matchedName: label.displayName, viaHeadNoun: false, score: .infinity, lemma: lemma)
+        }
         let set = labelSet.contains(label) ? labelSet : [label]
         let choices = cache.choices(for: set, domain: domain) { picker.pick(set, domain: .from(phrase: domain)) }
         return choices[label.rawName].map {
             Sense(synset: $0.synset, matchedName: $0.matchedName, viaHeadNoun: $0.viaHeadNoun, score: $0.score, lemma: $0.lemma)
+        }
+    }
+
+    /// The synset a sense key names (`dog%1:05:00::`), if WordNet has it.
+    public func synset(forSenseKey key: String) -> WordNetDatabase.Synset? {
+        let lemma = String(key.prefix { $0 != "%" }).lowercased()
+        return database.offsets(ofLemma: lemma).compactMap(database.synset(at:)).first {
+            $0.senseKey(for: lemma.replacingOccurrences(of: "_", with: " ")) == key.lowercased()
         }
     }
 
@@ -56,6 +69,9 @@ extension KnowledgeProvider {
         let knowledge = WordNetKnowledge(database: database)
         return KnowledgeProvider(name: "wordnet", endpoint: directory, model: WordNetKnowledge.version) { request in
             let started = ContinuousClock.now
+            if let pinned = request.label.sense, pinned != "none", knowledge.synset(forSenseKey: pinned) == nil {
+                throw ProviderError(.configuration, "'\(request.label.rawName)' (line \(request.label.line)) pins the sense \(pinned), which WordNet 3.0 does not have; check the key or remove the pin.")
+            }
             guard let sense = knowledge.sense(for: request.label, in: request.labelSet, domain: request.domain) else {
                 let record = ["source": WordNetKnowledge.version, "result": "no fitting noun sense for any of: " + request.label.allNames.joined(separator: ", ")]
                 return KnowledgeResponse(choices: [], raw: canonical(record), latency: 0, metadata: ["source": WordNetKnowledge.version], noKnowledge: true)
@@ -71,6 +87,7 @@ extension KnowledgeProvider {
                 "sense_keys": key,
                 "synset_offset": String(format: "%08d", sense.synset.offset),
                 "matched_name": sense.matchedName,
+                "chosen_by": request.label.sense == nil ? "evidence" : "pinned",
             ]
             let content = PromptBuilder.canonicalJSON(["descriptions": sentences])
             let latency = JSONPoster.seconds(ContinuousClock.now - started)
