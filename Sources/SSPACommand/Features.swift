@@ -115,7 +115,8 @@ struct Features: AsyncParsableCommand {
         // Nor may it be one of the images.
         inputs = dataset.entries.map { OutputPath.Input("the manifest's image", $0.path.path) }
         try OutputPath.refuseOverwriting(out, option: "--out", inputs: inputs)
-        let encoderID = try TextEncoder.load(directory: clip).id
+        // The checkpoint identity alone: no need to load the text tower to learn it.
+        let encoderID = try CLIP.Checkpoint.identity(directory: URL(fileURLWithPath: clip)).id
         let vision = try ImageEncoder(directory: clip, mode: mode, maxPixels: maxImagePixels)
         let rawNames = set.labels.map(\.rawName)
 

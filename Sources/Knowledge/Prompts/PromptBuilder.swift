@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 
 /// One chat turn.
 public struct ChatMessage: Sendable, Hashable, Codable {
@@ -137,18 +138,5 @@ public struct PromptBuilder: Sendable {
     static func canonicalJSON(_ value: [String: [String]]) -> String {
         let object = JSONValue.object(value.mapValues { .array($0.map(JSONValue.string)) })
         return String(decoding: (try? object.data()) ?? Data(), as: UTF8.self)
-    }
-}
-
-/// A small, fast, seedable generator (Vigna's SplitMix64), so seeded choices are the same on every platform.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9e3779b97f4a7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58476d1ce4e5b9
-        z = (z ^ (z >> 27)) &* 0x94d049bb133111eb
-        return z ^ (z >> 31)
     }
 }
