@@ -55,6 +55,13 @@ struct WordNetSentenceTests {
                 if first == " are " || first == " have " { bad.append("agreement: \(t)") }
             }
             for s in superlatives where lower.contains(" a \(s) ") || lower.contains(" an \(s) ") { bad.append("a superlative: \(t)") }
+            // "an usually paved area", "a apple": the article follows the sound.
+            let tokens = lower.split(separator: " ").map(String.init)
+            for (article, next) in zip(tokens, tokens.dropFirst()) {
+                guard let c = next.first else { continue }
+                if article == "an", "bcdfgjklmnpqrstvwxyz".contains(c) || next.hasPrefix("usu") || next.hasPrefix("uni") { bad.append("an + consonant sound: \(t)") }
+                if article == "a", "aio".contains(c), !next.hasPrefix("one") { bad.append("a + vowel: \(t)") }
+            }
             for a in ["a", "an"] { for d in determiners where lower.contains(" \(a) \(d) ") { bad.append("doubled determiner: \(t)") } }
             // "A keyboard is a keyboard …"
             for verb in [" is ", " are "] {

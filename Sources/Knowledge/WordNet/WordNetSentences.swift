@@ -210,8 +210,12 @@ struct WordNetSentences {
 
     static func wordCount(_ text: String) -> Int { text.split(separator: " ").count }
 
+    /// "a" or "an" by sound, not spelling: "a usually paved area", "a unicorn", "a one-piece garment", "an hour".
     static func article(_ word: String) -> String {
-        guard let first = word.lowercased().first else { return "a" }
+        let w = word.lowercased()
+        guard let first = w.first else { return "a" }
+        if ["uni", "use", "usu", "uti", "ure", "uri", "eu", "one", "once", "ubi"].contains(where: w.hasPrefix) { return "a" }
+        if ["hour", "honest", "honor", "honour", "heir"].contains(where: w.hasPrefix) { return "an" }
         return "aeiou".contains(first) ? "an" : "a"
     }
 
@@ -243,6 +247,12 @@ struct WordNetSentences {
             var singular = display
             if !usuallyPlural, WordNetDatabase.key(display) != sense.lemma, database.lemmas(for: display).contains(sense.lemma) {
                 singular = sense.lemma.replacingOccurrences(of: "_", with: " ")
+            } else if !usuallyPlural, !sense.synset.words.contains(where: { $0.word.lowercased() == lower }),
+                      let last = display.split(separator: " ").last.map(String.init),
+                      let base = database.lemmas(for: last).first(where: { $0 != last.lowercased() && !$0.contains("_") }),
+                      last.lowercased().hasSuffix("s"), !base.hasSuffix("s") {
+                // A regular plural the sense does not spell that way ("sports shoes" for the sneaker): one of them.
+                singular = (display.split(separator: " ").dropLast().map(String.init) + [base]).joined(separator: " ")
             }
             self.singular = singular
             head = String(singular.split(separator: " ").last ?? Substring(singular)).lowercased()
@@ -253,7 +263,7 @@ struct WordNetSentences {
             let startsCountable = ["a ", "an ", "one ", "two ", "any "].contains(where: definition.hasPrefix)
             isMass = !pluraleTantum && (sense.synset.lexFile == 27 || ([13, 19, 20].contains(sense.synset.lexFile) && !startsCountable
                 && !(definition.split(separator: " ").first.map { String($0).hasSuffix("s") } ?? false)
-                && !definition.hasPrefix("the "))) || (!pluraleTantum && definition.hasPrefix("the "))
+                && !definition.hasPrefix("the "))) || (!pluraleTantum && definition.hasPrefix("the ") && sense.synset.lexFile != 6)
             isPluralOrMass = pluraleTantum || isMass
             plural = isPluralOrMass ? singular : Self.pluralize(singular, database: database)
         }
