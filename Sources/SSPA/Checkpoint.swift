@@ -92,14 +92,12 @@ extension SSPA {
             }
         }
 
-        /// How a checkpoint touches the disk: `write` puts whole files in place atomically (the command's writer,
-        /// which names a full disk), `sha256` hashes file contents as lowercase hex.
+        /// How a checkpoint writes files: `write` puts whole files in place atomically (the command's writer,
+        /// which names a full disk).
         public struct FileIO: Sendable {
             public var write: @Sendable (Data, URL) throws -> Void
-            public var sha256: @Sendable (Data) -> String
-            public init(write: @escaping @Sendable (Data, URL) throws -> Void, sha256: @escaping @Sendable (Data) -> String) {
+            public init(write: @escaping @Sendable (Data, URL) throws -> Void) {
                 self.write = write
-                self.sha256 = sha256
             }
         }
 
@@ -144,7 +142,7 @@ extension SSPA {
             do {
                 for (file, data) in files {
                     try io.write(data, staging.appendingPathComponent(file))
-                    hashes[file] = io.sha256(data)
+                    hashes[file] = SHA256.hex(data)
                 }
             } catch {
                 try? fm.removeItem(at: staging)
@@ -193,7 +191,7 @@ extension SSPA {
         /// Reads a checkpoint folder and checks that its parts agree, that each file is the one `checkpoint.json`
         /// names (by SHA-256) and that every value is finite. The optimizer state and training state are read only
         /// `forTraining` (`evaluate` and `predict` never touch them).
-        public static func load(from directory: URL, forTraining: Bool = false, sha256: (Data) -> String) throws -> Contents {
+        public static func load(from directory: URL, forTraining: Bool = false) throws -> Contents {
             let path = directory.path
             let fm = FileManager.default
             func fail(_ message: String) -> CheckpointError { CheckpointError(directory: path, message: message) }
@@ -235,7 +233,7 @@ extension SSPA {
                 }
                 if let hashes {
                     guard let expected = hashes[name] else { throw fail("\(shown) is not listed in checkpoint.json") }
-                    let actual = sha256(data)
+                    let actual = SHA256.hex(data)
                     guard actual == expected else {
                         throw fail("\(shown) does not match checkpoint.json (SHA-256 \(actual.prefix(12)), expected \(expected.prefix(12))); the checkpoint is damaged or was changed by hand. Train again into a new --out.")
                     }

@@ -40,7 +40,7 @@ struct Evaluate: AsyncParsableCommand {
     func evaluate() throws {
         guard batch >= 1 else { throw CLIError("--batch must be at least 1", code: 64) }
         // The optimizer and training state are for --resume only; a damaged optimizer file does not matter here.
-        let checkpoint = try SSPA.Checkpoint.load(from: URL(fileURLWithPath: model), sha256: checkpointIO.sha256)
+        let checkpoint = try SSPA.Checkpoint.load(from: URL(fileURLWithPath: model))
         let manifest = checkpoint.manifest
         let data = try loadFeatures(features, role: "test")
         try data.check(labelNames: manifest.labels, encoderID: manifest.knowledgeEncoderSHA256,

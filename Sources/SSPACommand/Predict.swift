@@ -93,7 +93,7 @@ struct Predict: AsyncParsableCommand {
         guard batch >= 1 else { throw CLIError("--batch must be at least 1", code: 64) }
         if let topK, topK < 1 { throw CLIError("--top-k must be at least 1", code: 64) }
         guard threshold >= 0, threshold <= 1 else { throw CLIError("--threshold must be in [0, 1]", code: 64) }
-        let checkpoint = try SSPA.Checkpoint.load(from: URL(fileURLWithPath: model), sha256: checkpointIO.sha256)
+        let checkpoint = try SSPA.Checkpoint.load(from: URL(fileURLWithPath: model))
         let manifest = checkpoint.manifest
         let mode = try regionMode(regions ?? manifest.regionMode ?? "patch")
         if let trained = manifest.regionMode, mode.rawValue != trained {

@@ -14,10 +14,8 @@ extension ParsableCommand {
     }
 }
 
-/// How `sspa` writes and verifies checkpoints: whole files through `OutputPath` (a full disk is a clear error),
-/// SHA-256 from Knowledge.
-let checkpointIO = SSPA.Checkpoint.FileIO(write: { data, url in try OutputPath.write(data, to: url.path) },
-                                          sha256: { SHA256.hex($0) })
+/// How `sspa` writes checkpoints: whole files through `OutputPath` (a full disk is a clear error).
+let checkpointIO = SSPA.Checkpoint.FileIO(write: { data, url in try OutputPath.write(data, to: url.path) })
 
 /// Upper bounds of numeric options: far beyond any real use, yet small enough that no product overflows.
 enum Limits {

@@ -104,7 +104,7 @@ struct Train: AsyncParsableCommand {
         let lock = try FolderLock(folder: out, what: "`sspa train`")
         defer { withExtendedLifetime(lock) {} }
         SSPA.Checkpoint.removeStaleTemporaries(in: outURL)
-        let checkpoint = resume ? try SSPA.Checkpoint.load(from: outURL, forTraining: true, sha256: checkpointIO.sha256) : nil
+        let checkpoint = resume ? try SSPA.Checkpoint.load(from: outURL, forTraining: true) : nil
 
         // Switches and hyper-parameters.
         var config = try ablatedConfig(ablate)

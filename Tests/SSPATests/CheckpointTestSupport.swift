@@ -3,13 +3,13 @@ import Knowledge
 import Tensor
 @testable import SSPA
 
-/// Checkpoint I/O for tests: plain atomic writes and Knowledge's SHA-256, as the `sspa` command uses.
+/// Checkpoint I/O for tests: plain atomic writes (the `sspa` command writes through OutputPath).
 extension SSPA.Checkpoint {
-    static let testIO = FileIO(write: { data, url in try data.write(to: url, options: .atomic) }, sha256: { SHA256.hex($0) })
+    static let testIO = FileIO(write: { data, url in try data.write(to: url, options: .atomic) })
 
     /// Loads with the optimizer and training state (as `train --resume` does).
     static func load(from directory: URL) throws -> Contents {
-        try load(from: directory, forTraining: true, sha256: testIO.sha256)
+        try load(from: directory, forTraining: true)
     }
 
     static func save(_ contents: Contents, to directory: URL) throws {
