@@ -100,6 +100,12 @@ struct Build: AsyncParsableCommand {
         options.force = force
         options.resampleShort = resampleShort
 
+        // WordNet's relations widen what counts as naming a label in the off-topic check; without it, names only.
+        let wordnet = provider.wordnet ?? (try? WordNetDatabase(directory: endpoint.wordnetDirectory))
+        if wordnet == nil, !quiet {
+            Console.error("note: WordNet is not at \(endpoint.wordnetDirectory), so the off-topic check knows only each label's names (install wordnet-base).")
+        }
+
         let interrupt = InterruptHandler()
         defer { interrupt.restore() }
         var failures = 0
@@ -107,7 +113,7 @@ struct Build: AsyncParsableCommand {
         for (set, template) in zip(sets, templates) {
             let builder = KnowledgeBuilder(
                 store: knowledgeStore, provider: provider, prompts: prompt.builder(template: template, seed: sampling.seed),
-                sampling: sampling.sampling, options: options, toolVersion: SSPAKnowledge.version)
+                sampling: sampling.sampling, options: options, toolVersion: SSPAKnowledge.version, wordnet: wordnet)
             let task = Task { try await builder.run(set, structured: endpoint.structured) { progress.handle($0, set: set.name) } }
             interrupt.onSignal = { signal in
                 progress.finishLine()

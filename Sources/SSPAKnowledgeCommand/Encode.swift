@@ -14,6 +14,10 @@ struct Encode: AsyncParsableCommand {
             being the checkpoint's identity (one SHA-256 of its weights, config.json, vocab.json and merges.txt), so \
             a re-run encodes only what is new, and a fixed checkpoint file is a new encoder. --force encodes again.
 
+            Descriptions flagged copied, duplicate, off-topic, incomplete or too-long (over 77 CLIP tokens, \
+            counted here with the checkpoint's tokenizer) are left out; `sspa-knowledge validate` lists them and \
+            --keep-flagged uses them anyway. names-other-label alone does not leave a description out.
+
               sspa-knowledge encode --clip ~/models/clip-vit-base-patch16 --label-set voc
             """)
 
@@ -31,6 +35,9 @@ struct Encode: AsyncParsableCommand {
 
     @Flag(help: "Encode every text again, replacing the stored embeddings of this encoder.")
     var force = false
+
+    @Flag(name: .customLong("keep-flagged"), help: "Use flagged descriptions too (copied, duplicate, off-topic, incomplete, too-long).")
+    var keepFlagged = false
 
     @Flag(name: .shortAndLong, help: "No progress output.")
     var quiet = false
@@ -66,7 +73,7 @@ struct Encode: AsyncParsableCommand {
                 guard let chosen = run.flatMap({ id in runs.first { $0.id == id } }) ?? (run == nil ? runs.first : nil) else {
                     throw CLIError("label set '\(set)' has no run\(run.map { " \($0)" } ?? ""); build it first.")
                 }
-                let worker = KnowledgeEncoder(store: knowledgeStore, encoder: encoder, batchSize: batch, force: force)
+                let worker = KnowledgeEncoder(store: knowledgeStore, encoder: encoder, batchSize: batch, force: force, keepFlagged: keepFlagged)
                 let quiet = self.quiet
                 let progress = CountProgress(title: set, unit: "texts", quiet: quiet)
                 let task = Task.detached {
@@ -85,6 +92,10 @@ struct Encode: AsyncParsableCommand {
                 }
                 do {
                     let summary = try await task.value
+                    if summary.excludedDescriptions > 0 {
+                        let byFlag = summary.excluded.keys.sorted().map { "\($0.rawValue) \(summary.excluded[$0]!)" }.joined(separator: ", ")
+                        Console.error("\(set): left out \(summary.excludedDescriptions) flagged descriptions (\(byFlag)); `sspa-knowledge validate --label-set \(set)` lists them, --keep-flagged uses them")
+                    }
                     Console.error("\(set): \(summary.labels) knowledge vectors from \(summary.texts) texts (\(summary.encoded) encoded, \(summary.reused) reused) in \(String(format: "%.1f", summary.seconds)) s" + (summary.truncated > 0 ? "; \(summary.truncated) texts were over 77 tokens and truncated (see validate --clip)" : ""))
                 } catch is CancellationError {
                     throw CLIError("interrupted; finished batches are saved. Run the same command again to continue.", code: 130)

@@ -92,7 +92,10 @@ struct List: AsyncParsableCommand {
 struct Show: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show the descriptions of one label.",
-        discussion: "By default the latest run of the label set is shown; --all-runs shows every run.")
+        discussion: """
+            By default the latest run of the label set is shown; --all-runs shows every run. A flagged description \
+            is marked with its flags, and "not encoded" when `encode` leaves it out (see `validate`).
+            """)
 
     @Argument(help: ArgumentHelp("The label: raw name or display name.", valueName: "label"))
     var label: String
@@ -130,7 +133,12 @@ struct Show: AsyncParsableCommand {
                 if printed { print("") }
                 printed = true
                 print("\(entry.displayName) (\(entry.label)) — \(set), run \(run.id): \(run.provider) \(run.model), \(entry.state ?? "not built")")
-                for (index, text) in entry.descriptions.enumerated() { print("  \(index + 1). \(text)") }
+                for (index, text) in entry.descriptions.enumerated() {
+                    let flags = entry.flags[index]
+                    let excluded = flags.contains { $0.excludesByDefault }
+                    let mark = flags.isEmpty ? "" : "[\(flags.map(\.rawValue).joined(separator: ", "))\(excluded ? "; not encoded" : "")] "
+                    print("  \(index + 1). \(mark)\(text)")
+                }
                 if entry.descriptions.isEmpty { print("  (no descriptions)") }
             }
         }
@@ -139,8 +147,19 @@ struct Show: AsyncParsableCommand {
 
 struct Validate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Check stored knowledge: empty, short, duplicate and refused entries, labels with no knowledge.",
-        discussion: "Exits 1 when a failure is found (empty, duplicate, failed, missing or no knowledge); short labels and refusals are warnings.")
+        abstract: "Check stored knowledge: quality flags, empty, short, duplicate and refused entries, labels with no knowledge.",
+        discussion: """
+            Every description carries quality flags, from any source: copied (half or more of its word trigrams, \
+            label names masked, appear in a demonstration its request showed), duplicate (word overlap of 0.8 or \
+            more with an earlier description of the label), off-topic (its answer never names the label, its names \
+            or anything WordNet relates to it), names-other-label (names another label of the set without saying \
+            how they differ), incomplete (cut off, dangling, or under three words) and too-long (over 77 CLIP \
+            tokens: counted by --clip's tokenizer or by `encode`, estimated from words before that). validate \
+            prints how many descriptions carry each flag, per label set and run; --json prints it all as JSON.
+
+            Exits 1 when a failure is found (empty, duplicate, failed, missing or no knowledge); short labels, \
+            refusals and flags are warnings.
+            """)
 
     @Option(name: .customLong("label-set"), help: ArgumentHelp("Only this label set (default: all).", valueName: "name"))
     var labelSet: String?
@@ -150,6 +169,9 @@ struct Validate: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("A CLIP checkpoint folder whose tokenizer checks that no description is over 77 tokens (which CLIP truncates).", valueName: "dir"))
     var clip: String?
+
+    @Flag(help: "Print the report as JSON: per label set and run, the counts and rates of each flag, the flagged descriptions and the findings.")
+    var json = false
 
     @OptionGroup var store: StoreOptions
 
@@ -167,14 +189,29 @@ struct Validate: AsyncParsableCommand {
             let sets = labelSet.map { [$0] } ?? names
             guard !sets.isEmpty else { throw CLIError("\(store.db) holds no label sets.") }
             var failures = 0
+            var reports: [JSONValue] = []
             for set in sets {
                 let runs = try knowledgeStore.runs(labelSet: set)
                 guard let chosen = run.flatMap({ id in runs.first { $0.id == id } }) ?? (run == nil ? runs.first : nil) else {
-                    print("\(set): no run\(run.map { " \($0)" } ?? "") to check")
+                    if json {
+                        reports.append(.object(["label_set": .string(set), "error": .string("no run\(run.map { " \($0)" } ?? "") to check")]))
+                    } else {
+                        print("\(set): no run\(run.map { " \($0)" } ?? "") to check")
+                    }
                     failures += 1
                     continue
                 }
-                let knowledge = try knowledgeStore.knowledge(labelSet: set, runID: chosen.id)
+                var knowledge = try knowledgeStore.knowledge(labelSet: set, runID: chosen.id)
+                if let tokenizer {
+                    // The tokenizer is at hand: too-long on its count, not the estimate.
+                    for index in knowledge.indices {
+                        for (position, text) in knowledge[index].descriptions.enumerated() {
+                            var flags = Set(knowledge[index].flags[position])
+                            if tokenizer.tokenCount(text) > DescriptionQuality.tokenLimit { flags.insert(.tooLong) } else { flags.remove(.tooLong) }
+                            knowledge[index].flags[position] = flags.sorted()
+                        }
+                    }
+                }
                 let wanted = try knowledgeStore.descriptionsWanted(runID: chosen.id)
                 var report = KnowledgeValidator.validate(
                     labelSet: set, runID: chosen.id, knowledge: knowledge, flagged: try knowledgeStore.flaggedRequests(runID: chosen.id), wanted: wanted)
@@ -185,14 +222,55 @@ struct Validate: AsyncParsableCommand {
                     report.findings.append(.init(severity: .failure, label: bad.label, kind: "non-finite",
                                                  detail: "its \(bad.what) for encoder \(bad.encoder.prefix(12)) holds NaN or infinity; run `sspa-knowledge encode --force` with a sound checkpoint"))
                 }
-                print("\(set) (run \(chosen.id), \(chosen.provider)): \(report.labels) labels, \(report.descriptions) descriptions, \(report.failures.count) failures, \(report.warnings.count) warnings")
+                failures += report.failures.count
+                if json {
+                    reports.append(Self.json(report, run: chosen))
+                    continue
+                }
+                print("\(set) (run \(chosen.id), \(chosen.provider) \(chosen.model)): \(report.labels) labels, \(report.descriptions) descriptions (\(report.usable) usable), \(report.failures.count) failures, \(report.warnings.count) warnings")
+                var rows = [["flag", "descriptions", "rate", "labels", "encode"]]
+                for flag in DescriptionFlag.allCases {
+                    let hits = report.flagged[flag] ?? []
+                    rows.append([flag.rawValue, String(hits.count), String(format: "%.1f %%", report.rate(flag) * 100),
+                                 String(Set(hits.map(\.label)).count), flag.excludesByDefault ? "left out" : "used"])
+                }
+                print(Table.render(rows))
+                for flag in DescriptionFlag.allCases {
+                    guard let hits = report.flagged[flag], !hits.isEmpty else { continue }
+                    let list = hits.prefix(12).map { "\($0.label) #\($0.position)" }.joined(separator: ", ")
+                    print("  \(flag.rawValue): \(list)\(hits.count > 12 ? ", … (\(hits.count - 12) more; --json lists all)" : "")")
+                }
                 for finding in report.findings {
                     print("  \(finding.severity == .failure ? "FAIL" : "warn") \(finding.kind): \(finding.label): \(finding.detail)")
                 }
-                failures += report.failures.count
+            }
+            if json {
+                let object = try JSONSerialization.jsonObject(with: try JSONValue.array(reports).data())
+                print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
             }
             if failures > 0 { throw CLIError("validation found \(failures) failure(s).", code: 1) }
         }
+    }
+}
+
+extension Validate {
+    static func json(_ report: ValidationReport, run: RunInfo) -> JSONValue {
+        var flags: [String: JSONValue] = [:]
+        for flag in DescriptionFlag.allCases {
+            let hits = report.flagged[flag] ?? []
+            flags[flag.rawValue] = .object([
+                "count": .int(hits.count), "rate": .double((report.rate(flag) * 10000).rounded() / 10000),
+                "excluded_by_encode": .bool(flag.excludesByDefault),
+                "descriptions": .array(hits.map { .object(["label": .string($0.label), "position": .int($0.position)]) }),
+            ])
+        }
+        return .object([
+            "label_set": .string(report.labelSet), "run": .int(Int(report.runID)), "provider": .string(run.provider), "model": .string(run.model),
+            "labels": .int(report.labels), "descriptions": .int(report.descriptions), "usable": .int(report.usable), "flags": .object(flags),
+            "findings": .array(report.findings.map {
+                .object(["severity": .string($0.severity.rawValue), "kind": .string($0.kind), "label": .string($0.label), "detail": .string($0.detail)])
+            }),
+        ])
     }
 }
 

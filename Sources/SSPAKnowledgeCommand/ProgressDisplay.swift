@@ -39,7 +39,7 @@ final class ProgressDisplay: @unchecked Sendable {
             }
         case .labelFinished(let outcome):
             done += 1
-            descriptions += outcome.descriptions.count
+            descriptions += outcome.usable
             if outcome.state == .failed { failures += 1 }
             if outcome.state == .failed, let message = outcome.message, !quiet {
                 clearBar()
@@ -104,7 +104,7 @@ final class ProgressDisplay: @unchecked Sendable {
         }
         var lines = [
             "\(set): \(summary.status.rawValue) — \(summary.complete) complete, \(summary.short.count) short, \(summary.none.count) without knowledge, \(summary.failed.count) failed; \(summary.skipped) skipped as already done",
-            "  \(summary.descriptions) descriptions from \(summary.requests) requests to \(provider.name) (\(provider.model)) in \(Self.duration(summary.seconds))"
+            "  \(summary.descriptions) descriptions\(summary.flagged > 0 ? " (and \(summary.flagged) flagged, which encode leaves out; see validate)" : "") from \(summary.requests) requests to \(provider.name) (\(provider.model)) in \(Self.duration(summary.seconds))"
                 + (summary.promptTokens + summary.completionTokens > 0 ? ", tokens: \(summary.promptTokens) prompt + \(summary.completionTokens) completion" : ""),
         ]
         if !summary.short.isEmpty {

@@ -70,6 +70,42 @@ struct EncodeTests {
         #expect(file.metadata["encoder_sha256"] == encoder.id)
     }
 
+    @Test func flaggedDescriptionsAreLeftOutUnlessKept() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try await builtStore(dir)
+        let encoder = try TextEncoder.load(directory: Self.checkpoint)
+        let run = try #require(try store.latestRun(labelSet: "pets")).id
+        // Flag the dog's first description as copied, and its second as too long by a wrong estimate.
+        let dog = try #require(try store.knowledge(labelSet: "pets", runID: run).first { $0.label == "dog" })
+        #expect(dog.descriptions.count >= 3)
+        try await store.queue.write { db in
+            try db.execute(sql: "UPDATE descriptions SET flags = 'copied' WHERE id = ?", arguments: [dog.ids[0]])
+            try db.execute(sql: "UPDATE descriptions SET flags = 'too-long' WHERE id = ?", arguments: [dog.ids[1]])
+        }
+        func vector(keepFlagged: Bool) throws -> (EncodeSummary, [Float]) {
+            let summary = try KnowledgeEncoder(store: store, encoder: encoder, keepFlagged: keepFlagged).encode(labelSet: "pets", runID: run) { _ in }
+            let (_, matrix, _) = try #require(try store.knowledgeMatrix(labelSet: "pets", encoderID: encoder.id))
+            return (summary, Array(Ops.slice(matrix, axis: 0, range: 0..<1).scalars))
+        }
+        func expected(_ texts: [String]) -> [Float] {
+            let e = encoder.model.encode(texts.map { encoder.tokenizer.tokenize($0) }).embeddings
+            return Ops.l2Normalize(Ops.mean(Ops.l2Normalize(e), axis: 0, keepDims: true)).scalars
+        }
+        // The tokenizer counts the second one short, so only the copied one is left out.
+        let (summary, left) = try vector(keepFlagged: false)
+        #expect(summary.excludedDescriptions == 1 && summary.excluded == [.copied: 1])
+        let used = Array(dog.descriptions.dropFirst()) + ["a photo of a dog."]
+        #expect(zip(left, expected(used)).map { abs($0 - $1) }.max()! < 1e-5)
+        let recounted = try await store.queue.read { try Row.fetchOne($0, sql: "SELECT flags, quality FROM descriptions WHERE id = ?", arguments: [dog.ids[1]]) }
+        #expect(recounted?["flags"] as String? == "")
+        #expect((recounted?["quality"] as String?)?.contains("clip-tokenizer") == true)
+        // --keep-flagged uses every description.
+        let (kept, all) = try vector(keepFlagged: true)
+        #expect(kept.excludedDescriptions == 0)
+        #expect(zip(all, expected(dog.descriptions + ["a photo of a dog."])).map { abs($0 - $1) }.max()! < 1e-5)
+    }
+
     @Test func overlongDescriptionsAreReported() throws {
         let tokenizer = try CLIP.Tokenizer(directory: URL(fileURLWithPath: Self.checkpoint))
         let long = String(repeating: "a dog with a red collar ", count: 20)

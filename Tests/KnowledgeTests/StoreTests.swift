@@ -34,7 +34,7 @@ struct StoreTests {
             choices: [.init(content: "{}", finishReason: "stop")], promptTokens: 10, completionTokens: 20,
             systemFingerprint: "fp_1", raw: "{\"raw\":true}", httpStatus: 200, latency: 0.25, metadata: ["structured": "json_object"])
         let request = RequestRecord(attempt: 1, prompt: prompt, sampling: Self.spec.sampling, response: response, parseFormat: "json-object")
-        return LabelOutcome(label: label, requests: [request], descriptions: texts.map { (0, $0) }, state: state, wanted: 2)
+        return LabelOutcome(label: label, requests: [request], descriptions: texts.map { (0, $0, QualityVerdict()) }, state: state, wanted: 2)
     }
 
     @Test(arguments: Kind.allCases)
@@ -42,7 +42,7 @@ struct StoreTests {
         let (store, dir) = try makeStore(kind)
         defer { dir.map { try? FileManager.default.removeItem(at: $0) } }
         let names = try store.appliedMigrations()
-        #expect(names == ["v1-label-sets", "v1-runs-and-descriptions", "v1-descriptions-view", "v2-embeddings", "v3-encoder-identity", "v4-endpoint-credentials-removed"])
+        #expect(names == ["v1-label-sets", "v1-runs-and-descriptions", "v1-descriptions-view", "v2-embeddings", "v3-encoder-identity", "v4-endpoint-credentials-removed", "v5-description-flags"])
         if let dir {
             // Reopening an existing file applies nothing new and keeps the data.
             try store.saveLabelSet(Self.set)
@@ -122,7 +122,7 @@ struct StoreTests {
         let path = dir.appendingPathComponent("old.db").path
         try StoreSchema.migrator.migrate(DatabaseQueue(path: path), upTo: "v1-descriptions-view")
         let store = try KnowledgeStore(path: path, readOnly: true)
-        #expect(try store.appliedMigrations().last == "v4-endpoint-credentials-removed")
+        #expect(try store.appliedMigrations().last == "v5-description-flags")
         #expect(try store.labelSetNames().isEmpty)
     }
 

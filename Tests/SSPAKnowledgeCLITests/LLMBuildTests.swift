@@ -117,6 +117,62 @@ struct LLMBuildTests {
         #expect(try sqlite(db, "pragma integrity_check") == "ok")
     }
 
+    /// The quality flags on what SmolLM2 really writes, over 24 COCO labels: the rates are printed (the closing note
+    /// of the trust issue compares them before and after the flags), and the flags must agree with the build's own
+    /// decisions and with what `validate --json`, `show` and the view report.
+    @Test func qualityFlagsOnARealModelOverTwentyFourLabels() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let names = ["person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "bench", "bird", "cat",
+                     "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "backpack", "umbrella", "handbag", "tie", "suitcase"]
+        let labels = try writeLabels("# template: natural\n" + names.joined(separator: "\n") + "\n", in: dir, name: "coco24.txt")
+        let db = dir.appendingPathComponent("knowledge.db").path
+        let run = try CLI.run(["build", "--labels", labels, "--db", db, "--endpoint", LLM.url!, "--jobs", "2", "--max-attempts", "2",
+                               "--count", "3", "--max-tokens", "150", "--seed", "5"])
+        #expect(run.status == 0, "\(run)")
+
+        let validate = try CLI.run(["validate", "--json", "--db", db])
+        let reports = try #require(try JSONSerialization.jsonObject(with: Data(validate.stdout.utf8)) as? [[String: Any]], "\(validate)")
+        let report = try #require(reports.first)
+        let flags = try #require(report["flags"] as? [String: [String: Any]])
+        let total = try #require(report["descriptions"] as? Int)
+        let usable = try #require(report["usable"] as? Int)
+        let rates = ["copied", "duplicate", "off-topic", "names-other-label", "incomplete", "too-long"].map { name in
+            "\(name) \(flags[name]?["count"] as? Int ?? -1) (\(String(format: "%.1f", 100 * (flags[name]?["rate"] as? Double ?? 0))) %)"
+        }
+        print("SmolLM2-135M, 24 COCO labels, 3 descriptions wanted, 2 attempts: \(total) descriptions stored, \(usable) usable; flags: \(rates.joined(separator: ", ")); requests: \(try sqlite(db, "select count(*) from requests")), labels complete \(try sqlite(db, "select count(*) from label_status where state = 'complete'")) of 24")
+
+        // validate's counts are the store's.
+        #expect(total == Int(try sqlite(db, "select count(*) from descriptions")))
+        for (name, entry) in flags {
+            #expect(entry["count"] as? Int == Int(try sqlite(db, "select count(*) from descriptions where ',' || flags || ',' like '%,\(name),%'")), "\(name)")
+        }
+        // A complete label has exactly the usable descriptions it asked for; a short one fewer, and used every attempt.
+        let usableSQL = "(flags = '' or flags = 'names-other-label')"
+        #expect(try sqlite(db, """
+            select count(*) from label_status s where s.state = 'complete' and s.descriptions <> 3
+               or s.descriptions <> (select count(*) from descriptions d where d.run_id = s.run_id and d.label_id = s.label_id and \(usableSQL))
+            """) == "0")
+        #expect(try sqlite(db, "select count(*) from label_status where state = 'short' and (descriptions >= 3 or attempts <> 2)") == "0")
+        // Each flag agrees with its measurement and its answer.
+        #expect(try sqlite(db, "select count(*) from descriptions where flags like '%copied%' and json_extract(quality, '$.copied_share') < 0.5") == "0")
+        #expect(try sqlite(db, "select count(*) from descriptions where flags not like '%copied%' and json_extract(quality, '$.copied_share') >= 0.5") == "0")
+        #expect(try sqlite(db, "select count(*) from descriptions where flags like '%too-long%' and json_extract(quality, '$.tokens') <= 77") == "0")
+        #expect(try sqlite(db, """
+            select count(*) from descriptions d join requests q on q.id = d.request_id
+            where d.flags like '%off-topic%' and (q.flag is null or q.flag not like '%off-topic%')
+            """) == "0", "an off-topic description comes from an answer the parser judged off topic")
+        // The first description of a label is never a duplicate.
+        #expect(try sqlite(db, "select count(*) from descriptions where position = 0 and flags like '%duplicate%'") == "0")
+
+        // show marks what encode leaves out.
+        if let flagged = try? sqlite(db, "select l.raw_name from descriptions d join labels l on l.id = d.label_id where d.flags <> '' and d.flags <> 'names-other-label' limit 1"),
+           !flagged.isEmpty {
+            let show = try CLI.run(["show", flagged, "--db", db])
+            #expect(show.stdout.contains("not encoded]"), "\(show)")
+        }
+    }
+
     /// Waits (up to two minutes) until the store records `count` finished labels.
     func waitForLabels(in db: String, atLeast count: Int) throws {
         let deadline = Date().addingTimeInterval(120)

@@ -34,7 +34,10 @@ public struct BuildSummary: Sendable {
     public var short: [String] = []
     public var none: [String] = []
     public var failed: [String] = []
+    /// Usable descriptions (no flag that keeps them out of `encode`).
     public var descriptions = 0
+    /// Descriptions stored with a flag that keeps them out of `encode` by default.
+    public var flagged = 0
     public var requests = 0
     public var promptTokens = 0
     public var completionTokens = 0
@@ -66,14 +69,18 @@ public struct KnowledgeBuilder: Sendable {
     public var sampling: Sampling
     public var options: BuildOptions
     public var toolVersion: String
+    /// WordNet, when installed: its relations widen what counts as naming a label in the off-topic check.
+    public var wordnet: WordNetDatabase?
 
-    public init(store: KnowledgeStore, provider: KnowledgeProvider, prompts: PromptBuilder, sampling: Sampling, options: BuildOptions, toolVersion: String) {
+    public init(store: KnowledgeStore, provider: KnowledgeProvider, prompts: PromptBuilder, sampling: Sampling, options: BuildOptions,
+                toolVersion: String, wordnet: WordNetDatabase? = nil) {
         self.store = store
         self.provider = provider
         self.prompts = prompts
         self.sampling = sampling
         self.options = options
         self.toolVersion = toolVersion
+        self.wordnet = wordnet
     }
 
     public func spec(for set: LabelSet, structured: StructuredMode) -> RunSpec {
@@ -181,14 +188,22 @@ public struct KnowledgeBuilder: Sendable {
         return summary
     }
 
-    /// Asks about one label until it has enough descriptions or runs out of attempts. Returns nil when cancelled.
+    /// Asks about one label until it has enough usable descriptions or runs out of attempts. Every description is
+    /// judged (`DescriptionQuality`) and kept with its flags; an attempt whose answer is mostly copied or off topic
+    /// leaves the label short of usable ones, so it is asked again with the next seed. Returns nil when cancelled.
     func process(_ label: Label, in labelSet: [Label], events: @escaping @Sendable (BuildEvent) -> Void) async -> LabelOutcome? {
         let wanted = prompts.count
         let prompt = prompts.render(for: label)
+        let context = DescriptionQuality.Context(label: label, in: labelSet, related: wordnet?.relatedWords(for: label) ?? [])
+        // What the request shows as answers to copy from: the demonstrations' descriptions, as rendered.
+        let shown: [(label: String, text: String)] = provider.readsPrompt
+            ? prompts.chooseDemonstrations(for: label).flatMap { demo in demo.descriptions.prefix(wanted).map { (demo.label, $0) } }
+            : []
         var outcome = LabelOutcome(label: label, requests: [], descriptions: [], state: .failed, wanted: wanted)
         var seen = Set<String>()
         var lastError: String?
         var anyAnswer = false
+        var usable = 0
         for attempt in 1...max(options.maxAttempts, 1) {
             if Task.isCancelled { return nil }
             var sampling = self.sampling
@@ -214,11 +229,22 @@ public struct KnowledgeBuilder: Sendable {
                 var flags: [String] = []
                 var formats: [String] = []
                 for choice in response.choices {
-                    let parsed = ResponseParser.parse(choice.content, label: label)
+                    let parsed = ResponseParser.parse(choice.content, label: label, related: context.related)
                     formats.append(parsed.format.rawValue)
                     if let flag = parsed.flag { flags.append(flag.rawValue) }
-                    for text in parsed.descriptions where outcome.descriptions.count < wanted && seen.insert(text.lowercased()).inserted {
-                        outcome.descriptions.append((outcome.requests.count, text))
+                    let onTopic = parsed.flag != .offTopic
+                    let answer = onTopic ? parsed.descriptions : parsed.offTopic
+                    let cutOff = choice.finishReason == "length"
+                    for (index, text) in answer.enumerated() where seen.insert(text.lowercased()).inserted {
+                        let verdict = DescriptionQuality.assess(
+                            text, context: context, demonstrations: shown, earlier: outcome.descriptions.map(\.text),
+                            answerOnTopic: onTopic, cutOff: cutOff && index == answer.count - 1)
+                        if verdict.usable {
+                            // Enough usable ones: the rest of this answer is not needed.
+                            guard usable < wanted else { continue }
+                            usable += 1
+                        }
+                        outcome.descriptions.append((outcome.requests.count, text, verdict))
                     }
                 }
                 record.parseFormat = Set(formats).sorted().joined(separator: ",")
@@ -245,18 +271,29 @@ public struct KnowledgeBuilder: Sendable {
                 outcome.requests.append(record)
                 lastError = record.error
             }
-            if outcome.descriptions.count >= wanted { break }
+            if usable >= wanted { break }
         }
-        if outcome.descriptions.count >= wanted {
+        if usable >= wanted {
             outcome.state = .complete
         } else if anyAnswer {
             outcome.state = .short
-            outcome.message = "\(outcome.descriptions.count) of \(wanted) descriptions after \(outcome.requests.count) attempts"
+            let flagged = outcome.descriptions.count - usable
+            outcome.message = "\(usable) of \(wanted) usable descriptions after \(outcome.requests.count) attempts"
+                + (flagged > 0 ? " (\(flagged) more flagged: \(Self.flagCounts(outcome)))" : "")
         } else {
             outcome.state = .failed
             outcome.message = lastError
         }
         return outcome
+    }
+
+    /// "copied 3, off-topic 2": the flags that kept descriptions of a label out.
+    static func flagCounts(_ outcome: LabelOutcome) -> String {
+        var counts: [DescriptionFlag: Int] = [:]
+        for description in outcome.descriptions where !description.verdict.usable {
+            for flag in description.verdict.flags where flag.excludesByDefault { counts[flag, default: 0] += 1 }
+        }
+        return counts.keys.sorted().map { "\($0.rawValue) \(counts[$0]!)" }.joined(separator: ", ")
     }
 }
 
@@ -267,7 +304,8 @@ extension LabelOutcome {
 extension BuildSummary {
     mutating func add(_ outcome: LabelOutcome) {
         done += 1
-        descriptions += outcome.descriptions.count
+        descriptions += outcome.usable
+        flagged += outcome.descriptions.count - outcome.usable
         requests += outcome.requests.count
         for request in outcome.requests {
             promptTokens += request.response?.promptTokens ?? 0

@@ -22,6 +22,15 @@ public struct ValidationReport: Sendable {
     public var findings: [Finding] = []
     public var labels = 0
     public var descriptions = 0
+    /// Descriptions `encode` uses by default (no flag that excludes).
+    public var usable = 0
+    /// For each quality flag, the labels and 1-based positions of the descriptions that carry it.
+    public var flagged: [DescriptionFlag: [(label: String, position: Int)]] = [:]
+
+    /// The share of descriptions that carry `flag` (0 without descriptions).
+    public func rate(_ flag: DescriptionFlag) -> Double {
+        descriptions == 0 ? 0 : Double(flagged[flag]?.count ?? 0) / Double(descriptions)
+    }
 
     public var failures: [Finding] { findings.filter { $0.severity == .failure } }
     public var warnings: [Finding] { findings.filter { $0.severity == .warning } }
@@ -37,6 +46,11 @@ public enum KnowledgeValidator {
         report.labels = knowledge.count
         for entry in knowledge {
             report.descriptions += entry.descriptions.count
+            for (index, flags) in entry.flags.enumerated() {
+                for flag in flags { report.flagged[flag, default: []].append((entry.label, index + 1)) }
+            }
+            let usable = entry.used().count
+            report.usable += usable
             func add(_ severity: ValidationReport.Severity, _ kind: String, _ detail: String) {
                 report.findings.append(.init(severity: severity, label: entry.label, kind: kind, detail: detail))
             }
@@ -46,6 +60,10 @@ public enum KnowledgeValidator {
             case "none": add(.failure, "no-knowledge", "the source has no knowledge of '\(entry.displayName)'; add a synonym in the label file or use an LLM")
             case "short": add(.warning, "short", "\(entry.descriptions.count) of \(wanted) descriptions; `build --resample-short` asks again")
             default: break
+            }
+            if usable == 0, !entry.descriptions.isEmpty {
+                let kinds = Set(entry.flags.flatMap { $0 }.filter(\.excludesByDefault)).sorted().map(\.rawValue).joined(separator: ", ")
+                add(.warning, "no-usable-descriptions", "all \(entry.descriptions.count) descriptions are flagged (\(kinds)), so `encode` uses only \"a photo of a \(entry.displayName).\"; `build --resample-short` or another model asks again, `encode --keep-flagged` uses them anyway")
             }
             for (index, text) in entry.descriptions.enumerated() {
                 if text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {

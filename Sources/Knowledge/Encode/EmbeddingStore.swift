@@ -126,15 +126,19 @@ extension KnowledgeExporter {
             throw StoreError("label set '\(labelSet)' has no knowledge vectors for encoder \(encoderID.prefix(12)); run `sspa-knowledge encode --clip DIR --label-set \(labelSet)` first.")
         }
         let knowledge = try store.knowledge(labelSet: labelSet, runID: run)
+        // The descriptions encoded: the usable ones, and flagged ones when `encode --keep-flagged` encoded them.
+        let all = knowledge.flatMap(\.descriptions)
+        let available = try store.embeddings(encoderID: encoderID, texts: all)
         var texts: [String] = []
         var owner: [Int64] = []
         for (index, entry) in knowledge.enumerated() {
-            for text in entry.descriptions {
+            let usable = Set(entry.used())
+            for text in entry.descriptions where usable.contains(text) || available[text] != nil {
                 texts.append(text)
                 owner.append(Int64(index))
             }
         }
-        let vectors = try store.embeddings(encoderID: encoderID, texts: texts)
+        let vectors = available
         let dim = matrix.shape[1]
         var flat: [Float] = []
         flat.reserveCapacity(texts.count * dim)

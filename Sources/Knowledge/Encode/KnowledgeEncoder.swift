@@ -49,6 +49,9 @@ public struct EncodeSummary: Sendable {
     public var reused = 0
     public var labels = 0
     public var truncated = 0
+    /// Descriptions left out because of their flags, by flag (a description counts under each of its flags).
+    public var excluded: [DescriptionFlag: Int] = [:]
+    public var excludedDescriptions = 0
     public var seconds = 0.0
 }
 
@@ -63,25 +66,46 @@ public struct KnowledgeEncoder: Sendable {
     public var batchSize: Int
     /// Encode every text again, replacing what the store holds for this encoder.
     public var force: Bool
+    /// Use flagged descriptions too (copied, duplicate, off-topic, incomplete, too long), which are left out by default.
+    public var keepFlagged: Bool
 
-    public init(store: KnowledgeStore, encoder: TextEncoder, batchSize: Int = 64, force: Bool = false) {
+    public init(store: KnowledgeStore, encoder: TextEncoder, batchSize: Int = 64, force: Bool = false, keepFlagged: Bool = false) {
         self.store = store
         self.encoder = encoder
         self.batchSize = batchSize
         self.force = force
+        self.keepFlagged = keepFlagged
     }
 
     public static func classPrompt(_ displayName: String) -> String { "a photo of a \(displayName)." }
 
     public func encode(labelSet: String, runID: Int64, events: @Sendable (EncodeEvent) -> Void) throws -> EncodeSummary {
         let started = ContinuousClock.now
-        let knowledge = try store.knowledge(labelSet: labelSet, runID: runID)
+        var knowledge = try store.knowledge(labelSet: labelSet, runID: runID)
         var summary = EncodeSummary(labelSet: labelSet, runID: runID)
+        // The tokenizer is at hand: `too-long` is judged on its count, not the build's word-count estimate.
+        var counts: [(id: Int64, tokens: Int)] = []
+        for index in knowledge.indices {
+            for (position, text) in knowledge[index].descriptions.enumerated() {
+                let tokens = encoder.tokenizer.tokenCount(text)
+                counts.append((knowledge[index].ids[position], tokens))
+                var flags = Set(knowledge[index].flags[position])
+                if tokens > DescriptionQuality.tokenLimit { flags.insert(.tooLong) } else { flags.remove(.tooLong) }
+                knowledge[index].flags[position] = flags.sorted()
+            }
+        }
+        try store.recordTokenCounts(counts)
+        for entry in knowledge where !keepFlagged {
+            for flags in entry.flags where flags.contains(where: \.excludesByDefault) {
+                summary.excludedDescriptions += 1
+                for flag in flags where flag.excludesByDefault { summary.excluded[flag, default: 0] += 1 }
+            }
+        }
         // Every text of every label, in label order, without repeats.
         var texts: [String] = []
         var owner: [String: String] = [:]
         for entry in knowledge {
-            for text in entry.descriptions + [Self.classPrompt(entry.displayName)] where owner[text] == nil {
+            for text in entry.used(keepFlagged: keepFlagged) + [Self.classPrompt(entry.displayName)] where owner[text] == nil {
                 owner[text] = entry.label
                 texts.append(text)
             }
@@ -117,7 +141,7 @@ public struct KnowledgeEncoder: Sendable {
         let dim = encoder.model.config.projectionDim
         var rows: [(label: String, vector: [Float], count: Int)] = []
         for entry in knowledge {
-            let sources = entry.descriptions + [Self.classPrompt(entry.displayName)]
+            let sources = entry.used(keepFlagged: keepFlagged) + [Self.classPrompt(entry.displayName)]
             var mean = [Float](repeating: 0, count: dim)
             for text in sources {
                 guard let v = vectors[text] else { throw StoreError("the embedding of '\(text)' is missing from \(store.path); run encode again.") }

@@ -98,11 +98,15 @@ public struct KnowledgeProvider: Sendable {
     public var endpoint: String
     public var model: String
     public var describe: @Sendable (KnowledgeRequest) async throws -> KnowledgeResponse
+    /// The WordNet the source reads, when it reads one (the quality checks reuse it).
+    public var wordnet: WordNetDatabase?
 
-    public init(name: String, endpoint: String, model: String, describe: @escaping @Sendable (KnowledgeRequest) async throws -> KnowledgeResponse) {
+    public init(name: String, endpoint: String, model: String, wordnet: WordNetDatabase? = nil,
+                describe: @escaping @Sendable (KnowledgeRequest) async throws -> KnowledgeResponse) {
         self.name = name
         self.endpoint = endpoint
         self.model = model
+        self.wordnet = wordnet
         self.describe = describe
     }
 

@@ -5,9 +5,10 @@ public struct ParsedResponse: Sendable, Hashable {
     public enum Format: String, Sendable, Codable { case jsonObject = "json-object", jsonArray = "json-array", lines, sentences, empty }
     public enum Flag: String, Sendable, Codable { case refusal, offTopic = "off-topic", empty }
 
-    /// Descriptions that may be used: cleaned, de-duplicated, each mentioning the label.
+    /// The sentences of an answer that is on topic: cleaned and de-duplicated. Judged per answer, so "It has four
+    /// legs" after a sentence naming the label is kept.
     public var descriptions: [String]
-    /// Candidates rejected because they never mention the label or a synonym.
+    /// The sentences of an answer none of whose sentences names the label, its names or a word WordNet relates to it.
     public var offTopic: [String]
     public var format: Format
     /// Set when the whole answer is unusable; the raw answer stays in the request log.
@@ -20,7 +21,9 @@ public struct ParsedResponse: Sendable, Hashable {
 /// bare JSON array, bullet or numbered lines, and finally sentences. It strips numbering, quotes and markdown, and
 /// drops empties and duplicates (exact or case-insensitive).
 public enum ResponseParser {
-    public static func parse(_ content: String, label: Label) -> ParsedResponse {
+    /// - Parameter related: words WordNet relates to the label (`WordNetDatabase.relatedWords`), which count as
+    ///   naming it when judging whether the answer is on topic.
+    public static func parse(_ content: String, label: Label, related: Set<String> = []) -> ParsedResponse {
         let text = stripCodeFence(FastText.trimmed(content))
         if text.isEmpty { return ParsedResponse(descriptions: [], offTopic: [], format: .empty, flag: .empty) }
 
@@ -40,10 +43,13 @@ public enum ResponseParser {
         if isRefusal(text), candidates.allSatisfy({ !mentions($0, label) }) {
             return ParsedResponse(descriptions: [], offTopic: [], format: format, flag: .refusal)
         }
-        let kept = candidates.filter { mentions($0, label) && !isRefusal($0) }
-        let rejected = candidates.filter { !kept.contains($0) }
-        let flag: ParsedResponse.Flag? = kept.isEmpty ? (candidates.isEmpty ? .empty : .offTopic) : nil
-        return ParsedResponse(descriptions: kept, offTopic: rejected, format: format, flag: flag)
+        let answer = candidates.filter { !isRefusal($0) }
+        if answer.isEmpty { return ParsedResponse(descriptions: [], offTopic: [], format: format, flag: .empty) }
+        let context = DescriptionQuality.Context(label: label, others: [], related: related)
+        if DescriptionQuality.onTopic(answer, context) {
+            return ParsedResponse(descriptions: answer, offTopic: [], format: format, flag: nil)
+        }
+        return ParsedResponse(descriptions: [], offTopic: answer, format: format, flag: .offTopic)
     }
 
     // MARK: - Formats

@@ -62,17 +62,21 @@ public struct RequestRecord: Sendable {
     public var sourceInput: String?
 }
 
-/// What a build did for one label: the requests, the descriptions kept (each pointing at its request), the state.
+/// What a build did for one label: the requests, the descriptions kept (each pointing at its request, with its
+/// quality verdict), the state.
 public struct LabelOutcome: Sendable {
     public var label: Label
     public var requests: [RequestRecord]
-    /// (index into `requests`, text)
-    public var descriptions: [(request: Int, text: String)]
+    /// (index into `requests`, text, verdict). Flagged descriptions are kept too, marked; `usable` counts the rest.
+    public var descriptions: [(request: Int, text: String, verdict: QualityVerdict)]
     public var state: LabelState
     public var wanted: Int
     public var message: String?
     /// Set when the label stopped on an error that would fail every other label too (a bad key, no quota).
     public var fatal: Bool = false
+
+    /// Descriptions `encode` uses by default (no flag that excludes).
+    public var usable: Int { descriptions.filter { $0.verdict.usable }.count }
 }
 
 public enum RunStatus: String, Sendable, Codable { case running, complete, interrupted, failed }
@@ -150,15 +154,16 @@ extension KnowledgeStore {
             }
             for (position, description) in outcome.descriptions.enumerated() {
                 try db.cachedStatement(
-                    sql: "INSERT INTO descriptions (run_id, label_id, request_id, position, text, created_at) VALUES (?, ?, ?, ?, ?, ?)"
-                ).execute(arguments: [runID, labelID, requestIDs[description.request], position, description.text, now])
+                    sql: "INSERT INTO descriptions (run_id, label_id, request_id, position, text, flags, quality, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                ).execute(arguments: [runID, labelID, requestIDs[description.request], position, description.text,
+                                      DescriptionFlag.column(description.verdict.flags), description.verdict.json, now])
             }
             try db.cachedStatement(sql: """
                 INSERT INTO label_status (run_id, label_id, state, descriptions, wanted, attempts, message, updated_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (run_id, label_id) DO UPDATE SET state = excluded.state, descriptions = excluded.descriptions,
                     wanted = excluded.wanted, attempts = excluded.attempts, message = excluded.message, updated_at = excluded.updated_at
-                """).execute(arguments: [runID, labelID, outcome.state.rawValue, outcome.descriptions.count, outcome.wanted,
+                """).execute(arguments: [runID, labelID, outcome.state.rawValue, outcome.usable, outcome.wanted,
                                  outcome.requests.count, outcome.message, now])
             try db.cachedStatement(sql: "UPDATE runs SET updated_at = ? WHERE id = ?").execute(arguments: [now, runID])
         }

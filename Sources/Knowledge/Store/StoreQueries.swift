@@ -29,6 +29,27 @@ public struct LabelKnowledge: Sendable, Codable, Hashable {
     public var runID: Int64
     public var state: String?
     public var descriptions: [String]
+    /// Each description's quality flags, parallel to `descriptions`.
+    public var flags: [[DescriptionFlag]]
+    /// Each description's row id, parallel to `descriptions`.
+    public var ids: [Int64]
+
+    public init(label: String, displayName: String, synonyms: [String], runID: Int64, state: String?, descriptions: [String],
+                flags: [[DescriptionFlag]]? = nil, ids: [Int64]? = nil) {
+        self.label = label
+        self.displayName = displayName
+        self.synonyms = synonyms
+        self.runID = runID
+        self.state = state
+        self.descriptions = descriptions
+        self.flags = flags ?? descriptions.map { _ in [] }
+        self.ids = ids ?? descriptions.map { _ in 0 }
+    }
+
+    /// The descriptions `encode` uses: without a flag that excludes, or all of them with `keepFlagged`.
+    public func used(keepFlagged: Bool = false) -> [String] {
+        keepFlagged ? descriptions : zip(descriptions, flags).filter { !$0.1.contains { $0.excludesByDefault } }.map(\.0)
+    }
 }
 
 extension KnowledgeStore {
@@ -85,9 +106,11 @@ extension KnowledgeStore {
                 """, arguments: [runID, labelSet, label, label, label, label, label])
             return try rows.map { row in
                 let id: Int64 = row["id"]
-                let texts = try String.fetchAll(db, sql: "SELECT text FROM descriptions WHERE run_id = ? AND label_id = ? ORDER BY position", arguments: [runID, id])
+                let stored = try Row.fetchAll(db, sql: "SELECT id, text, flags FROM descriptions WHERE run_id = ? AND label_id = ? ORDER BY position", arguments: [runID, id])
                 let synonyms = (try? JSONDecoder().decode([String].self, from: Data((row["synonyms"] as String).utf8))) ?? []
-                return LabelKnowledge(label: row["raw_name"], displayName: row["display_name"], synonyms: synonyms, runID: runID, state: row["state"], descriptions: texts)
+                return LabelKnowledge(label: row["raw_name"], displayName: row["display_name"], synonyms: synonyms, runID: runID, state: row["state"],
+                                      descriptions: stored.map { $0["text"] }, flags: stored.map { DescriptionFlag.parse($0["flags"]) },
+                                      ids: stored.map { $0["id"] })
             }
         }
     }
@@ -109,6 +132,21 @@ extension KnowledgeStore {
 }
 
 extension KnowledgeStore {
+    /// Replaces the word-count estimate behind `too-long` with a tokenizer's count (`encode` has one at hand).
+    public func recordTokenCounts(_ counts: [(id: Int64, tokens: Int)]) throws {
+        guard !counts.isEmpty else { return }
+        try queue.write { db in
+            for (id, tokens) in counts {
+                guard let flags = try String.fetchOne(db, sql: "SELECT flags FROM descriptions WHERE id = ?", arguments: [id]) else { continue }
+                var set = Set(DescriptionFlag.parse(flags))
+                if tokens > DescriptionQuality.tokenLimit { set.insert(.tooLong) } else { set.remove(.tooLong) }
+                try db.cachedStatement(sql: """
+                    UPDATE descriptions SET flags = ?, quality = json_set(quality, '$.tokens', ?, '$.tokens_by', 'clip-tokenizer') WHERE id = ?
+                    """).execute(arguments: [DescriptionFlag.column(Array(set)), tokens, id])
+            }
+        }
+    }
+
     /// How many descriptions the run asked for per label.
     public func descriptionsWanted(runID: Int64) throws -> Int {
         try queue.read { try Int.fetchOne($0, sql: "SELECT descriptions_wanted FROM runs WHERE id = ?", arguments: [runID]) ?? 0 }

@@ -192,6 +192,44 @@ enum StoreSchema {
         migrator.registerMigration("v4-endpoint-credentials-removed") { db in
             try StoreSchema.removeEndpointCredentials(db)
         }
+        migrator.registerMigration("v5-description-flags") { db in
+            // Every description carries its quality flags (DescriptionQuality); the stored ones are judged now, from
+            // what the store holds (the request's demonstrations, the label set, the answer it came from).
+            try db.execute(sql: """
+                ALTER TABLE descriptions ADD COLUMN flags TEXT NOT NULL DEFAULT '';     -- e.g. 'copied,too-long'; '' when clean
+                ALTER TABLE descriptions ADD COLUMN quality TEXT NOT NULL DEFAULT '{}'; -- JSON: the measurements behind the flags
+                DROP VIEW descriptions_view;
+                CREATE VIEW descriptions_view AS
+                SELECT
+                    ls.name AS label_set,
+                    l.position AS label_position,
+                    l.raw_name AS label,
+                    l.display_name AS display_name,
+                    d.position AS position,
+                    d.text AS description,
+                    d.flags AS flags,
+                    r.provider AS provider,
+                    r.model AS model,
+                    r.endpoint AS endpoint,
+                    r.template_name AS template,
+                    r.template_sha256 AS template_sha256,
+                    json_extract(q.params, '$.temperature') AS temperature,
+                    json_extract(q.params, '$.seed') AS seed,
+                    q.attempt AS attempt,
+                    q.finish_reason AS finish_reason,
+                    q.latency_ms AS latency_ms,
+                    json_extract(q.metadata, '$.sense_keys') AS sense_keys,
+                    r.id AS run_id,
+                    d.created_at AS created_at
+                FROM descriptions d
+                JOIN labels l ON l.id = d.label_id
+                JOIN label_sets ls ON ls.id = l.label_set_id
+                JOIN runs r ON r.id = d.run_id
+                JOIN requests q ON q.id = d.request_id
+                ORDER BY ls.name, r.id, l.position, d.position;
+                """)
+            try StoredQuality.assessAll(db)
+        }
         return migrator
     }
 

@@ -67,7 +67,7 @@ extension KnowledgeProvider {
     public static func wordnet(directory: String) throws -> KnowledgeProvider {
         let database = try WordNetDatabase(directory: directory)
         let knowledge = WordNetKnowledge(database: database)
-        return KnowledgeProvider(name: "wordnet", endpoint: directory, model: WordNetKnowledge.version) { request in
+        return KnowledgeProvider(name: "wordnet", endpoint: directory, model: WordNetKnowledge.version, wordnet: database) { request in
             let started = ContinuousClock.now
             if let pinned = request.label.sense, pinned != "none", knowledge.synset(forSenseKey: pinned) == nil {
                 throw ProviderError(.configuration, "'\(request.label.rawName)' (line \(request.label.line)) pins the sense \(pinned), which WordNet 3.0 does not have; check the key or remove the pin.")

@@ -1,0 +1,264 @@
+import Foundation
+
+/// What can be wrong with one stored description. Every description of every source is checked, and its flags are
+/// stored with it (`descriptions.flags`, comma-separated, empty when clean).
+public enum DescriptionFlag: String, Sendable, Codable, CaseIterable, Comparable {
+    /// Half or more of its word trigrams (label names masked) appear in a demonstration answer shown in its request.
+    case copied
+    /// A near-duplicate of an earlier description of the same label in the run (word-set overlap ≥ 0.8).
+    case duplicate
+    /// From an answer none of whose sentences names the label, its names, or anything WordNet relates to it.
+    case offTopic = "off-topic"
+    /// Names another label of the set without saying how the two differ. Reported; not excluded on its own.
+    case namesOtherLabel = "names-other-label"
+    /// A fragment: cut off by the token limit, ending on a dangling word or comma, or under three words.
+    case incomplete
+    /// Over CLIP's 77-token context (start and end included), which CLIP truncates.
+    case tooLong = "too-long"
+
+    /// Whether `encode` leaves a description with this flag out unless told to keep flagged ones.
+    public var excludesByDefault: Bool { self != .namesOtherLabel }
+
+    public static func < (a: Self, b: Self) -> Bool { allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)! }
+
+    /// Parses the stored column: "copied,too-long" (unknown names from a newer version are kept out).
+    public static func parse(_ column: String?) -> [DescriptionFlag] {
+        guard let column, !column.isEmpty else { return [] }
+        return column.split(separator: ",").compactMap { DescriptionFlag(rawValue: String($0)) }.sorted()
+    }
+
+    public static func column(_ flags: [DescriptionFlag]) -> String {
+        Set(flags).sorted().map(\.rawValue).joined(separator: ",")
+    }
+}
+
+/// The verdict on one description: its flags and the measurements behind them.
+public struct QualityVerdict: Sendable, Hashable, Codable {
+    public var flags: [DescriptionFlag] = []
+    /// Share of its word trigrams found in a demonstration answer of its request (0 without demonstrations).
+    public var copiedShare: Double = 0
+    /// The 1-based position of the earlier description it nearly repeats.
+    public var duplicateOf: Int?
+    /// Raw names of the other labels of the set it names without contrasting.
+    public var otherLabels: [String] = []
+    /// CLIP tokens, start and end included: counted by a tokenizer when `tokensCounted`, else estimated from words.
+    public var tokens: Int = 0
+    public var tokensCounted = false
+
+    public init() {}
+
+    /// Whether `encode` uses the description by default.
+    public var usable: Bool { !flags.contains { $0.excludesByDefault } }
+
+    /// The measurements as the JSON stored in `descriptions.quality`.
+    public var json: String {
+        var object: [String: JSONValue] = [
+            "copied_share": .double((copiedShare * 1000).rounded() / 1000), "tokens": .int(tokens),
+            "tokens_by": .string(tokensCounted ? "clip-tokenizer" : "estimate"),
+        ]
+        if let duplicateOf { object["duplicate_of"] = .int(duplicateOf) }
+        if !otherLabels.isEmpty { object["other_labels"] = .array(otherLabels.map(JSONValue.string)) }
+        return String(decoding: (try? JSONValue.object(object).data()) ?? Data(), as: UTF8.self)
+    }
+}
+
+/// The checks behind the flags. Pure functions of text, so the build, a migration of an older store and `encode`
+/// (with a real tokenizer) all judge alike.
+public enum DescriptionQuality {
+    /// `copied`: at least this share of a description's word trigrams occur in the demonstrations' answers.
+    public static let copiedShare = 0.5
+    /// `duplicate`: word-set Jaccard overlap with an earlier description at least this.
+    public static let duplicateOverlap = 0.8
+    /// `too-long`: CLIP's context, start and end tokens included.
+    public static let tokenLimit = 77
+
+    /// What the checks need to know about a label beyond the text.
+    public struct Context: Sendable {
+        public var label: Label
+        /// The other labels of the set.
+        public var others: [Label]
+        /// Lower-case content words WordNet relates to the label (its senses' words, hypernyms, hyponyms, parts).
+        public var related: Set<String>
+
+        public init(label: Label, others: [Label], related: Set<String> = []) {
+            self.label = label
+            self.others = others
+            self.related = related
+        }
+
+        public init(label: Label, in set: [Label], related: Set<String> = []) {
+            self.init(label: label, others: set.filter { $0.rawName != label.rawName }, related: related)
+        }
+    }
+
+    /// Whether an answer (the sentences of one choice) is on topic: some sentence names the label, one of its
+    /// names, or a word WordNet relates to it. Judged per answer: "It has four legs" after a sentence naming the
+    /// label is on topic.
+    public static func onTopic(_ answer: [String], _ context: Context) -> Bool {
+        answer.contains { ResponseParser.mentions($0, context.label) || mentionsRelated($0, context.related) }
+    }
+
+    static func mentionsRelated(_ text: String, _ related: Set<String>) -> Bool {
+        guard !related.isEmpty else { return false }
+        return ResponseParser.wordsOf(text).contains { related.contains(ResponseParser.stem($0)) }
+    }
+
+    /// Judges one description.
+    /// - Parameters:
+    ///   - demonstrations: the demonstration answers shown in its request, each with its label.
+    ///   - earlier: the label's earlier descriptions in this run, in order.
+    ///   - answerOnTopic: the verdict of `onTopic` on the answer the description came from.
+    ///   - cutOff: the answer stopped at the token limit and this is its last sentence.
+    public static func assess(
+        _ text: String, context: Context, demonstrations: [(label: String, text: String)], earlier: [String],
+        answerOnTopic: Bool, cutOff: Bool, tokens: Int? = nil
+    ) -> QualityVerdict {
+        var verdict = QualityVerdict()
+        var flags: [DescriptionFlag] = []
+
+        let share = copiedShare(text, names: context.label.allNames, demonstrations: demonstrations)
+        verdict.copiedShare = share
+        if share >= copiedShare { flags.append(.copied) }
+
+        let words = Set(ResponseParser.wordsOf(text).map(ResponseParser.stem))
+        for (index, other) in earlier.enumerated() {
+            let otherWords = Set(ResponseParser.wordsOf(other).map(ResponseParser.stem))
+            let union = words.union(otherWords).count
+            if union > 0, Double(words.intersection(otherWords).count) / Double(union) >= duplicateOverlap {
+                verdict.duplicateOf = index + 1
+                flags.append(.duplicate)
+                break
+            }
+        }
+
+        if !answerOnTopic { flags.append(.offTopic) }
+
+        verdict.otherLabels = otherLabelsNamed(text, context)
+        if !verdict.otherLabels.isEmpty { flags.append(.namesOtherLabel) }
+
+        if isIncomplete(text, cutOff: cutOff) { flags.append(.incomplete) }
+
+        verdict.tokens = tokens ?? estimatedTokens(text)
+        verdict.tokensCounted = tokens != nil
+        if verdict.tokens > tokenLimit { flags.append(.tooLong) }
+
+        verdict.flags = Set(flags).sorted()
+        return verdict
+    }
+
+    // MARK: - copied
+
+    /// The share of `text`'s word trigrams that occur in any demonstration answer. The label's names and each
+    /// demonstration's label are masked first, so "A cat is a tall animal…" copied from "A giraffe is a tall
+    /// animal…" counts as copied. Texts under three words compare as one unit.
+    static func copiedShare(_ text: String, names: [String], demonstrations: [(label: String, text: String)]) -> Double {
+        guard !demonstrations.isEmpty else { return 0 }
+        let mine = masked(text, names: names)
+        var shown = Set<[String]>()
+        var shortShown = Set<[String]>()
+        for demo in demonstrations {
+            let words = masked(demo.text, names: [demo.label])
+            shortShown.insert(words)
+            for gram in trigrams(words) { shown.insert(gram) }
+        }
+        let grams = trigrams(mine)
+        if grams.isEmpty { return shortShown.contains(mine) ? 1 : 0 }
+        return Double(grams.filter { shown.contains($0) }.count) / Double(grams.count)
+    }
+
+    /// Lower-case stemmed words, with every occurrence of a name (as a word sequence) replaced by one mark.
+    static func masked(_ text: String, names: [String]) -> [String] {
+        var words = ResponseParser.wordsOf(text).map(ResponseParser.stem)
+        let patterns = names.map { ResponseParser.wordsOf($0).map(ResponseParser.stem) }.filter { !$0.isEmpty }.sorted { $0.count > $1.count }
+        var out: [String] = []
+        var i = 0
+        while i < words.count {
+            if let pattern = patterns.first(where: { i + $0.count <= words.count && Array(words[i..<(i + $0.count)]) == $0 }) {
+                out.append("\u{1}")
+                i += pattern.count
+            } else {
+                out.append(words[i])
+                i += 1
+            }
+        }
+        words = out
+        return words
+    }
+
+    static func trigrams(_ words: [String]) -> [[String]] {
+        guard words.count >= 3 else { return [] }
+        return (0...(words.count - 3)).map { Array(words[$0..<($0 + 3)]) }
+    }
+
+    // MARK: - names-other-label
+
+    static let contrastWords: Set<String> = [
+        "unlike", "than", "differ", "differs", "different", "difference", "whereas", "rather", "distinguish", "distinguished",
+        "contrast", "compared", "instead", "versus", "vs",
+    ]
+
+    /// Other labels of the set whose name (as a whole phrase) the text uses, once the label's own names are taken
+    /// out ("sports ball" does not name "ball"). A sentence that contrasts ("unlike a cat, …", "smaller than a bus")
+    /// names them on purpose and is not flagged.
+    static func otherLabelsNamed(_ text: String, _ context: Context) -> [String] {
+        let words = masked(text, names: context.label.allNames)
+        if words.contains(where: contrastWords.contains) { return [] }
+        let joined = " " + words.joined(separator: " ") + " "
+        let own = Set(context.label.allNames.map { ResponseParser.wordsOf($0).map(ResponseParser.stem).joined(separator: " ") })
+        var named: [String] = []
+        for other in context.others {
+            let phrases = other.allNames.map { ResponseParser.wordsOf($0).map(ResponseParser.stem).joined(separator: " ") }
+                .filter { !$0.isEmpty && !own.contains($0) }
+            if phrases.contains(where: { FastText.contains(joined, " " + $0 + " ") }) { named.append(other.rawName) }
+        }
+        return named
+    }
+
+    // MARK: - incomplete
+
+    static let danglingWords: Set<String> = [
+        "a", "an", "the", "and", "or", "but", "with", "of", "to", "in", "on", "at", "for", "from", "by", "as", "is", "are",
+        "its", "their", "that", "which", "such", "like", "very", "into", "onto", "than",
+    ]
+
+    static func isIncomplete(_ text: String, cutOff: Bool) -> Bool {
+        let trimmed = FastText.trimmed(text)
+        let words = ResponseParser.wordsOf(trimmed)
+        if words.count < 3 { return true }
+        guard let last = trimmed.last else { return true }
+        if ",;:-–(".contains(last) { return true }
+        if last.isLetter || last.isNumber, let word = words.last, danglingWords.contains(word) { return true }
+        var depth = 0
+        for c in trimmed {
+            if c == "(" { depth += 1 } else if c == ")" { depth -= 1 }
+        }
+        if depth > 0 { return true }
+        // The last sentence of an answer cut at the token limit is whole only when it ends like a sentence.
+        if cutOff, !".!?\"')”’".contains(last) { return true }
+        return false
+    }
+
+    // MARK: - too-long
+
+    /// An estimate of CLIP's token count (start and end included) when no tokenizer is at hand: CLIP's BPE gives a
+    /// common word one token and a long or rare one more, every punctuation mark and digit its own. Tuned to err
+    /// towards counting more, so that what the estimate passes a tokenizer rarely truncates.
+    public static func estimatedTokens(_ text: String) -> Int {
+        var count = 2
+        var run = 0
+        func endWord() {
+            if run > 0 { count += 1 + max(0, run - 6) / 4 }
+            run = 0
+        }
+        for c in text.lowercased() {
+            if c.isLetter {
+                run += 1
+            } else {
+                endWord()
+                if c.isNumber || c.isPunctuation || c.isSymbol { count += 1 }
+            }
+        }
+        endWord()
+        return count
+    }
+}
