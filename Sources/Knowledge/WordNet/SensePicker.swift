@@ -43,7 +43,7 @@ public struct SensePicker: Sendable {
         var glossWords: Set<String>
 
         public static let natural = Domain(
-            name: "natural", lexFiles: [3: 1, 4: 0.5, 5: 2, 6: 2, 8: 0.5, 9: 0, 11: 0.5, 13: 2, 14: 0, 15: 0.5, 17: 1.5, 18: 0, 19: 1, 20: 1.5, 27: 1],
+            name: "natural", lexFiles: [3: 1.5, 4: 0.5, 5: 2, 6: 2, 8: 0.5, 9: 0, 11: 0.5, 13: 2, 14: 0, 15: 0.5, 17: 1.5, 18: 0, 19: 1, 20: 1.5, 27: 1],
             strict: false, generic: ["thing", "object", "item", "scene", "view", "image", "photo", "picture"], glossWords: [])
         public static let pedestrian = Domain(
             name: "pedestrian", lexFiles: [6: 2, 8: 1, 10: 0, 18: 1.5], strict: true,
@@ -73,7 +73,7 @@ public struct SensePicker: Sendable {
     }
 
     /// The version of this algorithm; part of a WordNet run's identity, so a store built by an older one is redone.
-    public static let algorithmVersion = "senses-2"
+    public static let algorithmVersion = "senses-3"
 
     public let database: WordNetDatabase
 
@@ -103,6 +103,8 @@ public struct SensePicker: Sendable {
     }
 
     static let synonymWeight = 0.5
+    /// The most the rest of the set can add to a sense.
+    static let coherenceCap = 2.0
     static let prepositions: Set<String> = ["on", "of", "with", "in", "at", "for", "from", "over", "under", "by", "to", "without", "than", "or", "and"]
     static let stopWords: Set<String> = Set("""
         a an the of and or in on at for with to from by is are be that which as its it this these those some any into \
@@ -207,6 +209,7 @@ public struct SensePicker: Sendable {
             score += Double(min(2, domain.glossWords.intersection(gloss).count)) * 0.75
             // A pedestrian label names a whole garment or thing, not a part of one ("skirt" the garment, not the part of a dress).
             if domain.strict, !synset.targets("#p").isEmpty { score -= 1 }
+            score -= Self.usagePenalty(synset.gloss)
             let lemmaWords = Set(Self.letterWords(candidate.lemma.replacingOccurrences(of: "_", with: " ")).map(Self.stem)).subtracting(genericStems)
             score += Double(content.subtracting(own).intersection(lemmaWords).count)
             if var previous = scored[candidate.offset] {
@@ -219,9 +222,19 @@ public struct SensePicker: Sendable {
             }
         }
         let primaryLemmas = Set(candidates.filter { $0.primary && $0.weight >= 2 }.map(\.lemma))
+        // Another of the label's names that reaches a kind of a sense agrees with it ("running | jogging": jogging is
+        // a kind of the act of running, not of the football play).
+        let byName = Dictionary(grouping: candidates, by: \.name)
         return order.map { offset in
             var entry = scored[offset]!
             entry.score += 2 * Double(entry.agreeing.count - 1)
+            if byName.contains(where: { name, reached in
+                name != entry.candidate.name && reached.contains { other in
+                    other.offset != offset && (database.ancestors(of: other.offset)[offset].map { $0 <= 2 } ?? false)
+                }
+            }) {
+                entry.score += 1
+            }
             if !primaryLemmas.isEmpty, entry.agreeing.isDisjoint(with: primaryLemmas) { entry.score -= 1 }
             return entry
         }
@@ -271,7 +284,7 @@ public struct SensePicker: Sendable {
             let others = first.enumerated().compactMap { $0.offset == index ? nil : $0.element }
             var best: (Scored, Double)?
             for entry in scores {
-                let coherence = min(2.5, others.reduce(0) { $0 + support(entry.candidate.offset, by: $1) })
+                let coherence = min(SensePicker.coherenceCap, others.reduce(0) { $0 + support(entry.candidate.offset, by: $1) })
                 let total = entry.score + coherence
                 if best == nil || total > best!.1 { best = (entry, total) }
             }
@@ -293,6 +306,24 @@ public struct SensePicker: Sendable {
                                            viaHeadNoun: viaHead[index], score: entry.score)
         }
         return result
+    }
+
+    /// What a gloss itself says against a sense as the name of what an image shows: WordNet marks it as used as a
+    /// modifier ("toy": a nonfunctional replica, "frequently used as a modifier"), as a picture of the thing rather than the thing ("painting depicting a city"), or as an
+    /// organization ("railroad": the company that runs the trains), none of which a camera sees.
+    static func usagePenalty(_ gloss: String) -> Double {
+        let lower = gloss.lowercased()
+        let first = firstClause(lower)
+        var penalty = 0.0
+        if lower.contains("used as a modifier") || lower.contains("used in combination") { penalty += 2 }
+        let words = letterWords(first)
+        if let head = words.first(where: { !stopWords.contains($0) }),
+           ["painting", "picture", "drawing", "photograph", "depiction", "representation"].contains(head),
+           words.contains(where: { $0 == "depicting" || $0 == "of" || $0 == "showing" }) {
+            penalty += 5
+        }
+        if words.contains(where: { ["organization", "organisation", "company", "enterprise", "institution"].contains($0) }) { penalty += 1.5 }
+        return penalty
     }
 
     // MARK: - Words
