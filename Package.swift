@@ -27,6 +27,11 @@ let package = Package(
             providers: [.apt(["libopenblas-dev"])]
         ),
         .systemLibrary(
+            name: "CCurl",
+            path: "Sources/CCurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        .systemLibrary(
             name: "CImageCodecs",
             path: "Sources/CImageCodecs",
             providers: [.apt(["libjpeg62-turbo-dev", "libturbojpeg0-dev", "libpng-dev"])]
@@ -55,6 +60,7 @@ let package = Package(
         .target(
             name: "Knowledge",
             dependencies: [
+                "CCurl",
                 "CLIP",
                 "Tensor",
                 .product(name: "GRDB", package: "GRDB.swift"),

@@ -74,7 +74,7 @@ struct Build: AsyncParsableCommand {
             let templates = try sets.map { try prompt.loadTemplate(for: $0) }
             let progress = ProgressDisplay(quiet: quiet)
             // The provider first: a bad endpoint or a missing WordNet must not leave a new, empty store behind.
-            let provider = try makeProvider(progress: progress)
+            let provider = try await makeProvider(progress: progress)
             let lock = try BuildLock(path: store.db)
             defer { lock.release() }
             do {
@@ -90,12 +90,12 @@ struct Build: AsyncParsableCommand {
 
     func build(sets: [LabelSet], templates: [PromptTemplate], provider: KnowledgeProvider, progress: ProgressDisplay) async throws {
         let knowledgeStore = try store.open()
-        if provider.name == "wordnet", !quiet {
+        if provider.kind == .offline, !quiet {
             Console.error("note: no --endpoint given, so knowledge comes from WordNet offline (\(endpoint.wordnetDirectory)). Point it at an LLM with --endpoint http://HOST:PORT (or SSPA_LLM_URL).")
         }
         var options = BuildOptions()
-        options.jobs = provider.name == "wordnet" ? 1 : jobs
-        options.maxAttempts = provider.name == "wordnet" ? 1 : maxAttempts
+        options.jobs = jobs
+        options.maxAttempts = maxAttempts
         options.maxConsecutiveFailures = maxFailures
         options.force = force
         options.resampleShort = resampleShort
@@ -139,7 +139,7 @@ struct Build: AsyncParsableCommand {
         }
     }
 
-    func makeProvider(progress: ProgressDisplay) throws -> KnowledgeProvider {
+    func makeProvider(progress: ProgressDisplay) async throws -> KnowledgeProvider {
         let kind = endpoint.resolvedProvider
         if kind == .wordnet { return try .wordnet(directory: endpoint.wordnetDirectory) }
         guard let base = endpoint.resolvedEndpoint else {
@@ -147,7 +147,12 @@ struct Build: AsyncParsableCommand {
         }
         let key = ProcessInfo.processInfo.environment[endpoint.apiKeyEnv].flatMap { $0.isEmpty ? nil : $0 }
         let http = HTTPClient.live(timeout: endpoint.timeout, connections: jobs + 2)
-        let model = try endpoint.model ?? ProcessInfo.processInfo.environment["SSPA_LLM_MODEL"] ?? discoverModel(base: base, kind: kind, key: key)
+        let model: String
+        if let named = endpoint.model ?? ProcessInfo.processInfo.environment["SSPA_LLM_MODEL"] {
+            model = named
+        } else {
+            model = try await discoverModel(base: base, kind: kind, key: key, http: http)
+        }
         let settings = EndpointSettings(
             baseURL: base, model: model, apiKey: key, timeout: endpoint.timeout, structured: endpoint.structured,
             retry: RetryPolicy(maxRetries: endpoint.retries),
@@ -156,7 +161,7 @@ struct Build: AsyncParsableCommand {
     }
 
     /// Asks an OpenAI-compatible server for its models and takes the only one; more than one needs --model.
-    func discoverModel(base: String, kind: EndpointOptions.ProviderName, key: String?) throws -> String {
+    func discoverModel(base: String, kind: EndpointOptions.ProviderName, key: String?, http: HTTPClient) async throws -> String {
         guard kind == .openai else { throw CLIError("pass --model NAME (the model the Ollama server should run).", code: 64) }
         let endpointURL: EndpointURL
         do { endpointURL = try EndpointURL(base).stripping(suffix: "/v1") } catch let error as ProviderError { throw CLIError(error.message, code: 64) }
@@ -168,18 +173,19 @@ struct Build: AsyncParsableCommand {
         } else if let basic = endpointURL.basicAuthorization {
             request.setValue(basic, forHTTPHeaderField: "Authorization")
         }
-        let semaphore = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var names: [String]?
-        nonisolated(unsafe) var failure: String?
-        URLSession.shared.dataTask(with: request) { data, response, error in
-            defer { semaphore.signal() }
-            if let error { failure = error.localizedDescription; return }
-            let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-            guard status == 200, let data, let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let list = object["data"] as? [[String: Any]] else { failure = "HTTP \(status)"; return }
-            names = list.compactMap { $0["id"] as? String }
-        }.resume()
-        semaphore.wait()
+        var names: [String]?
+        var failure: String?
+        do {
+            let (data, response) = try await http.send(request)
+            if response.statusCode == 200, let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+               let list = object["data"] as? [[String: Any]] {
+                names = list.compactMap { $0["id"] as? String }
+            } else {
+                failure = "HTTP \(response.statusCode)"
+            }
+        } catch {
+            failure = error.localizedDescription
+        }
         guard let names else {
             throw CLIError("pass --model NAME: could not list the server's models at \(shown) (\(failure.map(endpointURL.redact) ?? "no answer")).", code: 64)
         }

@@ -108,7 +108,7 @@ final class ProgressDisplay: @unchecked Sendable {
                 + (summary.promptTokens + summary.completionTokens > 0 ? ", tokens: \(summary.promptTokens) prompt + \(summary.completionTokens) completion" : ""),
         ]
         if !summary.short.isEmpty {
-            let hint = provider.name == "wordnet" ? "WordNet has no more to say about them; an LLM endpoint gives more" : "retry with --resample-short"
+            let hint = provider.kind == .offline ? "\(provider.name) has no more to say about them; an LLM endpoint gives more" : "retry with --resample-short"
             lines.append("  short: \(Self.list(summary.short)) (\(hint))")
         }
         if !summary.none.isEmpty { lines.append("  no knowledge: \(Self.list(summary.none))") }

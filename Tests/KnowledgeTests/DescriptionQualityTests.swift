@@ -157,7 +157,7 @@ struct QualityBuildTests {
         KnowledgeProvider(name: "openai", endpoint: "http://fake", model: "scripted") { request in
             let content = (answers[request.sampling.seed] ?? #"{"descriptions": []}"#)
                 .replacingOccurrences(of: "Dog", with: request.label.rawName.capitalized).replacingOccurrences(of: "dog", with: request.label.rawName)
-            return KnowledgeResponse(choices: [.init(content: content, finishReason: "stop")], raw: content, latency: 0)
+            return KnowledgeResponse(.choices([.init(content: content, finishReason: "stop")]), raw: content, latency: 0)
         }
     }
 

@@ -31,7 +31,7 @@ struct StoreTests {
     func outcome(_ label: Label, _ texts: [String], state: LabelState = .complete) -> LabelOutcome {
         let prompt = RenderedPrompt(messages: [ChatMessage(role: .user, content: "Describe \(label.displayName)")], demonstrations: ["keyboard"])
         let response = KnowledgeResponse(
-            choices: [.init(content: "{}", finishReason: "stop")], promptTokens: 10, completionTokens: 20,
+            .choices([.init(content: "{}", finishReason: "stop")]), promptTokens: 10, completionTokens: 20,
             systemFingerprint: "fp_1", raw: "{\"raw\":true}", httpStatus: 200, latency: 0.25, metadata: ["structured": "json_object"])
         let request = RequestRecord(attempt: 1, prompt: prompt, sampling: Self.spec.sampling, response: response, parseFormat: "json-object")
         return LabelOutcome(label: label, requests: [request], descriptions: texts.map { (0, $0, QualityVerdict()) }, state: state, wanted: 2)

@@ -50,6 +50,16 @@ public struct BuildSummary: Sendable {
     public var replaces: [String] = []
 }
 
+/// Why a build stopped before the end.
+enum BuildStop {
+    /// Ctrl-C (or the task was cancelled).
+    case interrupted
+    /// A fatal provider error, or too many labels failing in a row.
+    case failed(String)
+    /// The store could not be written.
+    case storeFailure(String)
+}
+
 /// A build that stopped before the end; the summary says what was saved.
 public struct BuildStopped: Error, CustomStringConvertible {
     public var summary: BuildSummary
@@ -116,69 +126,64 @@ public struct KnowledgeBuilder: Sendable {
         summary.skipped = set.labels.count - todo.count
         events(.started(total: set.labels.count, todo: todo.count, skipped: summary.skipped, runID: runID))
 
+        // One way to stop: the first reason recorded wins, and no new label starts after it.
+        var stop: BuildStop?
         var consecutiveFailures = 0
-        var stopReason: String?
-        var interrupted = false
-        var storeFailure = false
+        let worker = self.worker
+        let jobs = provider.kind == .offline ? 1 : max(options.jobs, 1)
         await withTaskGroup(of: LabelOutcome?.self) { group in
             var next = 0
             func launch() {
-                guard next < todo.count else { return }
+                guard stop == nil, next < todo.count else { return }
                 let index = todo[next]
                 next += 1
-                group.addTask { await self.process(set.labels[index], in: set.labels, events: events) }
+                group.addTask { await worker.run(set.labels[index], in: set.labels) }
             }
-            for _ in 0..<max(options.jobs, 1) { launch() }
+            func halt(_ reason: BuildStop) {
+                if stop == nil { stop = reason }
+                group.cancelAll()
+            }
+            for _ in 0..<jobs { launch() }
             while let finished = await group.next() {
-                guard let outcome = finished else {
-                    // Cancelled: stop launching, let in-flight labels finish being cancelled.
-                    interrupted = true
-                    continue
-                }
+                // Cancelled (Ctrl-C): in-flight labels finish being cancelled; nothing new starts.
+                guard let outcome = finished else { halt(.interrupted); continue }
                 if let index = set.labels.firstIndex(where: { $0.rawName == outcome.label.rawName }) {
                     do {
                         try store.saveOutcome(outcome, runID: runID, labelID: labelIDs[index])
                     } catch {
-                        stopReason = KnowledgeStore.explain(error, path: store.path)?.message ?? "cannot write to \(store.path): \(error)"
-                        storeFailure = true
-                        group.cancelAll()
+                        halt(.storeFailure(KnowledgeStore.explain(error, path: store.path)?.message ?? "cannot write to \(store.path): \(error)"))
                         continue
                     }
                 }
                 summary.add(outcome)
                 events(.labelFinished(outcome))
-                if let fatal = outcome.fatalError {
-                    stopReason = fatal
-                    group.cancelAll()
-                    continue
-                }
+                if let fatal = outcome.fatalError { halt(.failed(fatal)); continue }
                 consecutiveFailures = outcome.state == .failed ? consecutiveFailures + 1 : 0
                 if consecutiveFailures >= options.maxConsecutiveFailures {
-                    stopReason = "\(consecutiveFailures) labels in a row failed; stopping instead of burning through the rest. Last error: \(outcome.message ?? "unknown"). Fix the endpoint and run the same command again to resume."
-                    group.cancelAll()
+                    halt(.failed("\(consecutiveFailures) labels in a row failed; stopping instead of burning through the rest. Last error: \(outcome.message ?? "unknown"). Fix the endpoint and run the same command again to resume."))
                     continue
                 }
-                if Task.isCancelled {
-                    interrupted = true
-                    group.cancelAll()
-                    continue
-                }
-                if stopReason == nil { launch() }
+                if Task.isCancelled { halt(.interrupted); continue }
+                launch()
             }
         }
-        if Task.isCancelled { interrupted = true }
+        if Task.isCancelled, stop == nil { stop = .interrupted }
         summary.seconds = JSONPoster.seconds(ContinuousClock.now - started)
-        if interrupted, stopReason == nil {
+        switch stop {
+        case .interrupted?:
             summary.status = .interrupted
             summary.message = "interrupted after \(summary.done) of \(todo.count) labels; run the same command again to resume"
             try? store.finishRun(runID, status: .interrupted, message: summary.message)
             throw BuildStopped(summary: summary, reason: summary.message!, interrupted: true)
-        }
-        if let stopReason {
+        case .failed(let reason)?, .storeFailure(let reason)?:
             summary.status = .failed
-            summary.message = stopReason
-            try? store.finishRun(runID, status: .failed, message: stopReason)
-            throw BuildStopped(summary: summary, reason: stopReason, interrupted: false, storeFailure: storeFailure)
+            summary.message = reason
+            try? store.finishRun(runID, status: .failed, message: reason)
+            var stopped = BuildStopped(summary: summary, reason: reason, interrupted: false)
+            if case .storeFailure? = stop { stopped.storeFailure = true }
+            throw stopped
+        case nil:
+            break
         }
         let remaining = try store.labelStates(runID: runID)
         let unfinished = set.labels.filter { remaining[$0.rawName] == nil || remaining[$0.rawName] == .failed }
@@ -188,112 +193,10 @@ public struct KnowledgeBuilder: Sendable {
         return summary
     }
 
-    /// Asks about one label until it has enough usable descriptions or runs out of attempts. Every description is
-    /// judged (`DescriptionQuality`) and kept with its flags; an attempt whose answer is mostly copied or off topic
-    /// leaves the label short of usable ones, so it is asked again with the next seed. Returns nil when cancelled.
-    func process(_ label: Label, in labelSet: [Label], events: @escaping @Sendable (BuildEvent) -> Void) async -> LabelOutcome? {
-        let wanted = prompts.count
-        let prompt = prompts.render(for: label)
-        let context = DescriptionQuality.Context(label: label, in: labelSet, related: wordnet?.relatedWords(for: label) ?? [])
-        // What the request shows as answers to copy from: the demonstrations' descriptions, as rendered.
-        let shown: [(label: String, text: String)] = provider.readsPrompt
-            ? prompts.chooseDemonstrations(for: label).flatMap { demo in demo.descriptions.prefix(wanted).map { (demo.label, $0) } }
-            : []
-        var outcome = LabelOutcome(label: label, requests: [], descriptions: [], state: .failed, wanted: wanted)
-        var seen = Set<String>()
-        var lastError: String?
-        var anyAnswer = false
-        var usable = 0
-        for attempt in 1...max(options.maxAttempts, 1) {
-            if Task.isCancelled { return nil }
-            var sampling = self.sampling
-            sampling.seed = self.sampling.seed + attempt - 1
-            let request = KnowledgeRequest(label: label, prompt: prompt, sampling: sampling, count: wanted, domain: prompts.template.domain,
-                                           labelSet: labelSet)
-            var record = RequestRecord(attempt: attempt, prompt: prompt, sampling: sampling)
-            if !provider.readsPrompt {
-                record.sourceInput = String(decoding: (try? JSONValue.object([
-                    "names": .array(label.allNames.map(JSONValue.string)), "domain": .string(request.domain), "count": .int(wanted),
-                ]).data()) ?? Data(), as: UTF8.self)
-            }
-            do {
-                let response = try await provider.describe(request)
-                record.response = response
-                anyAnswer = true
-                if response.noKnowledge {
-                    outcome.requests.append(record)
-                    outcome.state = .none
-                    outcome.message = "the source has no knowledge of '\(label.displayName)'"
-                    return outcome
-                }
-                var flags: [String] = []
-                var formats: [String] = []
-                for choice in response.choices {
-                    let parsed = ResponseParser.parse(choice.content, label: label, related: context.related)
-                    formats.append(parsed.format.rawValue)
-                    if let flag = parsed.flag { flags.append(flag.rawValue) }
-                    let onTopic = parsed.flag != .offTopic
-                    let answer = onTopic ? parsed.descriptions : parsed.offTopic
-                    let cutOff = choice.finishReason == "length"
-                    for (index, text) in answer.enumerated() where seen.insert(text.lowercased()).inserted {
-                        let verdict = DescriptionQuality.assess(
-                            text, context: context, demonstrations: shown, earlier: outcome.descriptions.map(\.text),
-                            answerOnTopic: onTopic, cutOff: cutOff && index == answer.count - 1)
-                        if verdict.usable {
-                            // Enough usable ones: the rest of this answer is not needed.
-                            guard usable < wanted else { continue }
-                            usable += 1
-                        }
-                        outcome.descriptions.append((outcome.requests.count, text, verdict))
-                    }
-                }
-                record.parseFormat = Set(formats).sorted().joined(separator: ",")
-                record.flag = flags.isEmpty ? nil : Set(flags).sorted().joined(separator: ",")
-                outcome.requests.append(record)
-            } catch is CancellationError {
-                return nil
-            } catch let error as ProviderError {
-                if Task.isCancelled { return nil }
-                record.error = error.message
-                record.errorStatus = error.httpStatus
-                record.errorBody = error.body
-                outcome.requests.append(record)
-                lastError = error.message
-                if error.isFatal {
-                    outcome.state = .failed
-                    outcome.message = error.message
-                    outcome.fatal = true
-                    return outcome
-                }
-            } catch {
-                if Task.isCancelled { return nil }
-                record.error = String(describing: error)
-                outcome.requests.append(record)
-                lastError = record.error
-            }
-            if usable >= wanted { break }
-        }
-        if usable >= wanted {
-            outcome.state = .complete
-        } else if anyAnswer {
-            outcome.state = .short
-            let flagged = outcome.descriptions.count - usable
-            outcome.message = "\(usable) of \(wanted) usable descriptions after \(outcome.requests.count) attempts"
-                + (flagged > 0 ? " (\(flagged) more flagged: \(Self.flagCounts(outcome)))" : "")
-        } else {
-            outcome.state = .failed
-            outcome.message = lastError
-        }
-        return outcome
-    }
-
-    /// "copied 3, off-topic 2": the flags that kept descriptions of a label out.
-    static func flagCounts(_ outcome: LabelOutcome) -> String {
-        var counts: [DescriptionFlag: Int] = [:]
-        for description in outcome.descriptions where !description.verdict.usable {
-            for flag in description.verdict.flags where flag.excludesByDefault { counts[flag, default: 0] += 1 }
-        }
-        return counts.keys.sorted().map { "\($0.rawValue) \(counts[$0]!)" }.joined(separator: ", ")
+    /// The worker that asks about one label.
+    var worker: LabelWorker {
+        LabelWorker(provider: provider, prompts: prompts, sampling: sampling,
+                    maxAttempts: provider.kind == .offline ? 1 : options.maxAttempts, wordnet: wordnet)
     }
 }
 

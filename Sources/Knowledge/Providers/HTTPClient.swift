@@ -11,8 +11,15 @@ public struct HTTPClient: Sendable {
         self.send = send
     }
 
-    /// A client on one shared URLSession with enough connections per host for `connections` requests at once.
+    /// A client on libcurl's multi interface (`CurlEngine`): one event loop for every request, connections kept and
+    /// shared (`connections` per host at once), `timeout` seconds for a whole request and at most 10 s to connect.
     public static func live(timeout: Double, connections: Int) -> HTTPClient {
+        let engine = CurlEngine(options: .init(timeout: timeout, connectTimeout: min(timeout, 10), connectionsPerHost: connections))
+        return HTTPClient { request in try await engine.send(request) }
+    }
+
+    /// A client on one shared URLSession (swift-corelibs-foundation), kept for comparison in benchmarks.
+    public static func urlSession(timeout: Double, connections: Int) -> HTTPClient {
         let configuration = URLSessionConfiguration.ephemeral
         configuration.httpMaximumConnectionsPerHost = max(connections, 1)
         configuration.timeoutIntervalForRequest = timeout

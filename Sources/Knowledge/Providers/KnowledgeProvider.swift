@@ -35,7 +35,8 @@ public struct KnowledgeRequest: Sendable {
     public var sampling: Sampling
     /// Descriptions wanted.
     public var count: Int
-    /// The template's domain phrase, which the offline source uses to pick word senses.
+    /// The template's domain phrase ("natural images"): what the prompt speaks of, for a source that does not read
+    /// the prompt (the offline source picks word senses by it).
     public var domain: String
     /// Every label of the label set `label` belongs to (the context that tells "mouse" the device from the animal).
     public var labelSet: [Label]
@@ -50,6 +51,16 @@ public struct KnowledgeRequest: Sendable {
     }
 }
 
+/// What a source said about one label: free text to parse, ready descriptions, or that it knows nothing.
+public enum KnowledgeAnswer: Sendable, Hashable {
+    /// Free text, one per sampled choice, for `ResponseParser` (an LLM's answer).
+    case choices([KnowledgeResponse.Choice])
+    /// Descriptions ready to store, one sentence each (an offline source such as WordNet).
+    case descriptions([String])
+    /// The source has no knowledge of the label, and why (recorded as state `none`, never faked).
+    case none(reason: String)
+}
+
 /// What a knowledge source answered, with the metadata provenance keeps.
 public struct KnowledgeResponse: Sendable {
     public struct Choice: Sendable, Hashable {
@@ -61,7 +72,7 @@ public struct KnowledgeResponse: Sendable {
         }
     }
 
-    public var choices: [Choice]
+    public var answer: KnowledgeAnswer
     public var promptTokens: Int?
     public var completionTokens: Int?
     public var systemFingerprint: String?
@@ -71,14 +82,12 @@ public struct KnowledgeResponse: Sendable {
     public var latency: Double
     /// Source-specific provenance: the structured-output mode used, WordNet sense keys, the model the server named.
     public var metadata: [String: String]
-    /// Set by an offline source that has nothing for this label, so it is recorded as having no knowledge.
-    public var noKnowledge: Bool
 
     public init(
-        choices: [Choice], promptTokens: Int? = nil, completionTokens: Int? = nil, systemFingerprint: String? = nil,
-        raw: String, httpStatus: Int? = nil, latency: Double, metadata: [String: String] = [:], noKnowledge: Bool = false
+        _ answer: KnowledgeAnswer, promptTokens: Int? = nil, completionTokens: Int? = nil, systemFingerprint: String? = nil,
+        raw: String, httpStatus: Int? = nil, latency: Double, metadata: [String: String] = [:]
     ) {
-        self.choices = choices
+        self.answer = answer
         self.promptTokens = promptTokens
         self.completionTokens = completionTokens
         self.systemFingerprint = systemFingerprint
@@ -86,33 +95,49 @@ public struct KnowledgeResponse: Sendable {
         self.httpStatus = httpStatus
         self.latency = latency
         self.metadata = metadata
-        self.noKnowledge = noKnowledge
+    }
+
+    /// The free-text choices, when the answer is free text.
+    public var choices: [Choice] {
+        if case .choices(let choices) = answer { return choices }
+        return []
     }
 }
 
 /// A knowledge source: one value with one closure, so a new backend is one new file and tests can pass their own.
 public struct KnowledgeProvider: Sendable {
-    /// `openai`, `ollama` or `wordnet`.
+    /// How a source is asked and how far its answers vary.
+    public enum Kind: String, Sendable {
+        /// A language model: reads the rendered prompt; a new seed gives a new answer, so a short label is asked again.
+        case model
+        /// An offline source: reads only the label's names, the set and the domain, and always answers alike, so it is
+        /// asked once per label, one label at a time.
+        case offline
+    }
+
+    /// `openai`, `ollama` or `wordnet`: the `provider` column of a run.
     public var name: String
     /// The base URL, or the WordNet folder. Never holds a key.
     public var endpoint: String
     public var model: String
+    public var kind: Kind
     public var describe: @Sendable (KnowledgeRequest) async throws -> KnowledgeResponse
     /// The WordNet the source reads, when it reads one (the quality checks reuse it).
     public var wordnet: WordNetDatabase?
 
-    public init(name: String, endpoint: String, model: String, wordnet: WordNetDatabase? = nil,
+    public init(name: String, endpoint: String, model: String, kind: Kind = .model, wordnet: WordNetDatabase? = nil,
                 describe: @escaping @Sendable (KnowledgeRequest) async throws -> KnowledgeResponse) {
         self.name = name
         self.endpoint = endpoint
         self.model = model
+        self.kind = kind
         self.wordnet = wordnet
         self.describe = describe
     }
 
-    /// Whether the source reads the rendered chat prompt. The offline WordNet source reads only the label's names,
-    /// the domain and the count, so its request log keeps those instead of a 4 KB prompt it never saw.
-    public var readsPrompt: Bool { name != "wordnet" }
+    /// Whether the source reads the rendered chat prompt. An offline source reads only the label's names, the domain
+    /// and the count, so its request log keeps those instead of a 4 KB prompt it never saw.
+    public var readsPrompt: Bool { kind == .model }
 }
 
 /// Why a request failed. `isFatal` errors stop the whole run (a bad key, no quota, a wrong URL).

@@ -33,7 +33,7 @@ extension KnowledgeProvider {
             var metadata = ["structured": settings.structured == .off ? "none" : "ollama_format"]
             if let model = object["model"] as? String { metadata["served_model"] = model }
             return KnowledgeResponse(
-                choices: [.init(content: content, finishReason: object["done_reason"] as? String)],
+                .choices([.init(content: content, finishReason: object["done_reason"] as? String)]),
                 promptTokens: object["prompt_eval_count"] as? Int,
                 completionTokens: object["eval_count"] as? Int,
                 raw: raw,

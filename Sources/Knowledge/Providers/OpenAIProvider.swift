@@ -121,7 +121,7 @@ extension KnowledgeProvider {
         var metadata = ["structured": form]
         if let model = object["model"] as? String { metadata["served_model"] = model }
         return KnowledgeResponse(
-            choices: parsed,
+            .choices(parsed),
             promptTokens: usage?["prompt_tokens"] as? Int,
             completionTokens: usage?["completion_tokens"] as? Int,
             systemFingerprint: object["system_fingerprint"] as? String,

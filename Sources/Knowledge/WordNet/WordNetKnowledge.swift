@@ -67,19 +67,19 @@ extension KnowledgeProvider {
     public static func wordnet(directory: String) throws -> KnowledgeProvider {
         let database = try WordNetDatabase(directory: directory)
         let knowledge = WordNetKnowledge(database: database)
-        return KnowledgeProvider(name: "wordnet", endpoint: directory, model: WordNetKnowledge.version, wordnet: database) { request in
+        return KnowledgeProvider(name: "wordnet", endpoint: directory, model: WordNetKnowledge.version, kind: .offline, wordnet: database) { request in
             let started = ContinuousClock.now
             if let pinned = request.label.sense, pinned != "none", knowledge.synset(forSenseKey: pinned) == nil {
                 throw ProviderError(.configuration, "'\(request.label.rawName)' (line \(request.label.line)) pins the sense \(pinned), which WordNet 3.0 does not have; check the key or remove the pin.")
             }
             guard let sense = knowledge.sense(for: request.label, in: request.labelSet, domain: request.domain) else {
                 let record = ["source": WordNetKnowledge.version, "result": "no fitting noun sense for any of: " + request.label.allNames.joined(separator: ", ")]
-                return KnowledgeResponse(choices: [], raw: canonical(record), latency: 0, metadata: ["source": WordNetKnowledge.version], noKnowledge: true)
+                return KnowledgeResponse(.none(reason: record["result"]!), raw: canonical(record), latency: 0, metadata: ["source": WordNetKnowledge.version])
             }
             let sentences = knowledge.describe(request.label, sense: sense, in: request.labelSet, count: request.count)
             guard !sentences.isEmpty else {
                 let record = ["source": WordNetKnowledge.version, "result": "WordNet's sense has nothing visual to say", "sense": sense.synset.definition]
-                return KnowledgeResponse(choices: [], raw: canonical(record), latency: 0, metadata: ["source": WordNetKnowledge.version], noKnowledge: true)
+                return KnowledgeResponse(.none(reason: record["result"]!), raw: canonical(record), latency: 0, metadata: ["source": WordNetKnowledge.version])
             }
             let key = sense.synset.senseKey(for: sense.matchedName)
             let metadata = [
@@ -89,10 +89,9 @@ extension KnowledgeProvider {
                 "matched_name": sense.matchedName,
                 "chosen_by": request.label.sense == nil ? "evidence" : "pinned",
             ]
-            let content = PromptBuilder.canonicalJSON(["descriptions": sentences])
             let latency = JSONPoster.seconds(ContinuousClock.now - started)
             return KnowledgeResponse(
-                choices: [.init(content: content, finishReason: "stop")],
+                .descriptions(sentences),
                 raw: canonical(metadata.merging(["gloss": sense.synset.gloss]) { a, _ in a }),
                 latency: latency,
                 metadata: metadata
