@@ -19,7 +19,8 @@ struct Evaluate: AsyncParsableCommand {
             σ(20·u − 5) (soft pooling τ 0.2), so that every metric is defined.
 
               sspa evaluate --model runs/voc --features test.safetensors
-              sspa evaluate --zero-shot --features test.safetensors --knowledge knowledge.db --label-set voc --clip clip-vit-b16
+              sspa evaluate --zero-shot --features test.safetensors --knowledge knowledge.db \\
+                  --label-set voc --clip clip-vit-b16
             """
     )
 
