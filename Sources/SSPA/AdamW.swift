@@ -4,9 +4,9 @@ import Tensor
 extension SSPA {
     /// AdamW (Loshchilov & Hutter): Adam moments with decoupled weight decay, `θ ← θ − lr·(m̂/(√v̂ + ε) + wd·θ)`.
     ///
-    /// Weight decay goes only to matrices (`decays(_:)`): the CAP and global context vectors, every scalar (scales
-    /// `log_kappa`, `log_tau`, `qsm.gamma`, biases `bias`, `beta`) and the gate vectors `w_gate` (a bias-like
-    /// readout) get none. The state (moments by parameter name, step) is saved beside a checkpoint for `--resume`.
+    /// Weight decay goes only to the weight matrices of `Config.weightDecayed` (`decays(_:)`): the CAP and global
+    /// context vectors, every scalar (scales `log_kappa`, `log_tau`, `qsm.gamma`, biases `bias`, `beta`) and the gate
+    /// vectors `w_gate` get none. The state (moments by parameter name, step) is saved beside a checkpoint for `--resume`.
     public struct AdamW: Sendable {
         public var beta1: Float = 0.9
         public var beta2: Float = 0.999
@@ -23,13 +23,10 @@ extension SSPA {
             self.weightDecay = weightDecay
         }
 
-        /// Whether `name` gets weight decay: matrices only, not the context vectors, scalars or gate vectors.
-        public static func decays(_ name: String) -> Bool {
-            if name.hasPrefix("prompt.") { return false }
-            if name.hasSuffix(".w_gate") || name.hasSuffix(".bias") || name.hasSuffix(".beta") { return false }
-            if name.hasSuffix("log_kappa") || name.hasSuffix("log_tau") || name == "qsm.gamma" { return false }
-            return true
-        }
+        /// Whether `name` gets weight decay: it is one of the weight matrices of `Config.weightDecayed`.
+        public static func decays(_ name: String) -> Bool { decayed.contains(name) }
+
+        private static let decayed = Set(Config.weightDecayed)
 
         /// One update of every parameter that has a gradient, at learning rate `lr`.
         public mutating func update(_ parameters: inout Parameters, gradients: [String: Tensor], lr: Float) {

@@ -16,8 +16,17 @@ extension SSPA {
     /// folder is removed only after, so a crash at any point leaves the previous checkpoint or the new one, never a
     /// mix. Loading checks every file it reads against `checkpoint.json`. Folders written before this layout (the
     /// four files beside `config.json`) are still read.
+    ///
+    /// `format` names what the weights mean. Version 2 is the spec revision of issue 11: features L2-normalised
+    /// where they enter the model, ASL summed per image with constant focusing weights, `κ_G`, `κ_R` clamped at 100.
+    /// Weights trained under version 1 were fitted to raw feature norms and another loss, so they are refused with
+    /// a message saying to train again, never silently reused (`formatHistory`).
     public enum Checkpoint {
-        public static let format = "sspa-checkpoint/1"
+        public static let format = "sspa-checkpoint/2"
+        /// Earlier formats, with what changed since and what to do about it.
+        public static let formatHistory = [
+            "sspa-checkpoint/1": "it was trained before the SSPA-SPEC revision of issue 11 (image features are now L2-normalised where they enter the model, the ASL loss is summed per image with constant focusing weights, and κ_G, κ_R are clamped at 100), so its weights no longer fit the model. Retrain it with `sspa train` into a new --out (features files need no re-extraction).",
+        ]
         /// The pointer file's format.
         public static let pointerFormat = "sspa-checkpoint-step/1"
 
@@ -205,7 +214,10 @@ extension SSPA {
             do { manifest = try JSONDecoder().decode(Manifest.self, from: data) } catch {
                 throw fail("config.json is not an SSPA checkpoint manifest (\(error))")
             }
-            guard manifest.format == format else { throw fail("config.json has format \(manifest.format), expected \(format)") }
+            if let why = formatHistory[manifest.format] { throw fail("config.json has format \(manifest.format): \(why)") }
+            guard manifest.format == format else {
+                throw fail("config.json has format \(manifest.format), expected \(format) (written by a newer sspa? upgrade it)")
+            }
             guard manifest.labels.count == manifest.displayNames.count, !manifest.labels.isEmpty else {
                 throw fail("config.json lists \(manifest.labels.count) labels and \(manifest.displayNames.count) display names")
             }

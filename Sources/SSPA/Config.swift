@@ -45,6 +45,9 @@ extension SSPA {
         public var sharpTau: Float = 0.05
         /// Initial `κ_G` and `κ_R`.
         public var kappaInit: Float = 20
+        /// Upper bound of the learned `κ_G` and `κ_R`: after each optimiser step `ℓ = ln κ` is clamped at
+        /// `ln kappaMax` (CLIP and OpenCLIP clamp their logit scale at 100 the same way).
+        public var kappaMax: Float = 100
         /// Initial `b_G` and `b_R`.
         public var biasInit: Float = -5
         /// Initial GDMA gate bias `β`.
@@ -73,7 +76,7 @@ extension SSPA {
         enum CodingKeys: String, CodingKey {
             case noKAP = "no_kap", noCAP = "no_cap", noQSM = "no_qsm", noGDMA = "no_gdma", aggregator, sharp
             case noGlobal = "no_global", nCtx = "n_ctx", contextInitText = "context_init_text", tauInit = "tau_init"
-            case sharpTau = "sharp_tau", kappaInit = "kappa_init", biasInit = "bias_init", beta = "beta_init"
+            case sharpTau = "sharp_tau", kappaInit = "kappa_init", kappaMax = "kappa_max", biasInit = "bias_init", beta = "beta_init"
             case qkvNoise = "qkv_noise", gammaPos = "gamma_pos", gammaNeg = "gamma_neg", margin
             case clampMin = "clamp_min", lambda = "lam", normEps = "norm_eps"
         }
@@ -94,6 +97,7 @@ extension SSPA {
             tauInit = try c.decodeIfPresent(Float.self, forKey: .tauInit) ?? d.tauInit
             sharpTau = try c.decodeIfPresent(Float.self, forKey: .sharpTau) ?? d.sharpTau
             kappaInit = try c.decodeIfPresent(Float.self, forKey: .kappaInit) ?? d.kappaInit
+            kappaMax = try c.decodeIfPresent(Float.self, forKey: .kappaMax) ?? d.kappaMax
             biasInit = try c.decodeIfPresent(Float.self, forKey: .biasInit) ?? d.biasInit
             betaInit = try c.decodeIfPresent(Float.self, forKey: .beta) ?? d.betaInit
             qkvNoise = try c.decodeIfPresent(Float.self, forKey: .qkvNoise) ?? d.qkvNoise
@@ -120,6 +124,7 @@ extension SSPA {
             try c.encode(tauInit, forKey: .tauInit)
             try c.encode(sharpTau, forKey: .sharpTau)
             try c.encode(kappaInit, forKey: .kappaInit)
+            try c.encode(kappaMax, forKey: .kappaMax)
             try c.encode(biasInit, forKey: .biasInit)
             try c.encode(betaInit, forKey: .beta)
             try c.encode(qkvNoise, forKey: .qkvNoise)
@@ -137,7 +142,20 @@ extension SSPA {
                 throw ConfigError("sharp is the soft aggregator with a fixed τ_a; it cannot be combined with aggregator=\(aggregator.rawValue)")
             }
             if nCtx < 1 { throw ConfigError("n_ctx must be at least 1, got \(nCtx)") }
+            if !(kappaMax > 0) || !kappaMax.isFinite { throw ConfigError("kappa_max must be positive, got \(kappaMax)") }
         }
+
+        /// The parameters that get AdamW's weight decay, by name: exactly the weight matrices SSPA-SPEC.md names
+        /// (training defaults): `W_f` (DSF), the quaternion weights of both layers and `W_o` (QSM), and the GDMA
+        /// projections. Never the contexts, gates, scales, biases or `γ_q`. The PyTorch reference uses the same list
+        /// (`WEIGHT_DECAYED` in scripts/sspa_reference.py; its fixtures record it and the parity test compares).
+        // SSPA-SPEC.md, training defaults; scripts/sspa_reference.py, WEIGHT_DECAYED
+        public static let weightDecayed: [String] = ["dsf.W_f"]
+            + (1...2).flatMap { layer in ["r", "i", "j", "k"].map { "qsm.layer\(layer).W_\($0)" } } + ["qsm.W_o"]
+            + ["v2s", "s2v"].flatMap { direction in ["Wq", "Wk", "Wv", "Wo"].map { "gdma.\(direction).\($0)" } }
+
+        /// The learned logit scales `ℓ_G`, `ℓ_R` that are clamped at `ln kappaMax` after each step.
+        public static let logitScales = ["global.log_kappa", "region.log_kappa"]
 
         /// Whether the soft aggregator's temperature is learned (`agg.log_tau` exists).
         public var learnsTemperature: Bool { aggregator == .soft && !sharp }

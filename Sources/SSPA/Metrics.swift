@@ -7,19 +7,23 @@ extension SSPA {
     ///
     /// Every value is a fraction in [0, 1] (the text table shows percentages). A value that is undefined for the
     /// data (for example mAP when no label has a known positive) is `nil`, never NaN, so a `Report` always encodes
-    /// to JSON. All arithmetic is in Double.
+    /// to JSON. All arithmetic is in Double, and scores are Double: the model's `p` computed in float64 from its
+    /// logits (`probabilities(regionLogits:globalLogits:)`), so that saturated probabilities (σ(s) rounds to 1 in
+    /// float32 for s ≳ 17) do not tie.
     ///
-    /// Conventions (the spec leaves these open; they are fixed here and tested):
-    /// - **mAP.** For each label, the samples with a known target are sorted by score descending; equal scores keep
-    ///   sample order (the earlier sample ranks first). AP = the mean, over the label's positives, of the precision
-    ///   at that positive's rank. Without ties this is exactly scikit-learn's `average_precision_score`. With ties it
-    ///   is not: scikit-learn takes one precision/recall step for a whole group of equal scores, here each sample is
-    ///   its own step in index order (so a positive listed before a tied negative gains). mAP is the mean AP over the
-    ///   labels with at least one known positive; the others are excluded (`averagePrecisions` gives them as `nil`).
+    /// Conventions (SSPA-SPEC.md, "Metrics"; where it leaves a detail open it is fixed here and tested):
+    /// - **mAP.** For each label, the samples with a known target are sorted by score descending; remaining equal
+    ///   scores keep sample order (the earlier sample ranks first). AP = the mean, over the label's positives, of the
+    ///   precision at that positive's rank. Without ties this is exactly scikit-learn's `average_precision_score`.
+    ///   With ties it is not: scikit-learn takes one precision/recall step for a whole group of equal scores, here
+    ///   each sample is its own step in index order (so a positive listed before a tied negative gains). mAP is the
+    ///   mean AP over the labels with at least one known positive; the others are excluded (`averagePrecisions`
+    ///   gives them as `nil`).
     /// - **Prediction.** At a threshold `t` a label is predicted positive when `p ≥ t` (the ML-GCN / ASL rule; 0.5
-    ///   on probabilities is logit ≥ 0). At top-k the k highest-scoring labels of each sample are predicted positive,
-    ///   chosen among *all* C labels (the model cannot know which are unknown; unknown entries are then not
-    ///   counted); equal scores keep label order (the lower label index first). With C ≤ k every label is predicted.
+    ///   on probabilities is logit ≥ 0). At top-k a label is predicted positive when it is among the k
+    ///   highest-scoring labels of its sample *and* `p ≥ 0.5` (ML-GCN's top-3 evaluation and the papers that follow
+    ///   it); the k are chosen among *all* C labels (the model cannot know which are unknown; unknown entries are
+    ///   then not counted); equal scores keep label order (the lower label index first).
     /// - **CP / CR / CF1.** Per-class precision TP/(TP+FP) and recall TP/(TP+FN), averaged over the labels with at
     ///   least one known positive (the same set as mAP). A label with no predicted positive has precision 0.
     ///   CF1 = 2·CP·CR/(CP+CR), the F1 *of the averages* (ML-GCN / ASL convention, not the mean of per-class F1s);
@@ -59,12 +63,17 @@ extension SSPA.Metrics {
     public struct Input: Sendable {
         public let samples: Int
         public let labels: Int
-        /// Probabilities, row-major [samples, labels].
-        public let scores: [Float]
+        /// Probabilities, row-major [samples, labels], in float64.
+        public let scores: [Double]
         /// 1 positive, 0 negative, −1 unknown; row-major [samples, labels].
         public let targets: [Int8]
 
         public init(scores: [Float], targets: [Int8], samples: Int, labels: Int) throws {
+            try self.init(probabilities: scores.map(Double.init), targets: targets, samples: samples, labels: labels)
+        }
+
+        /// Probabilities in float64 (the model's `Output.scores`, computed from the logits).
+        public init(probabilities scores: [Double], targets: [Int8], samples: Int, labels: Int) throws {
             guard samples > 0, labels > 0 else { throw InputError.empty }
             guard scores.count == samples * labels else {
                 throw InputError.shape("\(scores.count) scores for \(samples) samples × \(labels) labels")
@@ -108,13 +117,27 @@ extension SSPA.Metrics {
             try self.init(scores: scores.scalars, targets: targets.scalars, samples: scores.shape[0], labels: scores.shape[1])
         }
 
+        /// Float64 probabilities, row-major [N, C], with targets as an [N, C] tensor holding 1, 0 or −1.
+        public init(probabilities: [Double], targets: Tensor) throws {
+            guard targets.rank == 2 else { throw InputError.shape("targets must be [N, C], got \(targets.shape)") }
+            var t = [Int8](repeating: 0, count: targets.count)
+            let values = targets.scalars
+            for i in values.indices {
+                guard values[i] == 1 || values[i] == 0 || values[i] == -1 else {
+                    throw InputError.invalidTarget(sample: i / targets.shape[1], label: i % targets.shape[1], value: values[i])
+                }
+                t[i] = Int8(values[i])
+            }
+            try self.init(probabilities: probabilities, targets: t, samples: targets.shape[0], labels: targets.shape[1])
+        }
+
         /// Scores as an [N, C] tensor, targets as int8 (the features file's `labels`).
         public init(scores: Tensor, targets: [Int8]) throws {
             guard scores.rank == 2 else { throw InputError.shape("scores must be [N, C], got \(scores.shape)") }
             try self.init(scores: scores.scalars, targets: targets, samples: scores.shape[0], labels: scores.shape[1])
         }
 
-        @inline(__always) func score(_ n: Int, _ c: Int) -> Float { scores[n * labels + c] }
+        @inline(__always) func score(_ n: Int, _ c: Int) -> Double { scores[n * labels + c] }
         @inline(__always) func target(_ n: Int, _ c: Int) -> Int8 { targets[n * labels + c] }
     }
 
@@ -122,8 +145,8 @@ extension SSPA.Metrics {
     public enum Selection: Sendable, Equatable, Codable {
         /// p ≥ t.
         case threshold(Float)
-        /// The k highest scores of each sample (ties: lower label index first).
-        case topK(Int)
+        /// Among the k highest scores of each sample (ties: lower label index first) and p ≥ `atLeast`.
+        case topK(Int, atLeast: Float = 0.5)
     }
 
     /// Per-class and overall precision, recall and F1 at one `Selection`.
@@ -196,15 +219,15 @@ extension SSPA.Metrics {
         var pred = [Bool](repeating: false, count: input.samples * input.labels)
         switch selection {
         case .threshold(let t):
-            for i in 0..<pred.count { pred[i] = input.scores[i] >= t }
-        case .topK(let k):
+            for i in 0..<pred.count { pred[i] = input.scores[i] >= Double(t) }
+        case .topK(let k, let floor):
             let k = max(0, min(k, input.labels))
             for n in 0..<input.samples {
                 let order = (0..<input.labels).sorted { a, b in
                     let sa = input.score(n, a), sb = input.score(n, b)
                     return sa != sb ? sa > sb : a < b
                 }
-                for c in order.prefix(k) { pred[n * input.labels + c] = true }
+                for c in order.prefix(k) where input.score(n, c) >= Double(floor) { pred[n * input.labels + c] = true }
             }
         }
         return pred
@@ -243,7 +266,7 @@ extension SSPA.Metrics {
 
     /// Mean over attributes of (TPR + TNR)/2 at `threshold`; attributes lacking a known positive or a known negative
     /// are excluded; `nil` when every attribute is.
-    public static func meanAccuracy(_ input: Input, threshold: Float = 0.5) -> Double? {
+    public static func meanAccuracy(_ input: Input, threshold: Double = 0.5) -> Double? {
         var values: [Double] = []
         for c in 0..<input.labels {
             var tp = 0, pos = 0, tn = 0, neg = 0
@@ -264,7 +287,7 @@ extension SSPA.Metrics {
     // MARK: - Instance metrics
 
     /// Instance Acc / Prec / Rec / F1 at `threshold` (PA-100K convention); `nil` when no sample has a known label.
-    public static func instance(_ input: Input, threshold: Float = 0.5) -> Instance {
+    public static func instance(_ input: Input, threshold: Double = 0.5) -> Instance {
         var acc: [Double] = [], prec: [Double] = [], rec: [Double] = []
         for n in 0..<input.samples {
             var known = 0, inter = 0, union = 0, predicted = 0, truth = 0
@@ -285,6 +308,17 @@ extension SSPA.Metrics {
         }
         let p = mean(prec), r = mean(rec)
         return Instance(accuracy: mean(acc), precision: p, recall: r, f1: f1(p, r))
+    }
+
+    // MARK: - Scores from logits
+
+    /// The prediction `p = (σ(s^G) + σ(s^R)) / 2` (or `σ(s^R)` without a global branch) in float64 from float32
+    /// logits, element by element: the scores every metric ranks (SSPA-SPEC.md, "Metrics").
+    public static func probabilities(regionLogits: [Float], globalLogits: [Float]?) -> [Double] {
+        func sigmoid(_ s: Float) -> Double { 1 / (1 + Foundation.exp(-Double(s))) }
+        guard let globalLogits else { return regionLogits.map(sigmoid) }
+        precondition(globalLogits.count == regionLogits.count, "metrics: \(globalLogits.count) global and \(regionLogits.count) region logits")
+        return zip(regionLogits, globalLogits).map { (sigmoid($0) + sigmoid($1)) / 2 }
     }
 
     // MARK: - Helpers

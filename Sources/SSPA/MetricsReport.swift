@@ -13,7 +13,8 @@ extension SSPA.Metrics {
         public var averagePrecision: [Double?]
         /// CP/CR/CF1, OP/OR/OF1 with p ≥ 0.5 predicted positive.
         public var atThreshold: ClassOverall
-        /// CP/CR/CF1, OP/OR/OF1 with the 3 highest-scoring labels of each sample predicted positive.
+        /// CP/CR/CF1, OP/OR/OF1 with a label predicted positive when it is among the 3 highest-scoring labels of
+        /// its sample and p ≥ 0.5 (ML-GCN).
         public var top3: ClassOverall
         /// Pedestrian-attribute mA at 0.5.
         public var mA: Double?
@@ -74,6 +75,21 @@ extension SSPA.Metrics {
             }
             return lines.joined(separator: "\n") + "\n"
         }
+    }
+}
+
+extension SSPA.Metrics.Report {
+    /// Several evaluations on the same data side by side, one row each (a trained model and its baselines):
+    /// mAP, CF1 and OF1 at p ≥ 0.5 and at top-3, and mA, in percent ("–" where undefined).
+    public static func comparison(_ rows: [(name: String, report: SSPA.Metrics.Report)]) -> String {
+        func pct(_ v: Double?) -> String { v.map { String(format: "%7.2f", $0 * 100) } ?? "–".leftPadded(7) }
+        let width = max(6, rows.map(\.name.count).max() ?? 0)
+        var lines = ["method".rightPadded(width) + " " + ["mAP", "CF1", "OF1", "CF1@3", "OF1@3", "mA"].map { $0.leftPadded(7) }.joined(separator: " ")]
+        for (name, r) in rows {
+            lines.append(name.rightPadded(width) + " " + [r.mAP, r.atThreshold.cf1, r.atThreshold.of1, r.top3.cf1, r.top3.of1, r.mA]
+                .map(pct).joined(separator: " "))
+        }
+        return lines.joined(separator: "\n") + "\n"
     }
 }
 

@@ -7,7 +7,8 @@ extension SSPA {
     /// call, for the whole batch), the global branch, DSF, QSM, GDMA, the aggregator, the ASL loss and `p`.
     ///
     /// Every ablation switch of `config` is honoured on this one code path. The batch is processed as a whole:
-    /// `x0` `[B, d]`, `regions` `[B, M, d]` (raw, unnormalised CLIP features), `labels` `[B, C]` in {1, 0, −1}.
+    /// `x0` `[B, d]`, `regions` `[B, M, d]` (raw CLIP features of any scale: both are L2-normalised where they enter,
+    /// so the model does not depend on a checkpoint's feature norm), `labels` `[B, C]` in {1, 0, −1}.
     public final class Model: @unchecked Sendable {
         /// Hyper-parameters and switches.
         public let config: Config
@@ -48,6 +49,11 @@ extension SSPA {
             public var regionLogits: Variable
             /// Prediction `p` `[B, C]`.
             public var probabilities: Tensor
+            /// Prediction `p` `[B, C]` row-major, computed in float64 from the float32 logits: what metrics rank, so
+            /// that saturated probabilities (σ(s) rounds to 1 in float32 for s ≳ 17) do not tie.
+            public var scores: [Double]
+            /// The ASL focusing weights the loss used (nil without labels).
+            public var focusingWeights: FocusingWeights?
             /// V→S gates `g_t` `[B, C]` (nil with `noGDMA`).
             public var labelGates: Tensor?
             /// S→V gates `g_x` `[B, M]` (nil with `noGDMA`).
@@ -59,6 +65,13 @@ extension SSPA {
             public var intermediates: [String: Tensor]
         }
 
+        /// The ASL focusing weights of both branches, one per entry of `s^R` and `s^G` (constants of the backward
+        /// pass). Passing them back into `forward` freezes them, for a finite-difference check of the gradient.
+        public struct FocusingWeights: Sendable {
+            public var region: [Double]
+            public var global: [Double]?
+        }
+
         /// Puts `parameters` on `tape`, as gradient-requiring leaves when `trainable`.
         public func variables(_ parameters: Parameters, on tape: Tape, trainable: Bool = true) -> [String: Variable] {
             var out: [String: Variable] = [:]
@@ -68,18 +81,21 @@ extension SSPA {
 
         /// The forward pass (and the loss when `labels` is given).
         // SSPA-SPEC.md (whole model); scripts/sspa_reference.py, forward
-        public func forward(_ P: [String: Variable], x0: Tensor, regions: Tensor, labels: Tensor?, on tape: Tape) -> Output {
+        public func forward(_ P: [String: Variable], x0 rawX0: Tensor, regions: Tensor, labels: Tensor?, on tape: Tape,
+                            focusingWeights: FocusingWeights? = nil) -> Output {
             let d = width, c = labelCount
             precondition(regions.rank == 3 && regions.shape[2] == d, "SSPA.Model: regions must be [B, M, \(d)], got \(regions.shape)")
             let b = regions.shape[0], m = regions.shape[1]
-            precondition(x0.shape == [b, d], "SSPA.Model: x0 must be [\(b), \(d)], got \(x0.shape)")
+            precondition(rawX0.shape == [b, d], "SSPA.Model: x0 must be [\(b), \(d)], got \(rawX0.shape)")
             if let labels { precondition(labels.shape == [b, c], "SSPA.Model: labels must be [\(b), \(c)], got \(labels.shape)") }
             func p(_ name: String) -> Variable {
                 guard let v = P[name] else { preconditionFailure("SSPA.Model: parameter \(name) is missing") }
                 return v
             }
             let eps = config.normEps
-            let X = tape.constant(regions)
+            // Feature scale: unit x0 and unit regions from here on (SSPA-SPEC.md, "Feature scale").
+            let x0 = Ops.l2Normalize(rawX0, eps: eps)
+            let X = tape.constant(Ops.l2Normalize(regions, eps: eps))
             var inter: [String: Tensor] = [:]
 
             // Prompts: CAP and global contexts through the frozen text tower in one pass.
@@ -159,12 +175,14 @@ extension SSPA {
             // Prediction and loss
             var probabilities = Ops.sigmoid(sR.value)
             if let sG { probabilities = Ops.scale(Ops.add(probabilities, Ops.sigmoid(sG.value)), by: 0.5) }
-            var loss: Variable?, lossValue: Double?
+            let scores = Metrics.probabilities(regionLogits: sR.value.scalars, globalLogits: sG?.value.scalars)
+            var loss: Variable?, lossValue: Double?, weights: FocusingWeights?
             if let labels {
-                (loss, lossValue) = asl(sR: sR, sG: sG, labels: labels)
+                (loss, lossValue, weights) = asl(sR: sR, sG: sG, labels: labels, frozen: focusingWeights)
             }
             return Output(loss: loss, lossValue: lossValue, globalLogits: sG, regionLogits: sR,
-                          probabilities: probabilities, labelGates: labelGates, regionGates: regionGates,
+                          probabilities: probabilities, scores: scores, focusingWeights: weights,
+                          labelGates: labelGates, regionGates: regionGates,
                           omega: Ops.transpose(omegaT.value), intermediates: inter)
         }
 
@@ -269,22 +287,26 @@ extension SSPA {
             return acc.tape.l2Normalize(acc, eps: config.normEps)
         }
 
-        /// `L = ASL(s^G, y) + λ·ASL(s^R, y)` as a tape node: the exact float64 value, and the exact gradient
-        /// `dL/ds` injected as `Σ s ⊙ (dL/ds) + (L − Σ s ⊙ (dL/ds))` with the bracket a constant.
+        /// `L = ASL(s^G, y) + λ·ASL(s^R, y)` as a tape node: the float64 value, and the gradient `dL/ds` (focusing
+        /// weights constant) injected as `Σ s ⊙ (dL/ds) + (L − Σ s ⊙ (dL/ds))` with the bracket a constant.
         // SSPA-SPEC.md, Loss
-        func asl(sR: Variable, sG: Variable?, labels: Tensor) -> (Variable, Double) {
+        func asl(sR: Variable, sG: Variable?, labels: Tensor, frozen: FocusingWeights?) -> (Variable, Double, FocusingWeights) {
             let tape = sR.tape
-            let region = AsymmetricLoss.evaluate(logits: sR.value, labels: labels, config: config)
+            let regionWeights = frozen?.region ?? AsymmetricLoss.focusingWeights(logits: sR.value, labels: labels, config: config)
+            let region = AsymmetricLoss.evaluate(logits: sR.value, labels: labels, config: config, weights: regionWeights)
             var value = config.lambda * region.loss
             var linear = tape.sum(tape.mul(sR, tape.constant(Ops.scale(region.gradient, by: Float(config.lambda)))))
+            var globalWeights: [Double]?
             if let sG {
-                let global = AsymmetricLoss.evaluate(logits: sG.value, labels: labels, config: config)
+                let w = frozen?.global ?? AsymmetricLoss.focusingWeights(logits: sG.value, labels: labels, config: config)
+                let global = AsymmetricLoss.evaluate(logits: sG.value, labels: labels, config: config, weights: w)
                 value += global.loss
                 linear = tape.add(linear, tape.sum(tape.mul(sG, tape.constant(global.gradient))))
+                globalWeights = w
             }
             let offset = value - Double(linear.value.scalar)
             let loss = tape.add(tape.reshape(linear, [1]), tape.constant(Tensor([Float(offset)], shape: [1])))
-            return (loss, value)
+            return (loss, value, FocusingWeights(region: regionWeights, global: globalWeights))
         }
     }
 }

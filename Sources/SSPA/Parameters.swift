@@ -70,13 +70,23 @@ extension SSPA {
             return Parameters(tensors: out)
         }
 
+        /// Clamps `ℓ_G` and `ℓ_R` (`Config.logitScales`) at `ln kappaMax`, leaving smaller values alone.
+        public mutating func clampLogitScales(kappaMax: Float) {
+            let bound = Foundation.logf(kappaMax)
+            for name in Config.logitScales {
+                guard var t = tensors[name] else { continue }
+                t.withUnsafeMutableBufferPointer { p in for i in p.indices where p[i] > bound { p[i] = bound } }
+                tensors[name] = t
+            }
+        }
+
         /// Loads a parameter file; it must hold exactly the tensors `config` uses, with their shapes (tensors named
-        /// `grad.*`, `input.*`, `out.*` or `inter.*`, as in the reference fixtures, are ignored).
+        /// `grad.*`, `input.*`, `out.*`, `inter.*` or `step.*`, as in the reference fixtures, are ignored).
         public init(contentsOf url: URL, config: Config) throws {
             let file = try SafeTensors(path: url.path)
             var out: [String: Tensor] = [:]
             for name in file.names where !name.hasPrefix("grad.") && !name.hasPrefix("input.") &&
-                !name.hasPrefix("out.") && !name.hasPrefix("inter.") {
+                !name.hasPrefix("out.") && !name.hasPrefix("inter.") && !name.hasPrefix("step.") {
                 out[name] = try file.tensor(name)
             }
             guard let w = out["region.bias"] ?? out["global.bias"], w.count == 1 else {

@@ -11,7 +11,7 @@ extension SSPA {
         public var batchSize = 32
         /// Peak learning rate, reached at the end of the warm-up.
         public var learningRate: Float = 5e-4
-        /// AdamW's decoupled weight decay (matrices only, see `AdamW.decays`).
+        /// AdamW's decoupled weight decay (the matrices of `Config.weightDecayed` only).
         public var weightDecay: Float = 1e-4
         /// Linear warm-up length in epochs; cosine decay to 0 follows.
         public var warmupEpochs = 1
@@ -163,11 +163,20 @@ extension SSPA {
             guard norm.isFinite else {
                 throw TrainingError("training diverged: the gradient norm became \(norm) at step \(state.step + 1)")
             }
-            optimizer.update(&parameters, gradients: gradients, lr: learningRate)
+            Self.update(&parameters, optimizer: &optimizer, gradients: gradients, learningRate: learningRate, config: model.config)
             try Finite.check(parameters.tensors, what: "parameter") {
                 TrainingError("training diverged at step \(state.step + 1) (learning rate \(learningRate)): \($0) after the update")
             }
             return (loss, norm)
+        }
+
+        /// What a step does with its (clipped) gradients: one AdamW update (weight decay on `Config.weightDecayed`
+        /// only), then `ℓ_G` and `ℓ_R` clamped at `ln κ_max`, as OpenCLIP clamps its logit scale after each step.
+        // SSPA-SPEC.md, global branch and training defaults; scripts/sspa_reference.py, train_step
+        public static func update(_ parameters: inout Parameters, optimizer: inout AdamW, gradients: [String: Tensor],
+                                  learningRate: Float, config: Config) {
+            optimizer.update(&parameters, gradients: gradients, lr: learningRate)
+            parameters.clampLogitScales(kappaMax: config.kappaMax)
         }
 
         /// Trains until `options.epochs` epochs are done or `shouldStop` returns true (checked between steps).
@@ -227,24 +236,34 @@ extension SSPA {
 
         /// `p` `[N, C]` of `model` with `parameters` for every image, in batches.
         public static func predict(model: Model, parameters: Parameters, features: Features, batchSize: Int = 64) -> Tensor {
+            predictions(model: model, parameters: parameters, features: features, batchSize: batchSize).probabilities
+        }
+
+        /// `p` `[N, C]` for every image, in batches, as float32 and as the float64 scores metrics rank
+        /// (`Model.Output.scores`, row-major).
+        public static func predictions(model: Model, parameters: Parameters, features: Features, batchSize: Int = 64)
+            -> (probabilities: Tensor, scores: [Double]) {
             var rows: [Tensor] = []
+            var scores: [Double] = []
+            scores.reserveCapacity(features.count * features.labelCount)
             var lo = 0
             while lo < features.count {
-                let hi = min(lo + batchSize, features.count)
+                let hi = min(lo + max(batchSize, 1), features.count)
                 let batch = features.batch(Array(lo..<hi))
                 let tape = Tape()
                 let out = model.forward(model.variables(parameters, on: tape, trainable: false), x0: batch.x0,
                                         regions: batch.regions, labels: nil, on: tape)
                 rows.append(out.probabilities)
+                scores += out.scores
                 lo = hi
             }
-            return rows.count == 1 ? rows[0] : Ops.concat(rows, axis: 0)
+            return (rows.count == 1 ? rows[0] : Ops.concat(rows, axis: 0), scores)
         }
 
         /// Validation mAP of the current parameters (nil when no label has a known positive).
         public func meanAveragePrecision(_ features: Features) throws -> Double? {
-            let p = predict(features)
-            return Metrics.meanAveragePrecision(try Metrics.Input(scores: p, targets: features.labels))
+            let scores = Trainer.predictions(model: model, parameters: parameters, features: features).scores
+            return Metrics.meanAveragePrecision(try Metrics.Input(probabilities: scores, targets: features.labels))
         }
     }
 

@@ -1,44 +1,114 @@
 import ArgumentParser
+import CLIP
 import CommandSupport
 import Foundation
 import Knowledge
 import SSPA
 import Tensor
 
-/// `sspa evaluate`: the metrics of a trained checkpoint on a features file.
+/// `sspa evaluate`: the metrics of a trained checkpoint on a features file, with the zero-shot CLIP baselines on the
+/// same features beneath; or, with `--zero-shot`, the baselines alone.
 struct Evaluate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Evaluate a trained SSPA checkpoint on cached CLIP features and print the metrics."
+        abstract: "Evaluate a trained SSPA checkpoint, or zero-shot CLIP, on cached CLIP features and print the metrics.",
+        discussion: """
+            With --model, prints the checkpoint's metrics and, under them, a table with its row and the zero-shot \
+            CLIP rows on the same features and the checkpoint's knowledge T^ka. With --zero-shot (and --knowledge, \
+            --label-set), scores the features with no training: global cos(x0, t^ka), and regional max and soft \
+            pooling of cos(X, t^ka), each turned into a probability by the model's initial transform \
+            σ(20·u − 5) (soft pooling τ 0.2), so that every metric is defined.
+
+              sspa evaluate --model runs/voc --features test.safetensors
+              sspa evaluate --zero-shot --features test.safetensors --knowledge knowledge.db \\
+                  --label-set voc --clip clip-vit-b16
+            """
     )
 
     @Option(help: ArgumentHelp("The checkpoint folder `sspa train --out` wrote.", valueName: "dir"))
-    var model: String
+    var model: String?
+
+    @Flag(name: .customLong("zero-shot"), help: "Evaluate zero-shot CLIP (no training) instead of a checkpoint; needs --label-set.")
+    var zeroShot = false
 
     @Option(help: ArgumentHelp("Features to evaluate on (safetensors: x0, X, labels).", valueName: "file"))
     var features: String
 
-    @Option(help: ArgumentHelp("The CLIP checkpoint folder (default: the one the checkpoint was trained with).", valueName: "dir"))
+    @Option(help: ArgumentHelp("With --zero-shot: the knowledge store holding T^ka.", valueName: "path"))
+    var knowledge = "knowledge.db"
+
+    @Option(name: .customLong("label-set"), help: ArgumentHelp("With --zero-shot: the label set of the features in the store.", valueName: "name"))
+    var labelSet: String?
+
+    @Option(name: .customLong("knowledge-run"), help: ArgumentHelp("With --zero-shot: use this run's knowledge vectors (default: the latest encoded).", valueName: "id"))
+    var knowledgeRun: Int64?
+
+    @Option(help: ArgumentHelp("The CLIP checkpoint folder (with --model, default: the one it was trained with; with --zero-shot, checked against the features' encoder).", valueName: "dir"))
     var clip: String?
 
     @Option(help: ArgumentHelp("Images per forward pass.", valueName: "n"))
     var batch = 64
 
-    @Flag(help: "Print the metrics as JSON.")
+    @Flag(help: "Print the metrics as JSON (the zero-shot reports under \"zero_shot\").")
     var json = false
 
-    @Flag(name: .customLong("per-label"), help: "Add one AP line per label to the table.")
+    @Flag(name: .customLong("per-label"), help: "Add one AP line per label to the model's table.")
     var perLabel = false
 
     func validate() throws {
-        try OptionBounds.validating { try OptionBounds.check(batch, "--batch", 1...Limits.batch) }
+        try OptionBounds.validating {
+            try OptionBounds.check(batch, "--batch", 1...Limits.batch)
+            try OptionBounds.check(knowledgeRun, "--knowledge-run", 1...Int64.max)
+        }
+        if zeroShot {
+            if model != nil {
+                throw ValidationError("--zero-shot evaluates without a checkpoint; drop --model (`evaluate --model` already prints the zero-shot rows)")
+            }
+            if labelSet == nil { throw ValidationError("--zero-shot needs --label-set (the label set of the features in --knowledge)") }
+        } else if model == nil {
+            throw ValidationError("give --model DIR (a trained checkpoint), or --zero-shot with --label-set for the baseline without training")
+        }
     }
 
     func run() async throws {
-        try await reportingErrors { try evaluate() }
+        try await reportingErrors { zeroShot ? try evaluateZeroShot() : try evaluate() }
     }
 
+    /// The zero-shot reports as JSON carries them, by method.
+    struct ZeroShotJSON: Encodable {
+        var reports: [SSPA.ZeroShot.Method: SSPA.Metrics.Report]
+        enum CodingKeys: String, CodingKey { case zeroShot = "zero_shot" }
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(Dictionary(uniqueKeysWithValues: reports.map { ($0.key.rawValue, $0.value) }), forKey: .zeroShot)
+        }
+    }
+
+    /// The model's report with the zero-shot reports beside it, as one JSON object: the report's own keys (so it
+    /// still decodes as a `Report`) plus `zero_shot`.
+    struct ModelJSON: Encodable {
+        var report: SSPA.Metrics.Report
+        var zeroShot: ZeroShotJSON
+        func encode(to encoder: Encoder) throws {
+            try report.encode(to: encoder)
+            try zeroShot.encode(to: encoder)
+        }
+    }
+
+    func printJSON(_ value: some Encodable) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        Console.out(String(decoding: try encoder.encode(value), as: UTF8.self))
+    }
+
+    /// The table rows of the zero-shot methods, in their fixed order.
+    func zeroShotRows(_ reports: [SSPA.ZeroShot.Method: SSPA.Metrics.Report]) -> [(name: String, report: SSPA.Metrics.Report)] {
+        SSPA.ZeroShot.Method.allCases.compactMap { method in reports[method].map { (method.title, $0) } }
+    }
+
+    static let transformNote = "no training: p = σ(20·u − 5), soft pooling τ 0.2"
+
     func evaluate() throws {
-        guard batch >= 1 else { throw CLIError("--batch must be at least 1", code: 64) }
+        guard let model else { throw CLIError("give --model DIR", code: 64) }
         // The optimizer and training state are for --resume only; a damaged optimizer file does not matter here.
         let checkpoint = try SSPA.Checkpoint.load(from: URL(fileURLWithPath: model))
         let manifest = checkpoint.manifest
@@ -60,19 +130,66 @@ struct Evaluate: AsyncParsableCommand {
         let promptEncoder = try SSPA.PromptEncoder(textModel: encoder.model, tokenizer: encoder.tokenizer,
                                                    displayNames: manifest.displayNames, nCtx: manifest.model.nCtx)
         let sspa = try SSPA.Model(config: manifest.model, promptEncoder: promptEncoder, knowledge: checkpoint.knowledge)
-        let p = SSPA.Trainer.predict(model: sspa, parameters: checkpoint.parameters, features: data, batchSize: batch)
-        if let bad = SSPA.Finite.firstBad(p) {
+        let predicted = SSPA.Trainer.predictions(model: sspa, parameters: checkpoint.parameters, features: data, batchSize: batch)
+        if let bad = SSPA.Finite.firstBad(predicted.probabilities) {
             throw CLIError("\(model): the model gives \(bad.what) for image \(bad.index / manifest.labels.count + 1) of \(features); the checkpoint or the features are unusable", code: 65)
         }
-        let report = try SSPA.Metrics.Report(SSPA.Metrics.Input(scores: p, targets: data.labels), labelNames: manifest.displayNames)
+        let report = try SSPA.Metrics.Report(SSPA.Metrics.Input(probabilities: predicted.scores, targets: data.labels),
+                                             labelNames: manifest.displayNames)
+        // The baselines on the same features, with the knowledge the model was trained with.
+        let baselines = try SSPA.ZeroShot.reports(features: data, knowledge: checkpoint.knowledge,
+                                                  labelNames: manifest.displayNames, batchSize: batch)
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            Console.out(String(decoding: try encoder.encode(report), as: UTF8.self))
-        } else {
-            let epochs = SSPA.Checkpoint.trainedEpochs(in: URL(fileURLWithPath: model)).map { "\($0) epochs" } ?? "untrained"
-            Console.out("\(model): SSPA (\(ablationSummary(manifest.model))), \(epochs), label set '\(manifest.labelSet)'; \(features)")
-            Console.out(report.table(perLabel: perLabel))
+            try printJSON(ModelJSON(report: report, zeroShot: ZeroShotJSON(reports: baselines)))
+            return
         }
+        let epochs = SSPA.Checkpoint.trainedEpochs(in: URL(fileURLWithPath: model)).map { "\($0) epochs" } ?? "untrained"
+        let title = "SSPA (\(ablationSummary(manifest.model)))"
+        Console.out("\(model): \(title), \(epochs), label set '\(manifest.labelSet)'; \(features)")
+        Console.out(report.table(perLabel: perLabel))
+        Console.out("baselines on the same features and knowledge (zero-shot CLIP, \(Self.transformNote)):")
+        Console.out(String(SSPA.Metrics.Report.comparison([(title, report)] + zeroShotRows(baselines)).dropLast()))
+    }
+
+    func evaluateZeroShot() throws {
+        guard let labelSet else { throw CLIError("--zero-shot needs --label-set", code: 64) }
+        let fm = FileManager.default
+        let data = try loadFeatures(features, role: "test")
+        // The encoder the knowledge must come from: the features', checked against --clip when it is given.
+        var encoderID = data.encoderSHA256
+        if let clip {
+            guard fm.fileExists(atPath: clip) else { throw CLIError("\(clip): no such CLIP checkpoint folder", code: 66) }
+            encoderID = try CLIP.Checkpoint.identity(directory: URL(fileURLWithPath: clip)).id
+        }
+        guard fm.fileExists(atPath: knowledge) else {
+            throw CLIError("\(knowledge): no such knowledge store; build one with `sspa-knowledge build` and `sspa-knowledge encode --clip DIR`", code: 66)
+        }
+        let store = try KnowledgeStore(path: knowledge, readOnly: true)
+        guard let set = try store.labelSet(named: labelSet) else {
+            let names = try store.labelSetNames()
+            throw CLIError("no label set '\(labelSet)' in \(knowledge); it holds: \(names.isEmpty ? "none" : names.joined(separator: ", "))", code: 65)
+        }
+        guard let (labels, matrix, runID) = try store.knowledgeMatrix(labelSet: labelSet, encoderID: encoderID, runID: knowledgeRun) else {
+            let others = try store.encoders(labelSet: labelSet)
+            let known = others.isEmpty ? "no encoder has encoded it yet" : "it is encoded for \(others.map { String($0.prefix(12)) }.joined(separator: ", "))"
+            throw CLIError("label set '\(labelSet)' in \(knowledge) has no knowledge vectors\(knowledgeRun.map { " of run \($0)" } ?? "") for encoder \(encoderID.prefix(12)); \(known). Run `sspa-knowledge encode --clip DIR --label-set \(labelSet) --db \(knowledge)` with the CLIP checkpoint the features came from.", code: 65)
+        }
+        let source = "\(knowledge) (label set \(labelSet))"
+        try data.check(labelNames: labels, encoderID: encoderID, against: source, file: features)
+        try SSPA.Finite.check(rows: matrix, names: labels) {
+            CLIError("\(source): \($0); encode the label set again with a sound CLIP checkpoint (`sspa-knowledge encode`)", code: 65)
+        }
+        guard data.width == matrix.shape[1] else {
+            throw SSPA.FeaturesError(file: features, message: "its features have width d = \(data.width), the knowledge of \(source) d = \(matrix.shape[1])")
+        }
+        let displayNames = labels.map { set.label(named: $0)?.displayName ?? $0 }
+        let reports = try SSPA.ZeroShot.reports(features: data, knowledge: matrix, labelNames: displayNames, batchSize: batch)
+        if json {
+            try printJSON(ZeroShotJSON(reports: reports))
+            return
+        }
+        Console.out("zero-shot CLIP (\(Self.transformNote)), label set '\(labelSet)', knowledge run \(runID), encoder \(encoderID.prefix(12)); \(features)")
+        Console.out("\(data.count) samples, \(labels.count) labels")
+        Console.out(String(SSPA.Metrics.Report.comparison(zeroShotRows(reports)).dropLast()))
     }
 }

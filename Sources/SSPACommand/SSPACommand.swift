@@ -15,6 +15,10 @@ struct SSPACommand: AsyncParsableCommand {
               sspa train --features train.safetensors --val val.safetensors --knowledge knowledge.db \\
                   --label-set voc --clip clip-vit-b16 --out runs/voc
               sspa evaluate --model runs/voc --features test.safetensors
+              sspa evaluate --zero-shot --features test.safetensors --label-set voc
+
+            `evaluate --model` prints the zero-shot CLIP baselines (no training) under the model's row, on the same \
+            features; `evaluate --zero-shot` prints them alone.
             """,
         version: "0.1.0\n\(BLASRuntime.summary)",
         subcommands: [Features.self, Train.self, Evaluate.self, Predict.self]

@@ -110,6 +110,71 @@ final class SSPACLITests {
         #expect(otherLR.status == 65 && otherLR.stderr.contains("--epochs 3 (saved 2)"), "\(otherLR)")
     }
 
+    /// Issue 11 §5: zero-shot CLIP next to every result. `evaluate --zero-shot` scores the features with the store's
+    /// knowledge and no training; `evaluate --model` prints the same zero-shot rows under the model's row.
+    @Test func zeroShotBaselinesBesideTheModel() throws {
+        let train = try features("train.safetensors", count: 32, seed: 1)
+        let val = try features("val.safetensors", count: 24, seed: 2)
+        let zeroShot = ["evaluate", "--zero-shot", "--features", val, "--knowledge", db, "--label-set", "syn", "--clip", clip]
+        let text = try SSPABinary.run(zeroShot)
+        #expect(text.status == 0, "\(text)")
+        let rows = text.stdout.split(separator: "\n").map(String.init)
+        for title in ["zero-shot global", "zero-shot regional max", "zero-shot regional soft"] {
+            #expect(rows.contains { $0.hasPrefix(title) }, "no \(title) row: \(text)")
+        }
+        #expect(text.stdout.contains("σ(20·u − 5)") && text.stdout.contains("24 samples, 6 labels"), "\(text)")
+
+        // The JSON holds the metrics of the library's scores for the store's knowledge.
+        struct ZeroShotJSON: Decodable { var zero_shot: [String: SSPA.Metrics.Report] }
+        let json = try SSPABinary.run(zeroShot + ["--json"])
+        #expect(json.status == 0, "\(json)")
+        let zero = try JSONDecoder().decode(ZeroShotJSON.self, from: Data(json.stdout.utf8)).zero_shot
+        let store = try KnowledgeStore(path: db, readOnly: true)
+        let knowledge = try #require(try store.knowledgeMatrix(labelSet: "syn", encoderID: encoderID)).matrix
+        let expected = try SSPA.ZeroShot.reports(features: SSPA.Features(contentsOf: URL(fileURLWithPath: val)), knowledge: knowledge)
+        for method in SSPA.ZeroShot.Method.allCases {
+            let got = try #require(zero[method.rawValue], "no \(method.rawValue) in \(json.stdout)")
+            #expect(got.mAP == expected[method]?.mAP && got.top3 == expected[method]?.top3, "\(method)")
+        }
+
+        // With a model: its row first, then the same zero-shot rows (the checkpoint carries the same T^ka).
+        let out = dir.appendingPathComponent("runs/zs").path
+        #expect(try SSPABinary.run(trainArguments(train, out: out, extra: ["--epochs", "1"])).status == 0)
+        let evaluate = try SSPABinary.run(["evaluate", "--model", out, "--features", val])
+        #expect(evaluate.status == 0, "\(evaluate)")
+        print("sspa evaluate --model, with the baselines:\n\(evaluate.stdout)")
+        let lines = evaluate.stdout.split(separator: "\n").map(String.init)
+        let model = try #require(lines.firstIndex { $0.hasPrefix("SSPA (full model)") }, "no model row: \(evaluate)")
+        #expect(lines.count > model + 3 && lines[model + 1].hasPrefix("zero-shot global")
+                && lines[model + 2].hasPrefix("zero-shot regional max") && lines[model + 3].hasPrefix("zero-shot regional soft"),
+                "\(evaluate)")
+        for title in ["zero-shot global", "zero-shot regional max", "zero-shot regional soft"] {
+            #expect(lines.first { $0.hasPrefix(title) } == rows.first { $0.hasPrefix(title) }, "\(title) differs between the two modes")
+        }
+        let modelJSON = try SSPABinary.run(["evaluate", "--model", out, "--features", val, "--json"])
+        #expect(modelJSON.status == 0, "\(modelJSON)")
+        let report = try JSONDecoder().decode(SSPA.Metrics.Report.self, from: Data(modelJSON.stdout.utf8))
+        #expect(report.samples == 24)
+        let beside = try JSONDecoder().decode(ZeroShotJSON.self, from: Data(modelJSON.stdout.utf8)).zero_shot
+        #expect(beside["global"]?.mAP == zero["global"]?.mAP && beside["regional-soft"]?.mAP == zero["regional-soft"]?.mAP)
+
+        // Usage: neither --model nor --zero-shot, both, or --zero-shot without a label set.
+        var run = try SSPABinary.run(["evaluate", "--features", val])
+        #expect(run.status == 64 && run.stderr.contains("--zero-shot"), "\(run)")
+        run = try SSPABinary.run(["evaluate", "--zero-shot", "--model", out, "--features", val, "--label-set", "syn"])
+        #expect(run.status == 64 && run.stderr.contains("drop --model"), "\(run)")
+        run = try SSPABinary.run(["evaluate", "--zero-shot", "--features", val])
+        #expect(run.status == 64 && run.stderr.contains("--label-set"), "\(run)")
+
+        // A checkpoint of the format before the spec revision is refused, saying to retrain.
+        let configURL = URL(fileURLWithPath: out + "/config.json")
+        var manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as! [String: Any]
+        manifest["format"] = "sspa-checkpoint/1"
+        try JSONSerialization.data(withJSONObject: manifest).write(to: configURL)
+        run = try SSPABinary.run(["evaluate", "--model", out, "--features", val])
+        #expect(run.status == 65 && run.stderr.contains("Retrain it with `sspa train`"), "\(run)")
+    }
+
     @Test func interruptSavesACheckpointAndResumeFinishesIt() throws {
         let train = try features("train-big.safetensors", count: 640, seed: 3)
         let out = dir.appendingPathComponent("runs/interrupted").path

@@ -10,22 +10,25 @@ import Testing
 /// Data: `SyntheticData` (6 labels of the tiny CLIP, d = 16, M = 12 regions; each positive label spreads a weak signal
 /// over 6 regions, and 2 regions per image hold a strong spike of a label the image does NOT have), 192 training and
 /// 96 validation images. Each variant trains 8 epochs of batch 32 (48 steps) with the spec's optimiser, schedule and
-/// clipping, at learning rate 0.02 instead of 5e-4 (5e-4 needs thousands of steps; the suite has under 60 s).
+/// clipping, at learning rate 0.005 instead of 5e-4 (5e-4 needs thousands of steps; the suite has under 60 s).
 ///
 /// Asserts:
 /// - the full model's validation mAP ends at least 0.10 above its step-0 value;
 /// - it beats `aggregator = max` and `sharp` (fixed τ_a = 0.05), trained the same way, by at least 0.04 mAP each.
 ///
-/// Measured (debug build, 2 cores; data seeds 0–3): full 0.69–0.73 from 0.51–0.60 at step 0; max 0.54–0.65;
-/// sharp 0.49–0.65; the smallest full-minus-ablation margin seen was 0.08, the smallest rise 0.13. (max and sharp end
-/// below their own step-0 values on this data; the test does not depend on that.)
+/// Measured after the spec revision of issue 11 (unit features, ASL summed per image; debug build, 2 cores; data seed
+/// pairs (1, 2), (3, 4), (5, 6), (7, 8) for training and validation): full 0.70–0.78 from 0.50–0.56 at step 0;
+/// max 0.55–0.56; sharp 0.52–0.55; the smallest full-minus-ablation margin seen was 0.135, the smallest rise 0.146.
+/// The learning rate was 0.02 before the revision; under it 0.02 overshoots (validation mAP peaks at epoch 2 and
+/// falls, the rise was 0.07–0.17), and 0.01 gave margins down to 0.12. (max and sharp end below their own step-0
+/// values on this data; the test does not depend on that.)
 @Suite("SSPA learning", .serialized, .enabled(if: SyntheticData.available, "needs the tiny CLIP fixture"))
 struct LearningTests {
     static func train(_ config: SSPA.Config, train: SSPA.Features, validation: SSPA.Features, knowledge: Tensor)
         throws -> (initial: Double, final: Double, history: [SSPA.EpochRecord]) {
         var options = SSPA.TrainingOptions()
         options.epochs = 8
-        options.learningRate = 0.02
+        options.learningRate = 0.005
         options.seed = 3
         let (model, tokenizer) = try SyntheticData.model(config, knowledge: knowledge)
         let trainer = try SSPA.Trainer(model: model, options: options,

@@ -98,8 +98,43 @@ struct MetricsHandTests {
 
         // Ties at top-k: the lower label index wins. Scores 0.5 0.5 0.5, top-1 → label 0.
         #expect(M.predictions(try input([[0.5, 0.5, 0.5]], [[0, 0, 1]]), .topK(1)) == [true, false, false])
-        // k ≥ C predicts every label.
-        #expect(M.predictions(try input([[0.1, 0.2]], [[0, 1]]), .topK(3)) == [true, true])
+        // k ≥ C predicts every label with p ≥ 0.5 (and only those: SSPA-SPEC's ML-GCN top-3 rule).
+        #expect(M.predictions(try input([[0.6, 0.7]], [[0, 1]]), .topK(3)) == [true, true])
+        #expect(M.predictions(try input([[0.1, 0.7]], [[0, 1]]), .topK(3)) == [false, true])
+    }
+
+    @Test("top-3 counts a label only if p ≥ 0.5 (ML-GCN)")
+    func topThreeNeedsHalf() throws {
+        // One sample: scores 0.9 0.4 0.3 0.2, y 1 1 0 0. The 3 most probable are {0, 1, 2}, but only label 0 has
+        // p ≥ 0.5, so only it is predicted: TP {0}, FN {1}, no FP → OP = 1, OR = 1/2, OF1 = 2/3.
+        // Labels with a positive: 0 (P 1, R 1), 1 (P 0, R 0) → CP = CR = 1/2.
+        // (Counting all three would give FP {2}: OP 2/3, OR 1.)
+        let x = try input([[0.9, 0.4, 0.3, 0.2]], [[1, 1, 0, 0]])
+        #expect(M.predictions(x, .topK(3)) == [true, false, false, false])
+        let m = M.classAndOverall(x, .topK(3))
+        #expect(close(m.op, 1) && close(m.or, 1.0 / 2) && close(m.of1, 2.0 / 3), "\(m)")
+        #expect(close(m.cp, 1.0 / 2) && close(m.cr, 1.0 / 2), "\(m)")
+        #expect(try M.Report(x).top3 == m)
+    }
+
+    @Test("AP ranks float64 scores from the logits, so saturated probabilities do not tie")
+    func saturatedLogits() throws {
+        // Region logits 18 (negative, sample 0) and 20 (positive, sample 1), no global branch. In float32 both
+        // probabilities round to 1, the tie keeps sample order and AP = 1/2; in float64 from the logits they are
+        // 1 − 1.5e-8 and 1 − 2.1e-9, the positive ranks first and AP = 1.
+        let logits: [Float] = [18, 20]
+        #expect(Ops.sigmoid(Tensor(logits, shape: [2])).scalars == [1, 1], "the case needs float32 to tie")
+        let tied = try M.Input(scores: Ops.sigmoid(Tensor(logits, shape: [2, 1])), targets: Tensor([0, 1], shape: [2, 1]))
+        #expect(close(M.averagePrecision(tied, label: 0), 1.0 / 2))
+        let scores = M.probabilities(regionLogits: logits, globalLogits: nil)
+        #expect(scores[0] < scores[1] && scores[1] < 1)
+        let exact = try M.Input(probabilities: scores, targets: Tensor([0, 1], shape: [2, 1]))
+        #expect(close(M.averagePrecision(exact, label: 0), 1))
+        // With a global branch, p = (σ(s^G) + σ(s^R)) / 2 in float64.
+        let both = M.probabilities(regionLogits: [0, 18], globalLogits: [2, 20])
+        #expect(abs(both[0] - (0.5 + 1 / (1 + exp(-2.0))) / 2) < 1e-15)
+        #expect(both[1] < 1 && both[1] > 1 - 1e-8)
+        // Remaining ties (equal logits) still keep sample order: the hand cases of "AP with tied scores" hold.
     }
 
     @Test("mA: (TPR + TNR)/2 at 0.5; unknowns and one-sided attributes excluded")
@@ -169,7 +204,9 @@ struct MetricsHandTests {
 }
 
 /// Parity with scikit-learn on seeded random data (Tests/SSPATests/Fixtures/metrics_sklearn.json, written by
-/// scripts/make_metrics_fixtures.py), tolerance 1e-6 absolute. The fixture is tie-free, so ranking conventions agree.
+/// scripts/make_metrics_fixtures.py), tolerance 1e-6 absolute. The fixture is tie-free (scikit-learn treats a tie as
+/// one step), so ranking conventions agree; ties are covered by the hand cases. One case holds float32 logits up to
+/// 30: its scores are computed from them in float64 here, as the model's are, and in float32 they would tie.
 @Suite("SSPA metrics: scikit-learn parity")
 struct MetricsSklearnParityTests {
     struct Fixture: Decodable {
@@ -186,6 +223,8 @@ struct MetricsSklearnParityTests {
             let name: String
             let scores: [Double]
             let targets: [Int8]
+            /// Float32 logits; the scores are σ(logit) in float64 (the "saturated" case).
+            let logits: [Double]?
             let expected: Expected
         }
         let samples, labels, k: Int
@@ -206,11 +245,23 @@ struct MetricsSklearnParityTests {
     @Test("AP, mAP, CP/CR/OP/OR at 0.5 and top-3, mA and instance metrics match scikit-learn")
     func parity() throws {
         let fixture = try Self.load()
-        #expect(fixture.cases.count == 4 && fixture.k == 3)
+        #expect(fixture.cases.count == 5 && fixture.k == 3)
+        #expect(fixture.cases.contains { $0.logits != nil }, "the fixture lacks the saturated-logits case")
         for c in fixture.cases {
-            let x = try M.Input(scores: c.scores.map { Float($0) }, targets: c.targets,
-                                samples: fixture.samples, labels: fixture.labels)
-            #expect(x.scores.map(Double.init) == c.scores, "\(c.name): scores are not exact float32 values")
+            var scores = c.scores
+            if let logits = c.logits {
+                let floats = logits.map { Float($0) }
+                #expect(floats.map(Double.init) == logits, "\(c.name): logits are not exact float32 values")
+                scores = M.probabilities(regionLogits: floats, globalLogits: nil)
+                let worst = zip(scores, c.scores).map { abs($0 - $1) }.max() ?? 0
+                #expect(worst < 1e-15, "\(c.name): σ in float64 differs from numpy's by \(worst)")
+                // Ranked in float32 the case ties and its AP differs from scikit-learn's: the float64 path matters.
+                let float32 = try M.Input(scores: Ops.sigmoid(Tensor(floats, shape: [fixture.samples, fixture.labels])),
+                                          targets: Tensor(c.targets.map(Float.init), shape: [fixture.samples, fixture.labels]))
+                #expect(zip(M.averagePrecisions(float32), c.expected.ap).contains { !close($0, $1) },
+                        "\(c.name): float32 scores give scikit-learn's APs; the case does not test float64 ranking")
+            }
+            let x = try M.Input(probabilities: scores, targets: c.targets, samples: fixture.samples, labels: fixture.labels)
             let aps = M.averagePrecisions(x)
             #expect(aps.count == c.expected.ap.count)
             for (label, (a, e)) in zip(aps, c.expected.ap).enumerated() {

@@ -11,6 +11,8 @@ import Testing
 /// Scheme: every parameter is perturbed with seeded noise (so γ_q, GDMA's Wo and the gates are live). For a few
 /// entries of several parameters, the loss (float32 forward, loss in float64 from the float32 logits) is evaluated at
 /// θ ± h, h = 2e-2, and the divided difference is taken in float64 over the actual float32 spacing of the two values.
+/// The ASL focusing weights are constants of the backward pass (SSPA-SPEC.md), so the loss differentiated is the one
+/// with the weights frozen at θ: the same value at θ, and the gradient the model computes.
 /// Tolerance: |analytic − numeric| ≤ 2e-2 · max(|numeric| of that parameter's checked entries) + 2e-4 (float32
 /// forward noise over 2h plus the O(h²) truncation term).
 @Suite("SSPA model finite differences")
@@ -45,10 +47,10 @@ struct ModelGradientTests {
                      regions: Tensor.randomNormal([b, m, d], seed: 13), labels: labels)
     }
 
-    static func loss(_ s: Setup, _ parameters: SSPA.Parameters) -> Double {
+    static func loss(_ s: Setup, _ parameters: SSPA.Parameters, frozen: SSPA.Model.FocusingWeights?) -> Double {
         let tape = Tape()
         let out = s.model.forward(s.model.variables(parameters, on: tape, trainable: false), x0: s.x0,
-                                  regions: s.regions, labels: s.labels, on: tape)
+                                  regions: s.regions, labels: s.labels, on: tape, focusingWeights: frozen)
         return out.lossValue!
     }
 
@@ -66,7 +68,9 @@ struct ModelGradientTests {
         default: break
         }
         guard let s = try Self.setup(config) else { return }
-        let (_, grads) = s.model.lossAndGradients(s.parameters, x0: s.x0, regions: s.regions, labels: s.labels)
+        let (out, grads) = s.model.lossAndGradients(s.parameters, x0: s.x0, regions: s.regions, labels: s.labels)
+        let frozen = try #require(out.focusingWeights)
+        #expect(Self.loss(s, s.parameters, frozen: frozen) == out.lossValue, "freezing the weights changes the loss at θ")
         let h: Float = 2e-2
         var worst = (name: "", error: 0.0)
         for name in Self.checked {
@@ -81,7 +85,7 @@ struct ModelGradientTests {
                 pp.tensors[name] = Tensor(plus, shape: base.shape)
                 pm.tensors[name] = Tensor(minus, shape: base.shape)
                 let spacing = Double(plus[index]) - Double(minus[index])
-                numeric.append((Self.loss(s, pp) - Self.loss(s, pm)) / spacing)
+                numeric.append((Self.loss(s, pp, frozen: frozen) - Self.loss(s, pm, frozen: frozen)) / spacing)
                 exact.append(Double(analytic.scalars[index]))
             }
             let scale = numeric.map(abs).max() ?? 0
