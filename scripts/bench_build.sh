@@ -2,25 +2,36 @@
 # Throughput benchmark of `sspa-knowledge build` against the fault server's canned answers.
 #
 # It starts Tests/Support/fault_server.py with --canned and a fixed latency per answer, writes a temporary label
-# file of real label names, and runs `build` with --jobs 1, 4 and 16. For each it prints the wall time, the ideal
-# time (labels × latency / jobs), their ratio, and the client's user+sys CPU time per request.
+# file of real label names (numbered variants past the shipped ones), and for each size runs `build` and its peer,
+# openai-python's AsyncOpenAI (scripts/bench_openai_client.py), RUNS times each, alternating. It prints the median
+# wall time, the ideal time (ceil(labels / jobs) × latency), their ratio, the client's user+sys CPU time per request
+# (process start included) and the server's CPU share, which shows when the Python server is the bottleneck.
 #
 # The canned answers are for measuring throughput only; they say nothing about knowledge content.
 #
 # Environment:
 #   SSPA_BIN      the binary to run (default .build/release/sspa-knowledge, built if missing)
-#   BENCH_LABELS  number of labels (default 200)
+#   SIZES         labels:jobs pairs (default "200:16 2000:128")
+#   RUNS          runs of each row (default 5)
 #   LATENCY_MS    fault server latency per answer (default 200)
-#   JOBS_LIST     jobs values to run (default "1 4 16")
+#   PEERS         "openai" (default when openai-python is installed) or "" for this project alone
 set -euo pipefail
 export LC_ALL=C
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-N_LABELS="${BENCH_LABELS:-200}"
 LATENCY_MS="${LATENCY_MS:-200}"
-JOBS_LIST="${JOBS_LIST:-1 4 16}"
+SIZES="${SIZES:-200:16 2000:128}"
+RUNS="${RUNS:-5}"
+N_LABELS=0
+for size in $SIZES; do n="${size%%:*}"; (( n > N_LABELS )) && N_LABELS=$n; done
+# The peer: openai-python (scripts/requirements-bench.txt), when it is installed; PEERS="" runs this project alone.
+if [[ -z "${PEERS+set}" ]]; then
+    if python3 -c 'import openai' 2>/dev/null; then PEERS=openai; else
+        PEERS=""; echo "note: openai-python is not installed (pip install -r scripts/requirements-bench.txt); running without the peer" >&2
+    fi
+fi
 
 if [[ -n "${SSPA_BIN:-}" ]]; then
     BIN="$SSPA_BIN"
@@ -96,6 +107,14 @@ for line in lines:
         break
 if not picked:
     sys.exit("no label names found (labels/*.txt or shared/data/label-sets.json)")
+base = [names(line)[1] for line in picked]
+variant = 2
+while len(picked) < n:
+    for name in base:
+        if len(picked) == n:
+            break
+        picked.append(f"{name} {variant}")
+    variant += 1
 with open(out, "w", encoding="utf-8") as f:
     f.write("\n".join(picked) + "\n")
 PY
@@ -125,42 +144,68 @@ PY
 }
 
 # ---------------------------------------------------------------- runs
+# For each size, RUNS rounds; each round runs this project, then the peer (openai-python), against the same server,
+# so both see the same noise. Wall and CPU times are the processes' own (start-up included), from `time`.
+server_cpu() { # user+sys clock ticks of the fault server so far
+    awk '{print $14 + $15}' "/proc/$FS_PID/stat"
+}
 RESULTS="$TMP/results.txt"
 : >"$RESULTS"
 FAILED=0
-for jobs in $JOBS_LIST; do
-    control POST /_reset >/dev/null
-    rm -f "$TMP/bench-$jobs.db"
-    TIMEFORMAT='%R %U %S'
-    rc=0
-    { time "$BIN" build --labels "$LABELS" --db "$TMP/bench-$jobs.db" \
-        --endpoint "http://127.0.0.1:$PORT/s/ok" --model bench --jobs "$jobs" --quiet --max-attempts 1 \
-        >"$TMP/client-$jobs.out" 2>"$TMP/client-$jobs.err" ; } 2>"$TMP/time-$jobs" || rc=$?
-    if [[ $rc -ne 0 ]]; then
-        echo "jobs=$jobs: sspa-knowledge build exited $rc; its stderr:" >&2
-        tail -20 "$TMP/client-$jobs.err" >&2
-        FAILED=1
-    fi
-    if ! kill -0 "$FS_PID" 2>/dev/null; then
-        echo "the fault server is gone (interrupted?); stopping" >&2
-        exit 1
-    fi
-    requests=$(control GET /_stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["counts"].get("ok", 0))')
-    read -r wall user sys <"$TMP/time-$jobs"
-    echo "$jobs $wall $user $sys $requests $rc" >>"$RESULTS"
+TICKS=$(getconf CLK_TCK)
+for size in $SIZES; do
+    n="${size%%:*}"; jobs="${size##*:}"
+    head -n "$n" "$LABELS" >"$TMP/labels-$n.txt"
+    for run in $(seq "$RUNS"); do
+        for client in sspa $PEERS; do
+            control POST /_reset >/dev/null
+            rm -f "$TMP/bench.db"
+            before=$(server_cpu)
+            TIMEFORMAT='%R %U %S'
+            rc=0
+            if [[ $client == sspa ]]; then
+                { time "$BIN" build --labels "$TMP/labels-$n.txt" --db "$TMP/bench.db" \
+                    --endpoint "http://127.0.0.1:$PORT/s/ok" --model bench --jobs "$jobs" --quiet --max-attempts 1 \
+                    >"$TMP/client.out" 2>"$TMP/client.err" ; } 2>"$TMP/time" || rc=$?
+            else
+                { time python3 "$ROOT/scripts/bench_openai_client.py" --base-url "http://127.0.0.1:$PORT/s/ok/v1" \
+                    --labels "$TMP/labels-$n.txt" --jobs "$jobs" >"$TMP/client.out" 2>"$TMP/client.err" ; } 2>"$TMP/time" || rc=$?
+            fi
+            after=$(server_cpu)
+            if [[ $rc -ne 0 ]]; then
+                echo "$client, $n labels, jobs $jobs: exited $rc; its stderr:" >&2
+                tail -20 "$TMP/client.err" >&2
+                FAILED=1
+            fi
+            kill -0 "$FS_PID" 2>/dev/null || { echo "the fault server is gone (interrupted?); stopping" >&2; exit 1; }
+            requests=$(control GET /_stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["counts"].get("ok", 0))')
+            read -r wall user sys <"$TMP/time"
+            echo "$client $n $jobs $wall $user $sys $requests $rc $(( after - before ))" >>"$RESULTS"
+            echo "  $client $n labels jobs $jobs run $run: ${wall} s" >&2
+        done
+    done
 done
 
 # ---------------------------------------------------------------- table
-python3 - "$RESULTS" "$LABEL_COUNT" "$LATENCY_MS" <<'PY'
-import sys
-path, labels, latency = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]) / 1000
-print(f"{labels} labels, {latency * 1000:.0f} ms per answer (fault server --canned)")
-print(f"{'jobs':>4} {'wall s':>8} {'ideal s':>8} {'ratio':>6} {'requests':>8} {'CPU ms/req':>10} {'exit':>4}")
+python3 - "$RESULTS" "$LATENCY_MS" "$TICKS" "$RUNS" <<'PY'
+import statistics, sys
+path, latency, ticks, runs = sys.argv[1], float(sys.argv[2]) / 1000, int(sys.argv[3]), int(sys.argv[4])
+rows = {}
 for line in open(path):
-    jobs, wall, user, sys_, requests, rc = line.split()
-    jobs, wall, cpu, requests = int(jobs), float(wall), float(user) + float(sys_), int(requests)
-    ideal = labels * latency / jobs
-    per = f"{cpu * 1000 / requests:.2f}" if requests else "-"
-    print(f"{jobs:>4} {wall:>8.2f} {ideal:>8.2f} {wall / ideal:>6.2f} {requests:>8} {per:>10} {rc:>4}")
+    client, n, jobs, wall, user, sys_, requests, rc, server = line.split()
+    rows.setdefault((int(n), int(jobs), client), []).append(
+        (float(wall), float(user) + float(sys_), int(requests), int(rc), int(server) / ticks))
+names = {"sspa": "sspa-knowledge build", "openai": "openai-python AsyncOpenAI"}
+print(f"{latency * 1000:.0f} ms per answer (fault server --canned); median of {runs} runs; ideal = ceil(labels / jobs) x latency")
+print(f"| client | labels | jobs | ideal s | wall s | ratio | client CPU ms/request | server CPU % of wall |")
+print(f"|---|---|---|---|---|---|---|---|")
+for (n, jobs, client), values in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][2] != "sspa")):
+    ideal = -(-n // jobs) * latency
+    wall = statistics.median(v[0] for v in values)
+    per = statistics.median(v[1] * 1000 / v[2] for v in values if v[2]) if any(v[2] for v in values) else float("nan")
+    server = statistics.median(100 * v[4] / v[0] for v in values)
+    bad = sum(1 for v in values if v[3] != 0 or v[2] != n)
+    note = f" ({bad} runs failed or short)" if bad else ""
+    print(f"| {names.get(client, client)} | {n} | {jobs} | {ideal:.2f} | {wall:.2f} | {wall / ideal:.2f} | {per:.2f} | {server:.0f}{note} |")
 PY
 exit "$FAILED"

@@ -12,9 +12,9 @@ log() { printf '\n==> %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 if [ "${SSPA_SKIP_INSTALL:-0}" != 1 ]; then
-  log "Debian packages: libopenblas-dev libcurl4-openssl-dev wordnet-base sqlite3 curl binutils libjpeg62-turbo-dev libturbojpeg0-dev libpng-dev"
+  log "Debian packages: libopenblas-dev libcurl4-openssl-dev wordnet-base sqlite3 curl openssl binutils libjpeg62-turbo-dev libturbojpeg0-dev libpng-dev"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev libcurl4-openssl-dev wordnet-base sqlite3 curl binutils libjpeg62-turbo-dev libturbojpeg0-dev libpng-dev >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev libcurl4-openssl-dev wordnet-base sqlite3 curl openssl binutils libjpeg62-turbo-dev libturbojpeg0-dev libpng-dev >/dev/null
   # llama-cpp-python first, as a portable build: a plain pip install (or any package that depends on it) would
   # build it with -march=native, which traps on other CPUs (and on this one when it has AMX).
   scripts/install_llama_server.sh

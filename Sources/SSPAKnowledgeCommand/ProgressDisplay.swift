@@ -115,7 +115,10 @@ final class ProgressDisplay: @unchecked Sendable {
         if !summary.replaces.isEmpty {
             lines.append("  a new run: earlier knowledge of \(set) came from \(summary.replaces.joined(separator: ", ")); this source is \(provider.model), so every label was asked again (the old run stays; `sspa-knowledge list` shows both)")
         }
-        if !summary.failed.isEmpty { lines.append("  failed: \(Self.list(summary.failed)) (run again to retry)") }
+        if !summary.failed.isEmpty {
+            lines.append("  failed: \(Self.list(summary.failed)) (run again to retry)")
+            if let reason = summary.lastFailure { lines.append("  last error: \(reason)") }
+        }
         for line in lines { write(line) }
     }
 

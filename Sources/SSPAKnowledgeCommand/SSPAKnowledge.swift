@@ -24,7 +24,7 @@ struct SSPAKnowledge: AsyncParsableCommand {
               sspa-knowledge export --format cupl --label-set voc
             """,
         version: "\(version)\n\(BLASRuntime.summary)",
-        subcommands: [Build.self, Prompt.self, List.self, Show.self, Validate.self, Export.self, Encode.self]
+        subcommands: [Build.self, Batch.self, Prompt.self, List.self, Show.self, Validate.self, Export.self, Encode.self]
     )
 
     /// Selects the right BLAS kernel before anything else runs (it may re-execute the process), then parses.

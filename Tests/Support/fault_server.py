@@ -329,11 +329,14 @@ def wants_n(req) -> int:
 
 
 def request_label(handler: BaseHTTPRequestHandler, req) -> str:
-    """The X-SSPA-Label header (percent-encoded UTF-8), else the last user message's text."""
+    """The X-SSPA-Label header (percent-encoded UTF-8), else the first quoted name in the last user message (the
+    templates ask about "{{display_name}}"), else that message's text."""
     label = handler.headers.get("X-SSPA-Label")
     if label is not None:
         return urllib.parse.unquote(label, encoding="utf-8", errors="replace")
-    return last_user_text(req)
+    text = last_user_text(req)
+    quoted = re.search(r'"([^"]{1,200})"', text)
+    return quoted.group(1) if quoted else text
 
 
 def canned_descriptions(label: str, index: int) -> str:
@@ -780,6 +783,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-ms", type=float, default=0.0, help="fixed delay before every answer")
     ap.add_argument("--hang-seconds", type=float, default=30.0, help="how long hang scenarios wait (default 30)")
     ap.add_argument("--canned", action="store_true", help="answer canned descriptions (benchmark only)")
+    ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), default=None,
+                    help="serve HTTPS with this PEM certificate and key (Python's ssl module; HTTP/1.1 only)")
     ap.add_argument("--verbose", action="store_true", help="log to stderr")
     args = ap.parse_args(argv)
 
@@ -811,6 +816,12 @@ def main(argv: list[str] | None = None) -> int:
     if server is None:
         print("could not get a port other than 8765", file=sys.stderr)
         return 1
+
+    if args.tls:
+        import ssl
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls[0], args.tls[1])
+        server.socket = context.wrap_socket(server.socket, server_side=True)
 
     def stop(signum, frame) -> None:  # noqa: ARG001
         raise KeyboardInterrupt

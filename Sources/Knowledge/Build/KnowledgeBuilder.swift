@@ -13,6 +13,8 @@ public struct BuildOptions: Sendable {
     public var force: Bool = false
     /// Only retry the labels recorded as short.
     public var resampleShort: Bool = false
+    /// Batch export: send again the requests of an earlier export that never got a result.
+    public var resend: Bool = false
 
     public init() {}
 }
@@ -34,6 +36,8 @@ public struct BuildSummary: Sendable {
     public var short: [String] = []
     public var none: [String] = []
     public var failed: [String] = []
+    /// The error of the last label that failed, so a run where every label fails says why.
+    public var lastFailure: String?
     /// Usable descriptions (no flag that keeps them out of `encode`).
     public var descriptions = 0
     /// Descriptions stored with a flag that keeps them out of `encode` by default.
@@ -218,7 +222,9 @@ extension BuildSummary {
         case .complete: complete += 1
         case .short: short.append(outcome.label.rawName)
         case .none: none.append(outcome.label.rawName)
-        case .failed: failed.append(outcome.label.rawName)
+        case .failed:
+            failed.append(outcome.label.rawName)
+            lastFailure = outcome.message ?? lastFailure
         }
     }
 }

@@ -106,6 +106,9 @@ final class CurlEngine: @unchecked Sendable {
         _ = sspa_curl_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS))
         _ = sspa_curl_setopt_long(easy, CURLOPT_PIPEWAIT, 1)
         _ = sspa_curl_setopt_string(easy, CURLOPT_ACCEPT_ENCODING, "")
+        // Certificates: the system store, or the PEM file SSL_CERT_FILE names (as OpenSSL, Python and curl users set it
+        // for a private CA).
+        if let caFile = Self.caFile { _ = sspa_curl_setopt_string(easy, CURLOPT_CAINFO, caFile) }
         _ = sspa_curl_setopt_pointer(easy, CURLOPT_ERRORBUFFER, transfer.errorBuffer)
         _ = sspa_curl_setopt_write(easy, CURLOPT_WRITEFUNCTION, curlWrite)
         _ = sspa_curl_setopt_pointer(easy, CURLOPT_WRITEDATA, context)
@@ -127,6 +130,8 @@ final class CurlEngine: @unchecked Sendable {
         _ = sspa_curl_setopt_slist(easy, CURLOPT_HTTPHEADER, list)
         return transfer
     }
+
+    static let caFile: String? = ProcessInfo.processInfo.environment["SSL_CERT_FILE"].flatMap { $0.isEmpty ? nil : $0 }
 
     private static func release(_ transfer: Transfer) {
         curl_easy_cleanup(transfer.easy)

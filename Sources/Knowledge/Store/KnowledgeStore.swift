@@ -36,7 +36,7 @@ public final class KnowledgeStore: Sendable {
         do {
             (queue, unknownMigrations) = try Self.open(path: path, access: access, readOnly: readOnly, configuration: configuration)
         } catch let error as DatabaseError {
-            throw Self.explain(error, path: path)
+            throw Self.explainDatabase(error, path: path)
         }
     }
 

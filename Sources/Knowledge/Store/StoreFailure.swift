@@ -6,13 +6,13 @@ extension KnowledgeStore {
     public static func explain(_ error: any Error, path: String) -> StoreError? {
         switch error {
         case let error as StoreError: error
-        case let error as DatabaseError: explain(error, path: path)
+        case let error as DatabaseError: explainDatabase(error, path: path)
         default: nil
         }
     }
 
     /// A SQLite failure as one sentence naming the file and what to do; the SQLite code stays as a hint.
-    static func explain(_ error: DatabaseError, path: String) -> StoreError {
+    static func explainDatabase(_ error: DatabaseError, path: String) -> StoreError {
         let code = "SQLite error \(error.resultCode.rawValue)"
         switch error.resultCode {
         case .SQLITE_NOTADB, .SQLITE_CORRUPT:

@@ -230,6 +230,23 @@ enum StoreSchema {
                 """)
             try StoredQuality.assessAll(db)
         }
+        migrator.registerMigration("v6-batch-requests") { db in
+            try db.execute(sql: """
+                CREATE TABLE batch_requests (
+                    custom_id TEXT PRIMARY KEY,     -- sspa-r<run>-l<label position>-a<attempt>
+                    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                    label_id INTEGER NOT NULL REFERENCES labels(id) ON DELETE CASCADE,
+                    attempt INTEGER NOT NULL,
+                    request TEXT NOT NULL,          -- the exported input line (OpenAI Batch API format)
+                    input_file TEXT NOT NULL,
+                    exported_at TEXT NOT NULL,
+                    result TEXT,                    -- the output or error line, as the engine wrote it
+                    result_file TEXT,
+                    imported_at TEXT
+                );
+                CREATE INDEX batch_requests_by_label ON batch_requests(run_id, label_id, attempt);
+                """)
+        }
         return migrator
     }
 
