@@ -138,7 +138,7 @@ struct BatchImportCommand: AsyncParsableCommand {
         try await reportingErrors {
             let knowledgeStore = try store.open()
             let override = template
-            let importer = BatchImporter(store: knowledgeStore, wordnet: try? WordNetDatabase(directory: "/usr/share/wordnet")) { run in
+            let importer = BatchImporter(store: knowledgeStore, wordnet: LazyWordNet(directory: "/usr/share/wordnet")) { run in
                 let template = try TemplateLocator.standard().load(override ?? run.templateName)
                 guard template.sha256 == run.templateSHA256 else {
                     throw CLIError("the template '\(run.templateName)' changed since run \(run.id) was exported (SHA-256 \(template.sha256.prefix(12)), was \(run.templateSHA256.prefix(12))); restore it, or pass the one used with --template.", code: 65)

@@ -101,10 +101,8 @@ struct Build: AsyncParsableCommand {
         options.resampleShort = resampleShort
 
         // WordNet's relations widen what counts as naming a label in the off-topic check; without it, names only.
-        let wordnet = provider.wordnet ?? (try? WordNetDatabase(directory: endpoint.wordnetDirectory))
-        if wordnet == nil, !quiet {
-            Console.error("note: WordNet is not at \(endpoint.wordnetDirectory), so the off-topic check knows only each label's names (install wordnet-base).")
-        }
+        // Opened only if an answer names none of a label's names (the offline source brings its own).
+        let wordnet = provider.wordnet.map { LazyWordNet($0) } ?? LazyWordNet(directory: endpoint.wordnetDirectory)
 
         let interrupt = InterruptHandler()
         defer { interrupt.restore() }

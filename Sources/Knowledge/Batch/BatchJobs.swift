@@ -217,11 +217,11 @@ public struct BatchRun: Sendable {
 /// Reads batch results (output and error lines of OpenAI's Batch API or vLLM's run-batch) into their runs.
 public struct BatchImporter: Sendable {
     public var store: KnowledgeStore
-    public var wordnet: WordNetDatabase?
+    public var wordnet: LazyWordNet?
     /// The prompts of a run, rebuilt from its template (the caller finds the template; its SHA-256 must match).
     public var prompts: @Sendable (BatchRun) throws -> PromptBuilder
 
-    public init(store: KnowledgeStore, wordnet: WordNetDatabase? = nil, prompts: @escaping @Sendable (BatchRun) throws -> PromptBuilder) {
+    public init(store: KnowledgeStore, wordnet: LazyWordNet? = nil, prompts: @escaping @Sendable (BatchRun) throws -> PromptBuilder) {
         self.store = store
         self.wordnet = wordnet
         self.prompts = prompts
@@ -263,6 +263,7 @@ public struct BatchImporter: Sendable {
             let prompts = try self.prompts(run)
             let set = try store.labelSet(named: run.labelSet)?.labels ?? []
             let ids = try store.labelIDs(labelSet: run.labelSet)
+            let names = DescriptionQuality.NameIndex(set)
             for labelID in labelIDs.sorted() {
                 guard let position = ids.firstIndex(of: labelID), position < set.count else { continue }
                 let label = set[position]
@@ -270,7 +271,7 @@ public struct BatchImporter: Sendable {
                 let replay = Self.replay(answers, base: run.sampling.seed)
                 let worker = LabelWorker(provider: KnowledgeProvider(name: "batch", endpoint: "batch", model: run.model, describe: replay),
                                          prompts: prompts, sampling: run.sampling, maxAttempts: answers.count, wordnet: wordnet)
-                guard let outcome = await worker.run(label, in: set) else { throw CancellationError() }
+                guard let outcome = await worker.run(label, in: set, names: names) else { throw CancellationError() }
                 try store.saveOutcome(outcome, runID: runID, labelID: labelID)
                 report.labels.append((runID, label.rawName, outcome.state))
             }

@@ -84,10 +84,10 @@ public struct KnowledgeBuilder: Sendable {
     public var options: BuildOptions
     public var toolVersion: String
     /// WordNet, when installed: its relations widen what counts as naming a label in the off-topic check.
-    public var wordnet: WordNetDatabase?
+    public var wordnet: LazyWordNet?
 
     public init(store: KnowledgeStore, provider: KnowledgeProvider, prompts: PromptBuilder, sampling: Sampling, options: BuildOptions,
-                toolVersion: String, wordnet: WordNetDatabase? = nil) {
+                toolVersion: String, wordnet: LazyWordNet? = nil) {
         self.store = store
         self.provider = provider
         self.prompts = prompts
@@ -134,6 +134,8 @@ public struct KnowledgeBuilder: Sendable {
         var stop: BuildStop?
         var consecutiveFailures = 0
         let worker = self.worker
+        let names = DescriptionQuality.NameIndex(set.labels)
+        let positions = Dictionary(set.labels.enumerated().map { ($1.rawName, $0) }, uniquingKeysWith: { a, _ in a })
         let jobs = provider.kind == .offline ? 1 : max(options.jobs, 1)
         await withTaskGroup(of: LabelOutcome?.self) { group in
             var next = 0
@@ -141,7 +143,7 @@ public struct KnowledgeBuilder: Sendable {
                 guard stop == nil, next < todo.count else { return }
                 let index = todo[next]
                 next += 1
-                group.addTask { await worker.run(set.labels[index], in: set.labels) }
+                group.addTask { await worker.run(set.labels[index], in: set.labels, names: names) }
             }
             func halt(_ reason: BuildStop) {
                 if stop == nil { stop = reason }
@@ -151,7 +153,7 @@ public struct KnowledgeBuilder: Sendable {
             while let finished = await group.next() {
                 // Cancelled (Ctrl-C): in-flight labels finish being cancelled; nothing new starts.
                 guard let outcome = finished else { halt(.interrupted); continue }
-                if let index = set.labels.firstIndex(where: { $0.rawName == outcome.label.rawName }) {
+                if let index = positions[outcome.label.rawName] {
                     do {
                         try store.saveOutcome(outcome, runID: runID, labelID: labelIDs[index])
                     } catch {

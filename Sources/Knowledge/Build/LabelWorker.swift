@@ -11,10 +11,12 @@ public struct LabelWorker: Sendable {
     public var prompts: PromptBuilder
     public var sampling: Sampling
     public var maxAttempts: Int
-    /// WordNet, when installed: its relations widen what counts as naming a label in the off-topic check.
-    public var wordnet: WordNetDatabase?
+    /// WordNet, when installed: its relations widen what counts as naming a label in the off-topic check. Loaded on
+    /// first need (an answer that names none of the label's names), so most LLM builds never pay for it.
+    public var wordnet: LazyWordNet?
+    private let shownCache = ShownCache()
 
-    public init(provider: KnowledgeProvider, prompts: PromptBuilder, sampling: Sampling, maxAttempts: Int, wordnet: WordNetDatabase? = nil) {
+    public init(provider: KnowledgeProvider, prompts: PromptBuilder, sampling: Sampling, maxAttempts: Int, wordnet: LazyWordNet? = nil) {
         self.provider = provider
         self.prompts = prompts
         self.sampling = sampling
@@ -22,15 +24,29 @@ public struct LabelWorker: Sendable {
         self.wordnet = wordnet
     }
 
-    /// The outcome for `label` (one of `labelSet`), or nil when cancelled.
-    public func run(_ label: Label, in labelSet: [Label]) async -> LabelOutcome? {
+    /// The outcome for `label` (one of `labelSet`), or nil when cancelled. `names` indexes the set's names; pass
+    /// one built once per set when running many labels.
+    public func run(_ label: Label, in labelSet: [Label], names: DescriptionQuality.NameIndex? = nil) async -> LabelOutcome? {
         let wanted = prompts.count
         let prompt = prompts.render(for: label)
-        let context = DescriptionQuality.Context(label: label, in: labelSet, related: wordnet?.relatedWords(for: label) ?? [])
-        // What the request shows as answers to copy from: the demonstrations' descriptions, as rendered.
-        let shown: [(label: String, text: String)] = provider.readsPrompt
-            ? prompts.chooseDemonstrations(for: label).flatMap { demo in demo.descriptions.prefix(wanted).map { (demo.label, $0) } }
-            : []
+        // WordNet's relations are looked up only for an answer that names none of the label's names (rare).
+        var context = DescriptionQuality.Context(label: label, names: names ?? DescriptionQuality.NameIndex(labelSet))
+        var relatedLoaded = false
+        func onTopic(_ answer: [String]) -> Bool {
+            if DescriptionQuality.onTopic(answer, context) { return true }
+            if !relatedLoaded, let wordnet = wordnet?.database {
+                relatedLoaded = true
+                context.related = wordnet.relatedWords(for: label)
+                return DescriptionQuality.onTopic(answer, context)
+            }
+            return false
+        }
+        // What the request shows as answers to copy from: the demonstrations' descriptions, as rendered (indexed once
+        // per choice of demonstrations; with fixed selection that is once per run).
+        let demos = provider.readsPrompt ? prompts.chooseDemonstrations(for: label) : []
+        let shown = shownCache.shown(for: demos.map(\.label)) {
+            DescriptionQuality.Shown(demos.flatMap { demo in demo.descriptions.prefix(wanted).map { (demo.label, $0) } })
+        }
         var outcome = LabelOutcome(label: label, requests: [], descriptions: [], state: .failed, wanted: wanted)
         var seen = Set<String>()
         var lastError: String?
@@ -41,7 +57,7 @@ public struct LabelWorker: Sendable {
         func keep(_ answer: [String], onTopic: Bool, cutOff: Bool) {
             for (index, text) in answer.enumerated() where seen.insert(text.lowercased()).inserted {
                 let verdict = DescriptionQuality.assess(
-                    text, context: context, demonstrations: shown, earlier: outcome.descriptions.map(\.text),
+                    text, context: context, shown: shown, earlier: outcome.descriptions.map(\.text),
                     answerOnTopic: onTopic, cutOff: cutOff && index == answer.count - 1)
                 if verdict.usable {
                     guard usable < wanted else { continue }
@@ -75,19 +91,23 @@ public struct LabelWorker: Sendable {
                     return outcome
                 case .descriptions(let texts):
                     let answer = texts.map { FastText.trimmed($0) }.filter { !$0.isEmpty }
-                    let onTopic = DescriptionQuality.onTopic(answer, context)
+                    let topical = onTopic(answer)
                     record.parseFormat = "ready"
-                    record.flag = answer.isEmpty ? ParsedResponse.Flag.empty.rawValue : onTopic ? nil : ParsedResponse.Flag.offTopic.rawValue
-                    keep(answer, onTopic: onTopic, cutOff: false)
+                    record.flag = answer.isEmpty ? ParsedResponse.Flag.empty.rawValue : topical ? nil : ParsedResponse.Flag.offTopic.rawValue
+                    keep(answer, onTopic: topical, cutOff: false)
                 case .choices(let choices):
                     var flags: [String] = []
                     var formats: [String] = []
                     for choice in choices {
-                        let parsed = ResponseParser.parse(choice.content, label: label, related: context.related)
+                        var parsed = ResponseParser.parse(choice.content, label: label, related: context.related)
+                        if parsed.flag == .offTopic, onTopic(parsed.offTopic) {
+                            // Off topic by the names alone, on topic by WordNet's relations.
+                            parsed = ParsedResponse(descriptions: parsed.offTopic, offTopic: [], format: parsed.format, flag: nil)
+                        }
                         formats.append(parsed.format.rawValue)
                         if let flag = parsed.flag { flags.append(flag.rawValue) }
-                        let onTopic = parsed.flag != .offTopic
-                        keep(onTopic ? parsed.descriptions : parsed.offTopic, onTopic: onTopic, cutOff: choice.finishReason == "length")
+                        let topical = parsed.flag != .offTopic
+                        keep(topical ? parsed.descriptions : parsed.offTopic, onTopic: topical, cutOff: choice.finishReason == "length")
                     }
                     record.parseFormat = Set(formats).sorted().joined(separator: ",")
                     record.flag = flags.isEmpty ? nil : Set(flags).sorted().joined(separator: ",")
@@ -137,5 +157,43 @@ public struct LabelWorker: Sendable {
             for flag in description.verdict.flags where flag.excludesByDefault { counts[flag, default: 0] += 1 }
         }
         return counts.keys.sorted().map { "\($0.rawValue) \(counts[$0]!)" }.joined(separator: ", ")
+    }
+}
+
+/// A WordNet database opened on first use, once, from any thread; nil when it is not installed.
+public final class LazyWordNet: @unchecked Sendable {
+    private let lock = NSLock()
+    private var loaded: WordNetDatabase??
+    private let open: @Sendable () -> WordNetDatabase?
+
+    public init(directory: String) {
+        open = { try? WordNetDatabase(directory: directory) }
+    }
+
+    public init(_ database: WordNetDatabase?) {
+        loaded = .some(database)
+        open = { database }
+    }
+
+    public var database: WordNetDatabase? {
+        lock.withLock {
+            if let loaded { return loaded }
+            let database = open()
+            loaded = .some(database)
+            return database
+        }
+    }
+}
+
+/// The indexed demonstrations of a worker, by the labels of the demonstrations shown.
+private final class ShownCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var entries: [[String]: DescriptionQuality.Shown] = [:]
+
+    func shown(for labels: [String], make: () -> DescriptionQuality.Shown) -> DescriptionQuality.Shown {
+        if let cached = lock.withLock({ entries[labels] }) { return cached }
+        let value = make()
+        lock.withLock { entries[labels] = value }
+        return value
     }
 }

@@ -72,22 +72,47 @@ public enum DescriptionQuality {
     /// `too-long`: CLIP's context, start and end tokens included.
     public static let tokenLimit = 77
 
+    /// The names of every label of a set as stemmed word phrases, for finding the labels a text names in one pass
+    /// over its words (a set of 20,000 labels costs the same per description as one of 20). Build it once per set.
+    public struct NameIndex: Sendable {
+        /// Stemmed phrase ("dine table") → the raw names of the labels that go by it.
+        let phrases: [String: [String]]
+        /// Words in the longest phrase.
+        let longest: Int
+
+        public init(_ labels: [Label]) {
+            var phrases: [String: [String]] = [:]
+            var longest = 0
+            for label in labels {
+                for name in label.allNames {
+                    let words = ResponseParser.wordsOf(name).map(ResponseParser.stem)
+                    guard !words.isEmpty else { continue }
+                    let phrase = words.joined(separator: " ")
+                    if phrases[phrase]?.contains(label.rawName) != true { phrases[phrase, default: []].append(label.rawName) }
+                    longest = max(longest, words.count)
+                }
+            }
+            self.phrases = phrases
+            self.longest = longest
+        }
+    }
+
     /// What the checks need to know about a label beyond the text.
     public struct Context: Sendable {
         public var label: Label
-        /// The other labels of the set.
-        public var others: [Label]
+        /// The names of the set's labels (this one's included; it is left out when matching).
+        public var names: NameIndex
         /// Lower-case content words WordNet relates to the label (its senses' words, hypernyms, hyponyms, parts).
         public var related: Set<String>
 
-        public init(label: Label, others: [Label], related: Set<String> = []) {
+        public init(label: Label, names: NameIndex, related: Set<String> = []) {
             self.label = label
-            self.others = others
+            self.names = names
             self.related = related
         }
 
         public init(label: Label, in set: [Label], related: Set<String> = []) {
-            self.init(label: label, others: set.filter { $0.rawName != label.rawName }, related: related)
+            self.init(label: label, names: NameIndex(set), related: related)
         }
     }
 
@@ -113,10 +138,17 @@ public enum DescriptionQuality {
         _ text: String, context: Context, demonstrations: [(label: String, text: String)], earlier: [String],
         answerOnTopic: Bool, cutOff: Bool, tokens: Int? = nil
     ) -> QualityVerdict {
+        assess(text, context: context, shown: Shown(demonstrations), earlier: earlier, answerOnTopic: answerOnTopic, cutOff: cutOff, tokens: tokens)
+    }
+
+    /// `assess` with the demonstrations indexed once (`Shown`), for judging many sentences of one label.
+    public static func assess(
+        _ text: String, context: Context, shown: Shown, earlier: [String], answerOnTopic: Bool, cutOff: Bool, tokens: Int? = nil
+    ) -> QualityVerdict {
         var verdict = QualityVerdict()
         var flags: [DescriptionFlag] = []
 
-        let share = copiedShare(text, names: context.label.allNames, demonstrations: demonstrations)
+        let share = copiedShare(text, names: context.label.allNames, shown: shown)
         verdict.copiedShare = share
         if share >= copiedShare { flags.append(.copied) }
 
@@ -148,22 +180,35 @@ public enum DescriptionQuality {
 
     // MARK: - copied
 
+    /// The demonstration answers a request showed, as masked word trigrams: built once per label, not per sentence.
+    public struct Shown: Sendable {
+        let grams: Set<[String]>
+        let short: Set<[String]>
+        let isEmpty: Bool
+
+        public init(_ demonstrations: [(label: String, text: String)]) {
+            var grams = Set<[String]>()
+            var short = Set<[String]>()
+            for demo in demonstrations {
+                let words = DescriptionQuality.masked(demo.text, names: [demo.label])
+                short.insert(words)
+                for gram in DescriptionQuality.trigrams(words) { grams.insert(gram) }
+            }
+            self.grams = grams
+            self.short = short
+            isEmpty = demonstrations.isEmpty
+        }
+    }
+
     /// The share of `text`'s word trigrams that occur in any demonstration answer. The label's names and each
     /// demonstration's label are masked first, so "A cat is a tall animal…" copied from "A giraffe is a tall
     /// animal…" counts as copied. Texts under three words compare as one unit.
-    static func copiedShare(_ text: String, names: [String], demonstrations: [(label: String, text: String)]) -> Double {
-        guard !demonstrations.isEmpty else { return 0 }
+    static func copiedShare(_ text: String, names: [String], shown: Shown) -> Double {
+        guard !shown.isEmpty else { return 0 }
         let mine = masked(text, names: names)
-        var shown = Set<[String]>()
-        var shortShown = Set<[String]>()
-        for demo in demonstrations {
-            let words = masked(demo.text, names: [demo.label])
-            shortShown.insert(words)
-            for gram in trigrams(words) { shown.insert(gram) }
-        }
         let grams = trigrams(mine)
-        if grams.isEmpty { return shortShown.contains(mine) ? 1 : 0 }
-        return Double(grams.filter { shown.contains($0) }.count) / Double(grams.count)
+        if grams.isEmpty { return shown.short.contains(mine) ? 1 : 0 }
+        return Double(grams.filter { shown.grams.contains($0) }.count) / Double(grams.count)
     }
 
     /// Lower-case stemmed words, with every occurrence of a name (as a word sequence) replaced by one mark.
@@ -203,13 +248,17 @@ public enum DescriptionQuality {
     static func otherLabelsNamed(_ text: String, _ context: Context) -> [String] {
         let words = masked(text, names: context.label.allNames)
         if words.contains(where: contrastWords.contains) { return [] }
-        let joined = " " + words.joined(separator: " ") + " "
         let own = Set(context.label.allNames.map { ResponseParser.wordsOf($0).map(ResponseParser.stem).joined(separator: " ") })
         var named: [String] = []
-        for other in context.others {
-            let phrases = other.allNames.map { ResponseParser.wordsOf($0).map(ResponseParser.stem).joined(separator: " ") }
-                .filter { !$0.isEmpty && !own.contains($0) }
-            if phrases.contains(where: { FastText.contains(joined, " " + $0 + " ") }) { named.append(other.rawName) }
+        for start in words.indices {
+            var phrase = ""
+            for length in 1...max(context.names.longest, 1) where start + length <= words.count {
+                let word = words[start + length - 1]
+                if word == "\u{1}" { break }
+                phrase += (length == 1 ? "" : " ") + word
+                guard !own.contains(phrase), let labels = context.names.phrases[phrase] else { continue }
+                for raw in labels where raw != context.label.rawName && !named.contains(raw) { named.append(raw) }
+            }
         }
         return named
     }

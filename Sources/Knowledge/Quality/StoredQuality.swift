@@ -17,13 +17,14 @@ enum StoredQuality {
                 return (row["id"], Label(rawName: row["raw_name"], displayName: row["display_name"], synonyms: synonyms))
             }
             let set = labels.map(\.label)
+            let names = DescriptionQuality.NameIndex(set)
             for (labelID, label) in labels {
                 let rows = try Row.fetchAll(db, sql: """
                     SELECT d.id, d.text, d.request_id, q.prompt, q.demonstrations, q.finish_reason FROM descriptions d
                     JOIN requests q ON q.id = d.request_id WHERE d.run_id = ? AND d.label_id = ? ORDER BY d.position
                     """, arguments: [runID, labelID])
                 guard !rows.isEmpty else { continue }
-                let context = DescriptionQuality.Context(label: label, in: set)
+                let context = DescriptionQuality.Context(label: label, names: names)
                 var earlier: [String] = []
                 for (index, row) in rows.enumerated() {
                     let text: String = row["text"]
