@@ -11,7 +11,7 @@
 # runs `sspa evaluate --zero-shot` over the whole file (every image is read; it keeps the N × C scores the metrics
 # need, so its memory grows by about 40 bytes per image and label). Each file is deleted after its row.
 # Env: SIZES, STEPS (default 50), EVALUATE (0), BIN (default .build/release, else .build/debug), WORK (scratch folder,
-# default /tmp/sspa-bench-memory). Build first (under the shared lock): flock /tmp/sspa-swift.lock swift build -c release
+# default /tmp/sspa-bench-memory). Build first (under the shared lock): flock /tmp/sspa-swift.lock swift build -c release --product sspa
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,15 +23,17 @@ CLIP=Tests/CLIPTests/Fixtures/checkpoints/tiny-quickgelu
 if [[ -z "${BIN:-}" ]]; then
     if [[ -x .build/release/sspa ]]; then BIN=.build/release; else BIN=.build/debug; fi
 fi
-[[ -x "$BIN/sspa" && -x "$BIN/sspa-knowledge" ]] || { echo "missing $BIN/sspa or $BIN/sspa-knowledge; build first" >&2; exit 1; }
+KBIN="$BIN/sspa-knowledge"
+[[ -x "$KBIN" ]] || KBIN=.build/debug/sspa-knowledge   # only builds the small knowledge.db
+[[ -x "$BIN/sspa" && -x "$KBIN" ]] || { echo "missing $BIN/sspa or sspa-knowledge; build first" >&2; exit 1; }
 [[ -x /usr/bin/time ]] || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
 
 mkdir -p "$WORK"
 trap 'rm -f "$WORK/features.safetensors"; rm -rf "$WORK/run"' EXIT
 printf 'dog\ncat\ncar\ntree\nboat\nbird\n' > "$WORK/bench.txt"
 if [[ ! -f "$WORK/knowledge.db" ]]; then
-    "$BIN/sspa-knowledge" build --labels "$WORK/bench.txt" --db "$WORK/knowledge.db" --quiet >&2
-    "$BIN/sspa-knowledge" encode --clip "$CLIP" --label-set bench --db "$WORK/knowledge.db" --quiet >&2
+    "$KBIN" build --labels "$WORK/bench.txt" --db "$WORK/knowledge.db" --quiet >&2
+    "$KBIN" encode --clip "$CLIP" --label-set bench --db "$WORK/knowledge.db" --quiet >&2
 fi
 ENCODER=$(sqlite3 "$WORK/knowledge.db" "select id from encoders where identity <> 'weights-sha256' limit 1")
 
