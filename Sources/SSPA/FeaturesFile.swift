@@ -86,14 +86,6 @@ extension SSPA {
         /// The region modes a features file may record (`CLIP.RegionMode`'s raw values).
         public static let regionModes = ["patch", "value"]
 
-        /// Throws unless the features were made with the region mode `expected` (a file that does not say passes):
-        /// region features of the other mode describe images differently, so a model trained on one is not
-        /// evaluated on the other by accident. `expectedSource` names the other side (e.g. the checkpoint).
-        public func check(regionMode expected: String?, of expectedSource: String, file: String) throws {
-            guard let expected, let regionMode, expected != regionMode else { return }
-            throw FeaturesError(file: file, message: "its region features were made with --regions \(regionMode), but \(expectedSource) was made with --regions \(expected); extract them again with `sspa features --regions \(expected)`")
-        }
-
         /// Reads and validates a features file.
         public init(contentsOf url: URL) throws {
             let path = url.path
@@ -142,36 +134,17 @@ extension SSPA {
             try serialized(dtype: dtype).write(to: url, options: .atomic)
         }
 
-        /// The safetensors bytes `write` writes.
-        public func serialized(dtype: SafeTensors.DType = .f32) throws -> Data {
+        /// The safetensors bytes `write` writes; `extra` adds metadata entries (e.g. what the file was made from).
+        public func serialized(dtype: SafeTensors.DType = .f32, extra: [String: String] = [:]) throws -> Data {
             func json(_ strings: [String]) throws -> String { String(decoding: try JSONEncoder().encode(strings), as: UTF8.self) }
-            var metadata = ["labels": try json(labelNames), "encoder_sha256": encoderSHA256, "image_paths": try json(imagePaths)]
+            var metadata = extra.merging(["labels": try json(labelNames), "encoder_sha256": encoderSHA256,
+                                          "image_paths": try json(imagePaths)]) { $1 }
             if let regionMode { metadata["region_mode"] = regionMode }
             var writer = SafeTensorsWriter(metadata: metadata)
             writer.add("x0", x0, as: dtype)
             writer.add("X", regions, as: dtype)
             writer.add("labels", integers: labels.scalars.map { Int8($0) }, shape: labels.shape, as: .i8)
             return try writer.serialized()
-        }
-
-        /// Throws unless the label columns are exactly `labelNames` in order and the encoder is `encoderID`;
-        /// `knowledgeSource` names the other side in the message (e.g. "knowledge.db, label set voc").
-        public func check(labelNames expected: [String], encoderID: String?, against knowledgeSource: String,
-                          file: String) throws {
-            if labelNames != expected {
-                let missing = expected.filter { !labelNames.contains($0) }
-                let extra = labelNames.filter { !expected.contains($0) }
-                var detail: [String] = []
-                if !missing.isEmpty { detail.append("missing \(missing.prefix(5).joined(separator: ", "))") }
-                if !extra.isEmpty { detail.append("not in \(knowledgeSource): \(extra.prefix(5).joined(separator: ", "))") }
-                if missing.isEmpty && extra.isEmpty { detail.append("same names in another order") }
-                throw FeaturesError(file: file, message: "its \(labelNames.count) labels do not match the \(expected.count) labels of \(knowledgeSource) (\(detail.joined(separator: "; ")))")
-            }
-            if let encoderID, encoderSHA256 != encoderID {
-                // The id is CLIP.Checkpoint.Identity: features made before a checkpoint file changed, or keyed by the
-                // weights alone by an older version, differ on purpose and are never used silently.
-                throw FeaturesError(file: file, message: "its features come from CLIP encoder \(encoderSHA256.prefix(12)), but \(knowledgeSource) uses encoder \(encoderID.prefix(12)) (the encoder id covers the weights, config.json, vocab.json and merges.txt). Re-extract the features with `sspa features --clip DIR` from the checkpoint the knowledge was encoded with, or re-encode the knowledge with `sspa-knowledge encode --clip DIR`")
-            }
         }
 
         /// Rows `indices` as a batch: `x0` `[B, d]`, `regions` `[B, M, d]`, `labels` `[B, C]`.

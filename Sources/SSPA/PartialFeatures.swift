@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 
 extension SSPA {
     /// The resumable work folder of `sspa features` (`OUT.partial/`): finished batches, the inputs they were made
@@ -23,11 +24,13 @@ extension SSPA {
             public var encoder: String
             public var batch: Int
             public var maxImagePixels: Int
-            /// The image paths in manifest order, as resolved.
+            /// The image paths in manifest order, as resolved (of the shard's slice with `--shard`).
             public var images: [String]
+            /// `--shard I/N` as resolved (`auto` replaced by the index), nil for the whole manifest.
+            public var shard: String?
 
             public init(manifest: String, manifestSHA256: String, labelSet: String, labels: [String], partial: Bool,
-                        regions: String, encoder: String, batch: Int, maxImagePixels: Int, images: [String]) {
+                        regions: String, encoder: String, batch: Int, maxImagePixels: Int, images: [String], shard: String? = nil) {
                 self.manifest = manifest
                 self.manifestSHA256 = manifestSHA256
                 self.labelSet = labelSet
@@ -38,11 +41,20 @@ extension SSPA {
                 self.batch = batch
                 self.maxImagePixels = maxImagePixels
                 self.images = images
+                self.shard = shard
+            }
+
+            /// SHA-256 of these inputs (sorted-key JSON): stored in a finished shard, so that running its command again
+            /// recognises the work as done.
+            public var sha256: String {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                return SHA256.hex((try? encoder.encode(self)) ?? Data())
             }
 
             enum CodingKeys: String, CodingKey {
                 case manifest, manifestSHA256 = "manifest_sha256", labelSet = "label_set", labels, partial, regions
-                case encoder, batch, maxImagePixels = "max_image_pixels", images
+                case encoder, batch, maxImagePixels = "max_image_pixels", images, shard
             }
 
             /// What differs from `other`, in the words of the command's options.
@@ -57,7 +69,8 @@ extension SSPA {
                 if encoder != other.encoder { out.append("the CLIP checkpoint \(other.encoder.prefix(12)) (now \(encoder.prefix(12)))") }
                 if batch != other.batch { out.append("--batch \(other.batch) (now \(batch))") }
                 if maxImagePixels != other.maxImagePixels { out.append("--max-image-pixels \(other.maxImagePixels) (now \(maxImagePixels))") }
-                if images != other.images && manifestSHA256 == other.manifestSHA256 { out.append("the image paths resolve differently") }
+                if shard != other.shard { out.append("--shard \(other.shard ?? "none") (now \(shard ?? "none"))") }
+                if images != other.images && manifestSHA256 == other.manifestSHA256 && shard == other.shard { out.append("the image paths resolve differently") }
                 return out
             }
         }

@@ -19,12 +19,32 @@ extension SSPA {
         public var maxGradientNorm: Float = 10
         /// Seeds the initial parameters and the shuffling.
         public var seed: UInt64 = 0
+        /// Images per shuffle block (`BlockShuffle`); 0 shuffles the whole dataset as one block, which is how
+        /// checkpoints written before issue 11 (no `shuffle_block` in config.json) were trained.
+        public var shuffleBlock = TrainingOptions.defaultShuffleBlock
+
+        /// The default shuffle block: large enough to mix a batch well, small enough that a step reads from one
+        /// region of a large file (about 800 MB of ViT-B/16 features in float16).
+        public static let defaultShuffleBlock = 4096
 
         public init() {}
 
         enum CodingKeys: String, CodingKey {
             case epochs, batchSize = "batch_size", learningRate = "lr", weightDecay = "weight_decay"
-            case warmupEpochs = "warmup_epochs", maxGradientNorm = "max_grad_norm", seed
+            case warmupEpochs = "warmup_epochs", maxGradientNorm = "max_grad_norm", seed, shuffleBlock = "shuffle_block"
+        }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            epochs = try c.decode(Int.self, forKey: .epochs)
+            batchSize = try c.decode(Int.self, forKey: .batchSize)
+            learningRate = try c.decode(Float.self, forKey: .learningRate)
+            weightDecay = try c.decode(Float.self, forKey: .weightDecay)
+            warmupEpochs = try c.decode(Int.self, forKey: .warmupEpochs)
+            maxGradientNorm = try c.decode(Float.self, forKey: .maxGradientNorm)
+            seed = try c.decode(UInt64.self, forKey: .seed)
+            // Absent before issue 11: those runs shuffled the whole dataset at once, and resume that way.
+            shuffleBlock = try c.decodeIfPresent(Int.self, forKey: .shuffleBlock) ?? 0
         }
 
         /// Throws on values that cannot train.
@@ -35,6 +55,7 @@ extension SSPA {
             if weightDecay < 0 || !weightDecay.isFinite { throw ConfigError("weight decay must be ≥ 0, got \(weightDecay)") }
             if warmupEpochs < 0 { throw ConfigError("warm-up epochs must be ≥ 0, got \(warmupEpochs)") }
             if !(maxGradientNorm > 0) { throw ConfigError("the gradient clipping norm must be positive, got \(maxGradientNorm)") }
+            if shuffleBlock < 0 { throw ConfigError("the shuffle block must be ≥ 0 images, got \(shuffleBlock)") }
         }
     }
 
@@ -55,8 +76,8 @@ extension SSPA {
     }
 
     /// Where training stands: enough to resume bit for bit. Shuffling uses no running generator: epoch `e`'s order
-    /// is a Fisher–Yates permutation from `SplitMix64(seed: Trainer.shuffleSeed(seed, epoch: e))`, so the "rng state"
-    /// is the pair (seed, epoch), and resuming mid-epoch skips the batches already done.
+    /// is `BlockShuffle(seed:epoch: e)`, seeded by `Trainer.shuffleSeed(seed, epoch: e)`, so the "rng state" is the
+    /// pair (seed, epoch), and resuming mid-epoch skips the batches already done.
     public struct TrainingState: Codable, Sendable, Hashable {
         /// Epochs fully done.
         public var epoch = 0
@@ -129,17 +150,10 @@ extension SSPA {
             return s
         }
 
-        /// The order of the `count` training images in epoch `epoch` (0-based).
-        public static func permutation(count: Int, seed: UInt64, epoch: Int) -> [Int] {
-            var g = SplitMix64(seed: shuffleSeed(seed, epoch: epoch))
-            var order = Array(0..<count)
-            if count > 1 {
-                for i in stride(from: count - 1, to: 0, by: -1) {
-                    let j = Int(g.next() % UInt64(i + 1))
-                    order.swapAt(i, j)
-                }
-            }
-            return order
+        /// The order of the `count` training images in epoch `epoch` (0-based), shuffled in blocks of `blockSize`
+        /// (`BlockShuffle`; 0 for one block).
+        public static func permutation(count: Int, seed: UInt64, epoch: Int, blockSize: Int = 0) -> [Int] {
+            BlockShuffle.order(count: count, blockSize: blockSize, seed: seed, epoch: epoch)
         }
 
         /// Batches per epoch for `count` images.
@@ -179,25 +193,28 @@ extension SSPA {
             parameters.clampLogitScales(kappaMax: config.kappaMax)
         }
 
-        /// Trains until `options.epochs` epochs are done or `shouldStop` returns true (checked between steps).
-        /// Returns true when every epoch is done. Resumes from `state` (epoch, batch within epoch, step).
+        /// Trains until `options.epochs` epochs are done, `maxSteps` optimizer steps are done in total (counted
+        /// across resumes; the schedule stays that of `options.epochs`), or `shouldStop` returns true (checked
+        /// between steps). Returns true when every epoch is done. Resumes from `state` (epoch, batch within epoch,
+        /// step). `train` is read one batch at a time, in the order of `BlockShuffle`.
         @discardableResult
-        public func run(train: Features, validation: Features? = nil, shouldStop: () -> Bool = { false },
-                        events: (TrainingEvent) -> Void = { _ in }) throws -> Bool {
+        public func run(train: any FeaturesSource, validation: (any FeaturesSource)? = nil, maxSteps: Int? = nil,
+                        shouldStop: () -> Bool = { false }, events: (TrainingEvent) -> Void = { _ in }) throws -> Bool {
             try checkShapes(train, role: "training")
             if let validation { try checkShapes(validation, role: "validation") }
+            let validationLabels = try validation?.allLabels()
             let perEpoch = batchesPerEpoch(train.count)
             let total = options.epochs * perEpoch
             let schedule = schedule(count: train.count)
             while state.epoch < options.epochs {
                 let started = Date()
-                let order = Self.permutation(count: train.count, seed: options.seed, epoch: state.epoch)
-                state.shuffleSeed = Self.shuffleSeed(options.seed, epoch: state.epoch)
+                var order = BlockShuffle(count: train.count, blockSize: options.shuffleBlock, seed: options.seed, epoch: state.epoch)
+                state.shuffleSeed = order.epochSeed
                 while state.batchInEpoch < perEpoch {
                     if shouldStop() { return false }
+                    if let maxSteps, state.step >= maxSteps { return false }
                     let lo = state.batchInEpoch * options.batchSize
-                    let indices = Array(order[lo..<min(lo + options.batchSize, train.count)])
-                    let batch = train.batch(indices)
+                    let batch = try train.batch(order.indices(lo..<min(lo + options.batchSize, train.count)))
                     let lr = schedule.rate(at: state.step)
                     let (loss, _) = try step(x0: batch.x0, regions: batch.regions, labels: batch.labels, learningRate: lr)
                     state.step += 1
@@ -206,7 +223,11 @@ extension SSPA {
                     events(.step(epoch: state.epoch + 1, batch: state.batchInEpoch, batchesPerEpoch: perEpoch,
                                  step: state.step, totalSteps: total, loss: loss, learningRate: lr))
                 }
-                let map = try validation.map { try meanAveragePrecision($0) } ?? nil
+                var map: Double?
+                if let validation, let validationLabels {
+                    let scores = try Trainer.predictions(model: model, parameters: parameters, features: validation).scores
+                    map = Metrics.meanAveragePrecision(try Metrics.Input(probabilities: scores, targets: validationLabels))
+                }
                 let record = EpochRecord(epoch: state.epoch + 1, trainLoss: state.epochLossSum / Double(perEpoch),
                                          validationMAP: map, seconds: Date().timeIntervalSince(started))
                 state.history.append(record)
@@ -220,7 +241,7 @@ extension SSPA {
         }
 
         /// Throws unless `features` fits the model (width, labels).
-        public func checkShapes(_ features: Features, role: String) throws {
+        public func checkShapes(_ features: any FeaturesSource, role: String) throws {
             guard features.width == model.width else {
                 throw TrainingError("the \(role) features have width d = \(features.width), the model \(model.width)")
             }
@@ -239,31 +260,46 @@ extension SSPA {
             predictions(model: model, parameters: parameters, features: features, batchSize: batchSize).probabilities
         }
 
-        /// `p` `[N, C]` for every image, in batches, as float32 and as the float64 scores metrics rank
-        /// (`Model.Output.scores`, row-major).
+        /// `p` `[N, C]` for every image of features held in memory, in batches, as float32 and as the float64 scores
+        /// metrics rank (`Model.Output.scores`, row-major).
         public static func predictions(model: Model, parameters: Parameters, features: Features, batchSize: Int = 64)
             -> (probabilities: Tensor, scores: [Double]) {
-            var rows: [Tensor] = []
+            predictions(model: model, parameters: parameters, count: features.count, labelCount: features.labelCount,
+                        batchSize: batchSize) { features.batch($0) }
+        }
+
+        /// `p` `[N, C]` for every image of `features`, read a batch at a time (only `N × C` is held).
+        public static func predictions(model: Model, parameters: Parameters, features: any FeaturesSource, batchSize: Int = 64)
+            throws -> (probabilities: Tensor, scores: [Double]) {
+            try predictions(model: model, parameters: parameters, count: features.count, labelCount: features.labelCount,
+                            batchSize: batchSize) { try features.batch($0) }
+        }
+
+        static func predictions(model: Model, parameters: Parameters, count: Int, labelCount: Int, batchSize: Int,
+                                batch read: ([Int]) throws -> (x0: Tensor, regions: Tensor, labels: Tensor)) rethrows
+            -> (probabilities: Tensor, scores: [Double]) {
+            var probabilities: [Float] = []
             var scores: [Double] = []
-            scores.reserveCapacity(features.count * features.labelCount)
+            probabilities.reserveCapacity(count * labelCount)
+            scores.reserveCapacity(count * labelCount)
             var lo = 0
-            while lo < features.count {
-                let hi = min(lo + max(batchSize, 1), features.count)
-                let batch = features.batch(Array(lo..<hi))
+            while lo < count {
+                let hi = min(lo + max(batchSize, 1), count)
+                let batch = try read(Array(lo..<hi))
                 let tape = Tape()
                 let out = model.forward(model.variables(parameters, on: tape, trainable: false), x0: batch.x0,
                                         regions: batch.regions, labels: nil, on: tape)
-                rows.append(out.probabilities)
+                probabilities += out.probabilities.scalars
                 scores += out.scores
                 lo = hi
             }
-            return (rows.count == 1 ? rows[0] : Ops.concat(rows, axis: 0), scores)
+            return (Tensor(probabilities, shape: [count, labelCount]), scores)
         }
 
         /// Validation mAP of the current parameters (nil when no label has a known positive).
-        public func meanAveragePrecision(_ features: Features) throws -> Double? {
-            let scores = Trainer.predictions(model: model, parameters: parameters, features: features).scores
-            return Metrics.meanAveragePrecision(try Metrics.Input(probabilities: scores, targets: features.labels))
+        public func meanAveragePrecision(_ features: any FeaturesSource) throws -> Double? {
+            let scores = try Trainer.predictions(model: model, parameters: parameters, features: features).scores
+            return Metrics.meanAveragePrecision(try Metrics.Input(probabilities: scores, targets: features.allLabels()))
         }
     }
 

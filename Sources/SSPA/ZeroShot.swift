@@ -33,6 +33,18 @@ extension SSPA {
         // SSPA-SPEC.md, global branch and soft aggregator at their initial values, with t^ka for the learned prompts
         public static func probabilities(features: Features, knowledge: Tensor, config: Config = Config(),
                                          batchSize: Int = 64) -> [Method: [Double]] {
+            probabilities(source: features, knowledge: knowledge, config: config, batchSize: batchSize) { features.batch($0) }
+        }
+
+        /// `p` of every method for features read a batch at a time (only `N × C` per method is held).
+        public static func probabilities(features: any FeaturesSource, knowledge: Tensor, config: Config = Config(),
+                                         batchSize: Int = 64) throws -> [Method: [Double]] {
+            try probabilities(source: features, knowledge: knowledge, config: config, batchSize: batchSize) { try features.batch($0) }
+        }
+
+        static func probabilities(source features: any FeaturesSource, knowledge: Tensor, config: Config, batchSize: Int,
+                                  batch read: ([Int]) throws -> (x0: Tensor, regions: Tensor, labels: Tensor)) rethrows
+            -> [Method: [Double]] {
             precondition(knowledge.rank == 2 && knowledge.shape[1] == features.width,
                          "ZeroShot: knowledge must be [C, \(features.width)], got \(knowledge.shape)")
             let c = knowledge.shape[0], m = features.regionCount, d = features.width
@@ -44,7 +56,7 @@ extension SSPA {
             var lo = 0
             while lo < features.count {
                 let hi = min(lo + max(batchSize, 1), features.count)
-                let batch = features.batch(Array(lo..<hi))
+                let batch = try read(Array(lo..<hi))
                 let b = hi - lo
                 let global = Ops.matmul(Ops.l2Normalize(batch.x0, eps: config.normEps), t, transposeB: true).scalars
                 out[.global]! += global.map { probability(Double($0)) }
@@ -72,11 +84,12 @@ extension SSPA {
         }
 
         /// The metrics of every method on `features` (labels as in the file; unknown entries left out).
-        public static func reports(features: Features, knowledge: Tensor, labelNames: [String]? = nil,
+        public static func reports(features: any FeaturesSource, knowledge: Tensor, labelNames: [String]? = nil,
                                    config: Config = Config(), batchSize: Int = 64) throws -> [Method: Metrics.Report] {
             var reports: [Method: Metrics.Report] = [:]
-            for (method, p) in probabilities(features: features, knowledge: knowledge, config: config, batchSize: batchSize) {
-                reports[method] = try Metrics.Report(Metrics.Input(probabilities: p, targets: features.labels), labelNames: labelNames)
+            let targets = try features.allLabels()
+            for (method, p) in try probabilities(features: features, knowledge: knowledge, config: config, batchSize: batchSize) {
+                reports[method] = try Metrics.Report(Metrics.Input(probabilities: p, targets: targets), labelNames: labelNames)
             }
             return reports
         }

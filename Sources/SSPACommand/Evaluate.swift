@@ -21,6 +21,8 @@ struct Evaluate: AsyncParsableCommand {
               sspa evaluate --model runs/voc --features test.safetensors
               sspa evaluate --zero-shot --features test.safetensors --knowledge knowledge.db \\
                   --label-set voc --clip clip-vit-b16
+
+            \(featuresHelp)
             """
     )
 
@@ -30,8 +32,8 @@ struct Evaluate: AsyncParsableCommand {
     @Flag(name: .customLong("zero-shot"), help: "Evaluate zero-shot CLIP (no training) instead of a checkpoint; needs --label-set.")
     var zeroShot = false
 
-    @Option(help: ArgumentHelp("Features to evaluate on (safetensors: x0, X, labels).", valueName: "file"))
-    var features: String
+    @Option(parsing: .upToNextOption, help: ArgumentHelp("Features to evaluate on (safetensors: x0, X, labels): one or more files, or a folder of shards.", valueName: "file|dir"))
+    var features: [String]
 
     @Option(help: ArgumentHelp("With --zero-shot: the knowledge store holding T^ka.", valueName: "path"))
     var knowledge = "knowledge.db"
@@ -59,6 +61,7 @@ struct Evaluate: AsyncParsableCommand {
             try OptionBounds.check(batch, "--batch", 1...Limits.batch)
             try OptionBounds.check(knowledgeRun, "--knowledge-run", 1...Int64.max)
         }
+        if features.isEmpty { throw ValidationError("give --features FILE (or several, or a folder of shards)") }
         if zeroShot {
             if model != nil {
                 throw ValidationError("--zero-shot evaluates without a checkpoint; drop --model (`evaluate --model` already prints the zero-shot rows)")
@@ -114,10 +117,10 @@ struct Evaluate: AsyncParsableCommand {
         let manifest = checkpoint.manifest
         let data = try loadFeatures(features, role: "test")
         try data.check(labelNames: manifest.labels, encoderID: manifest.knowledgeEncoderSHA256,
-                       against: "the checkpoint \(model) (label set \(manifest.labelSet))", file: features)
-        try data.check(regionMode: manifest.regionMode, of: "the checkpoint \(model)", file: features)
+                       against: "the checkpoint \(model) (label set \(manifest.labelSet))", file: data.name)
+        try data.check(regionMode: manifest.regionMode, of: "the checkpoint \(model)", file: data.name)
         guard data.width == manifest.width else {
-            throw SSPA.FeaturesError(file: features, message: "its features have width d = \(data.width), the checkpoint \(model) d = \(manifest.width)")
+            throw SSPA.FeaturesError(file: data.name, message: "its features have width d = \(data.width), the checkpoint \(model) d = \(manifest.width)")
         }
         let clipDirectory = clip ?? manifest.clipDirectory
         guard FileManager.default.fileExists(atPath: clipDirectory) else {
@@ -130,11 +133,11 @@ struct Evaluate: AsyncParsableCommand {
         let promptEncoder = try SSPA.PromptEncoder(textModel: encoder.model, tokenizer: encoder.tokenizer,
                                                    displayNames: manifest.displayNames, nCtx: manifest.model.nCtx)
         let sspa = try SSPA.Model(config: manifest.model, promptEncoder: promptEncoder, knowledge: checkpoint.knowledge)
-        let predicted = SSPA.Trainer.predictions(model: sspa, parameters: checkpoint.parameters, features: data, batchSize: batch)
+        let predicted = try SSPA.Trainer.predictions(model: sspa, parameters: checkpoint.parameters, features: data, batchSize: batch)
         if let bad = SSPA.Finite.firstBad(predicted.probabilities) {
-            throw CLIError("\(model): the model gives \(bad.what) for image \(bad.index / manifest.labels.count + 1) of \(features); the checkpoint or the features are unusable", code: 65)
+            throw CLIError("\(model): the model gives \(bad.what) for image \(bad.index / manifest.labels.count + 1) of \(data.name); the checkpoint or the features are unusable", code: 65)
         }
-        let report = try SSPA.Metrics.Report(SSPA.Metrics.Input(probabilities: predicted.scores, targets: data.labels),
+        let report = try SSPA.Metrics.Report(SSPA.Metrics.Input(probabilities: predicted.scores, targets: data.allLabels()),
                                              labelNames: manifest.displayNames)
         // The baselines on the same features, with the knowledge the model was trained with.
         let baselines = try SSPA.ZeroShot.reports(features: data, knowledge: checkpoint.knowledge,
@@ -145,7 +148,7 @@ struct Evaluate: AsyncParsableCommand {
         }
         let epochs = SSPA.Checkpoint.trainedEpochs(in: URL(fileURLWithPath: model)).map { "\($0) epochs" } ?? "untrained"
         let title = "SSPA (\(ablationSummary(manifest.model)))"
-        Console.out("\(model): \(title), \(epochs), label set '\(manifest.labelSet)'; \(features)")
+        Console.out("\(model): \(title), \(epochs), label set '\(manifest.labelSet)'; \(data.name)")
         Console.out(report.table(perLabel: perLabel))
         Console.out("baselines on the same features and knowledge (zero-shot CLIP, \(Self.transformNote)):")
         Console.out(String(SSPA.Metrics.Report.comparison([(title, report)] + zeroShotRows(baselines)).dropLast()))
@@ -175,12 +178,12 @@ struct Evaluate: AsyncParsableCommand {
             throw CLIError("label set '\(labelSet)' in \(knowledge) has no knowledge vectors\(knowledgeRun.map { " of run \($0)" } ?? "") for encoder \(encoderID.prefix(12)); \(known). Run `sspa-knowledge encode --clip DIR --label-set \(labelSet) --db \(knowledge)` with the CLIP checkpoint the features came from.", code: 65)
         }
         let source = "\(knowledge) (label set \(labelSet))"
-        try data.check(labelNames: labels, encoderID: encoderID, against: source, file: features)
+        try data.check(labelNames: labels, encoderID: encoderID, against: source, file: data.name)
         try SSPA.Finite.check(rows: matrix, names: labels) {
             CLIError("\(source): \($0); encode the label set again with a sound CLIP checkpoint (`sspa-knowledge encode`)", code: 65)
         }
         guard data.width == matrix.shape[1] else {
-            throw SSPA.FeaturesError(file: features, message: "its features have width d = \(data.width), the knowledge of \(source) d = \(matrix.shape[1])")
+            throw SSPA.FeaturesError(file: data.name, message: "its features have width d = \(data.width), the knowledge of \(source) d = \(matrix.shape[1])")
         }
         let displayNames = labels.map { set.label(named: $0)?.displayName ?? $0 }
         let reports = try SSPA.ZeroShot.reports(features: data, knowledge: matrix, labelNames: displayNames, batchSize: batch)
@@ -188,7 +191,7 @@ struct Evaluate: AsyncParsableCommand {
             try printJSON(ZeroShotJSON(reports: reports))
             return
         }
-        Console.out("zero-shot CLIP (\(Self.transformNote)), label set '\(labelSet)', knowledge run \(runID), encoder \(encoderID.prefix(12)); \(features)")
+        Console.out("zero-shot CLIP (\(Self.transformNote)), label set '\(labelSet)', knowledge run \(runID), encoder \(encoderID.prefix(12)); \(data.name)")
         Console.out("\(data.count) samples, \(labels.count) labels")
         Console.out(String(SSPA.Metrics.Report.comparison(zeroShotRows(reports)).dropLast()))
     }

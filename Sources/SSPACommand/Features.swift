@@ -20,6 +20,14 @@ struct Features: AsyncParsableCommand {
             OUT.partial/; running the same command again continues them, but only for the same inputs (manifest \
             content, label set, --partial, --regions, CLIP checkpoint, --batch); a folder of that name the tool did not \
             make is never touched. No output may be one of the inputs; every file is written whole or not at all.
+
+            Across machines: --shard I/N extracts the I-th of N contiguous slices of the manifest (I from 1) into \
+            OUT/shard-IIIII-of-NNNNN.safetensors, --out naming a folder. Slices are whole batches (of the b batches of \
+            --batch images, shard I holds batches ⌊(I−1)·b/N⌋ up to ⌊I·b/N⌋), so read in order the shards are the \
+            file the whole manifest gives with the same --batch, bit for bit, and `sspa train --features OUT` reads \
+            the folder as that one dataset. --shard auto/N takes I from SLURM_ARRAY_TASK_ID (a job array submitted with --array=0-(N-1)) or \
+            JOB_COMPLETION_INDEX (a Kubernetes Indexed Job with N completions), both counted from 0. An interrupted \
+            shard continues like any run; a finished shard (same inputs) is never extracted again.
             """
     )
 
@@ -29,8 +37,11 @@ struct Features: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The dataset manifest (.json or .csv).", valueName: "file"))
     var manifest: String
 
-    @Option(help: ArgumentHelp("The features file to write.", valueName: "file"))
+    @Option(help: ArgumentHelp("The features file to write (with --shard: the folder of the shards).", valueName: "file|dir"))
     var out: String
+
+    @Option(help: ArgumentHelp("Extract only shard I of N contiguous slices of the manifest (I from 1), or auto/N to take I from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX (counted from 0).", valueName: "I/N|auto/N"))
+    var shard: String?
 
     @Option(help: ArgumentHelp("The knowledge store holding the label set.", valueName: "path"))
     var knowledge = "knowledge.db"
@@ -71,11 +82,19 @@ struct Features: AsyncParsableCommand {
             try OptionBounds.check(stopAfter, "--stop-after", 0...Int.max / Limits.imageBatch)
             try OptionBounds.check(assumeFreeBytes, "--assume-free-bytes", 0...Int64.max)
         }
+        if let shard {
+            do { _ = try SSPA.Shard(parsing: shard, environment: ProcessInfo.processInfo.environment) } catch let error as SSPA.ShardError {
+                throw ValidationError(error.message)
+            }
+        }
     }
 
     func run() async throws {
         try await reportingErrors { try extract() }
     }
+
+    /// The metadata key of a features file that records the SHA-256 of the inputs it was made from.
+    static let inputsKey = "sspa_inputs_sha256"
 
     /// One finished batch's list of skipped images.
     struct BatchRecord: Codable {
@@ -91,6 +110,9 @@ struct Features: AsyncParsableCommand {
     func extract() throws {
         let mode = try regionMode(regions)
         let fm = FileManager.default
+        let shard = try self.shard.map { try SSPA.Shard(parsing: $0, environment: ProcessInfo.processInfo.environment) }
+        // With --shard, --out is the folder and the shard's file lies in it.
+        let out = shard.map { URL(fileURLWithPath: self.out).appendingPathComponent($0.fileName).path } ?? self.out
         guard fm.fileExists(atPath: clip) else { throw CLIError("\(clip): no such CLIP checkpoint folder", code: 66) }
         guard fm.fileExists(atPath: knowledge) else {
             throw CLIError("\(knowledge): no such knowledge store; build one with `sspa-knowledge build`", code: 66)
@@ -99,8 +121,12 @@ struct Features: AsyncParsableCommand {
             + OutputPath.checkpointInputs("--clip", clip)
         try OutputPath.refuseOverwriting(out, option: "--out", inputs: inputs)
         var isDirectory: ObjCBool = false
-        if fm.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {
-            throw CLIError("--out \(out) is a folder; give the features file to write", code: 73)
+        if shard != nil {
+            if fm.fileExists(atPath: self.out, isDirectory: &isDirectory), !isDirectory.boolValue {
+                throw CLIError("--out \(self.out) is a file; with --shard, --out names the folder the shards are written to", code: 73)
+            }
+        } else if fm.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw CLIError("--out \(out) is a folder; give the features file to write (or --shard I/N to write a shard into it)", code: 73)
         }
         let store = try KnowledgeStore(path: knowledge, readOnly: true)
         guard let set = try store.labelSet(named: labelSet) else {
@@ -115,6 +141,16 @@ struct Features: AsyncParsableCommand {
         // Nor may it be one of the images.
         inputs = dataset.entries.map { OutputPath.Input("the manifest's image", $0.path.path) }
         try OutputPath.refuseOverwriting(out, option: "--out", inputs: inputs)
+        let entries: [SSPA.Manifest.Entry]
+        if let shard {
+            let batches = (dataset.entries.count + batch - 1) / batch
+            guard shard.count <= batches else {
+                throw CLIError("--shard \(shard): the \(dataset.entries.count) images of \(manifest) make \(batches) batch(es) of --batch \(batch), fewer than \(shard.count) shards (shards are whole batches); use at most \(batches) shards or a smaller --batch", code: 64)
+            }
+            entries = Array(dataset.entries[shard.range(of: dataset.entries.count, batch: batch)])
+        } else {
+            entries = dataset.entries
+        }
         // The checkpoint identity alone: no need to load the text tower to learn it.
         let encoderID = try CLIP.Checkpoint.identity(directory: URL(fileURLWithPath: clip)).id
         let vision = try ImageEncoder(directory: clip, mode: mode, maxPixels: maxImagePixels)
@@ -123,9 +159,9 @@ struct Features: AsyncParsableCommand {
         // Enough room for the shards and the final file, which exist together at the end.
         let valueBytes: Int64 = f32 ? 4 : 2
         let perImage = Int64(vision.grid * vision.grid + 1) * Int64(vision.model.config.projectionDim) * valueBytes + Int64(rawNames.count)
-        let needed = 2 * Int64(dataset.entries.count) * perImage
-        if let free = assumeFreeBytes ?? OutputPath.freeBytes(near: out), free < needed {
-            throw CLIError("not enough disk space for \(out): about \(OutputPath.describe(bytes: needed)) needed (the features of \(dataset.entries.count) images, written once in batches and once whole), \(OutputPath.describe(bytes: free)) free there; free some space or choose another --out", code: 74)
+        let needed = 2 * Int64(entries.count) * perImage
+        if let free = assumeFreeBytes ?? OutputPath.freeBytes(near: shard == nil ? out : self.out), free < needed {
+            throw CLIError("not enough disk space for \(out): about \(OutputPath.describe(bytes: needed)) needed (the features of \(entries.count) images, written once in batches and once whole), \(OutputPath.describe(bytes: free)) free there; free some space or choose another --out", code: 74)
         }
 
         // The partial output: continued only when made by this tool from the same inputs.
@@ -137,7 +173,21 @@ struct Features: AsyncParsableCommand {
         let state = SSPA.PartialFeatures.Inputs(
             manifest: OutputPath.resolved(manifest), manifestSHA256: SHA256.hex(manifestData), labelSet: labelSet,
             labels: rawNames, partial: partial, regions: mode.rawValue, encoder: encoderID, batch: batch,
-            maxImagePixels: maxImagePixels, images: dataset.entries.map(\.path.path))
+            maxImagePixels: maxImagePixels, images: entries.map(\.path.path), shard: shard?.description)
+        // A finished shard is never extracted again: its file records the inputs it was made from.
+        if let shard, fm.fileExists(atPath: out) {
+            let made = (try? SafeTensors(path: out))?.metadata[Self.inputsKey]
+            guard made == state.sha256 else {
+                throw CLIError("\(out) already holds shard \(shard) made from other inputs\(made == nil ? " (or by an older sspa)" : ""); delete it to extract this shard again", code: 73)
+            }
+            Console.out("shard \(shard) is already extracted: \(out); nothing to do.")
+            return
+        }
+        if shard != nil {
+            do { try fm.createDirectory(atPath: self.out, withIntermediateDirectories: true) } catch {
+                throw CLIError("cannot create --out \(self.out): \((error as NSError).localizedFailureReason ?? "\(error)")", code: 73)
+            }
+        }
         let resumed: Bool
         do {
             resumed = try work.open(for: state, command: "the same options") == .resumed
@@ -147,9 +197,8 @@ struct Features: AsyncParsableCommand {
             throw CLIError("cannot create \(partialURL.path): \((error as NSError).localizedFailureReason ?? "\(error)")", code: 73)
         }
 
-        let entries = dataset.entries
         let batches = (entries.count + batch - 1) / batch
-        func shard(_ k: Int) -> URL { partialURL.appendingPathComponent(String(format: "batch-%06ld.safetensors", k)) }
+        func batchFile(_ k: Int) -> URL { partialURL.appendingPathComponent(String(format: "batch-%06ld.safetensors", k)) }
         func record(_ k: Int) -> URL { partialURL.appendingPathComponent(String(format: "batch-%06ld.json", k)) }
         let done = (0..<batches).filter { fm.fileExists(atPath: record($0).path) }
         if resumed && !done.isEmpty {
@@ -179,8 +228,8 @@ struct Features: AsyncParsableCommand {
                 let labels = Tensor(good.flatMap { $0.0.labels.map { Float($0) } }, shape: [good.count, rawNames.count])
                 let part = try SSPA.Features(x0: output.x0, regions: output.regions, labels: labels, labelNames: rawNames,
                                              encoderSHA256: encoderID, imagePaths: good.map { $0.0.path.path },
-                                             regionMode: mode.rawValue, file: shard(k).path)
-                try OutputPath.write(try part.serialized(dtype: dtype), to: shard(k).path)
+                                             regionMode: mode.rawValue, file: batchFile(k).path)
+                try OutputPath.write(try part.serialized(dtype: dtype), to: batchFile(k).path)
             }
             try OutputPath.write(try JSONEncoder().encode(BatchRecord(skipped: skipped, written: good.count)), to: record(k).path)
             finished += slice.count
@@ -197,7 +246,7 @@ struct Features: AsyncParsableCommand {
             }
             skipped += r.skipped
             if r.written > 0 {
-                let part = try SSPA.Features(contentsOf: shard(k))
+                let part = try SSPA.Features(contentsOf: batchFile(k))
                 x0.append(part.x0)
                 xs.append(part.regions)
                 ys.append(part.labels)
@@ -211,11 +260,13 @@ struct Features: AsyncParsableCommand {
         let all = try SSPA.Features(x0: Ops.concat(x0, axis: 0), regions: Ops.concat(xs, axis: 0), labels: Ops.concat(ys, axis: 0),
                                     labelNames: rawNames, encoderSHA256: encoderID, imagePaths: paths,
                                     regionMode: mode.rawValue, file: out)
-        try OutputPath.write(try all.serialized(dtype: dtype), to: outURL.path)
+        try OutputPath.write(try all.serialized(dtype: dtype, extra: [Self.inputsKey: state.sha256]), to: outURL.path)
         work.remove()
 
         let elapsed = Date().timeIntervalSince(progress.started)
-        Console.out(String(format: "wrote %@: %ld images × %ld regions, d = %ld, %ld labels of '%@' (%@, %.1f images/s)",
+        let slice = shard.map { $0.range(of: dataset.entries.count, batch: batch) }
+        Console.out((shard.map { "shard \($0) (images \(slice!.lowerBound + 1)–\(slice!.upperBound) of \(dataset.entries.count)): " } ?? "")
+            + String(format: "wrote %@: %ld images × %ld regions, d = %ld, %ld labels of '%@' (%@, %.1f images/s)",
                            out, all.count, all.regionCount, all.width, rawNames.count, labelSet, f32 ? "f32" : "f16",
                            elapsed > 0 ? Double(fresh) / elapsed : 0))
         if !skipped.isEmpty {

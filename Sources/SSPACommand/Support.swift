@@ -34,6 +34,7 @@ func sspaErrorReport(_ error: any Error) -> (message: String, code: Int32)? {
     case let error as SSPA.ConfigError: return ("\(error)", 65)
     case let error as SSPA.TrainingError: return ("\(error)", 65)
     case let error as SSPA.ManifestError: return (error.message, 65)
+    case let error as SSPA.ShardError: return (error.message, 64)
     case let error as SSPA.Metrics.InputError: return ("\(error)", 65)
     case let error as StoreError: return (error.message, 74)
     case let error as CheckpointError: return (error.message, 66)
@@ -125,8 +126,23 @@ func ablationSummary(_ config: SSPA.Config) -> String {
     return parts.isEmpty ? "full model" : parts.joined(separator: ",")
 }
 
-/// Loads a features file, turning a missing file into exit code 66.
-func loadFeatures(_ path: String, role: String) throws -> SSPA.Features {
-    guard FileManager.default.fileExists(atPath: path) else { throw CLIError("\(path): no such \(role) features file", code: 66) }
-    return try SSPA.Features(contentsOf: URL(fileURLWithPath: path))
+/// The features files `paths` name (a folder stands for its shards), a missing path being exit code 66.
+func featuresFiles(_ paths: [String], role: String) throws -> [String] {
+    for path in paths where !FileManager.default.fileExists(atPath: path) {
+        throw CLIError("\(path): no such \(role) features file or folder", code: 66)
+    }
+    return try SSPA.FeaturesDataset.files(paths)
 }
+
+/// Opens features files or folders of shards as one dataset streamed from disk, a missing path being exit code 66.
+func loadFeatures(_ paths: [String], role: String) throws -> SSPA.FeaturesDataset {
+    _ = try featuresFiles(paths, role: role)
+    return try SSPA.FeaturesDataset(paths: paths)
+}
+
+/// What `--help` says about streamed features, several files, and the shuffle.
+let featuresHelp = """
+    Features are read from disk a batch at a time (memory does not grow with the number of images). Several \
+    --features files, or a folder of `sspa features --shard` files, are one dataset: the files in the order given \
+    (a folder's shards in shard order), checked for the same labels, encoder, d, M and region mode.
+    """

@@ -15,15 +15,26 @@ struct Train: AsyncParsableCommand {
             and then named, with its files' SHA-256, by checkpoint.json. A run that diverges (a non-finite loss or \
             parameter) stops and keeps its last finite checkpoint. One trainer at a time may write a folder. \
             --resume checks the files against checkpoint.json and continues bit for bit; its hyper-parameters and \
-            switches come from the checkpoint (options that contradict them are an error).
+            switches come from the checkpoint (options that contradict them are an error). --max-steps N stops after \
+            N optimizer steps in all (counted across --resume) and saves the checkpoint; the learning-rate schedule \
+            stays that of --epochs, so resuming without it continues as if the run had never stopped.
+
+            \(featuresHelp)
+
+            Shuffling: the images 0..<N of the dataset fall into blocks of fixed index ranges of --shuffle-block \
+            images ([0, S), [S, 2S), ...). Each epoch visits the blocks in a seeded random order and the images of each \
+            block in a seeded random order; batches are consecutive runs of that sequence. So a step reads from one \
+            block of the file (two at a block's end), the order depends only on --seed, the epoch, N and the block \
+            size (never on how the data is split into files or whether it streams), and a dataset of at most one \
+            block is shuffled whole.
             """
     )
 
-    @Option(help: ArgumentHelp("Training features (safetensors: x0, X, labels).", valueName: "file"))
-    var features: String
+    @Option(parsing: .upToNextOption, help: ArgumentHelp("Training features (safetensors: x0, X, labels): one or more files, or a folder of shards.", valueName: "file|dir"))
+    var features: [String]
 
-    @Option(help: ArgumentHelp("Validation features; the validation mAP is printed after every epoch.", valueName: "file"))
-    var val: String?
+    @Option(parsing: .upToNextOption, help: ArgumentHelp("Validation features (files or a folder of shards); the validation mAP is printed after every epoch.", valueName: "file|dir"))
+    var val: [String] = []
 
     @Option(help: ArgumentHelp("The knowledge store.", valueName: "path"))
     var knowledge = "knowledge.db"
@@ -58,6 +69,12 @@ struct Train: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Seed of the initial parameters and the shuffling (default 0).", valueName: "n"))
     var seed: UInt64?
 
+    @Option(name: .customLong("shuffle-block"), help: ArgumentHelp("Images per shuffle block (default \(SSPA.TrainingOptions.defaultShuffleBlock); 0: the whole dataset is one block).", valueName: "n"))
+    var shuffleBlock: Int?
+
+    @Option(name: .customLong("max-steps"), help: ArgumentHelp("Stop after this many optimizer steps in all, saving the checkpoint (the schedule stays that of --epochs).", valueName: "n"))
+    var maxSteps: Int?
+
     @Option(help: ArgumentHelp("Ablation switches, comma-separated: no-kap, no-cap, no-qsm, no-gdma, no-global, sharp, aggregator=max|mean|soft.", valueName: "list"))
     var ablate: String?
 
@@ -75,7 +92,10 @@ struct Train: AsyncParsableCommand {
             try OptionBounds.check(weightDecay, "--weight-decay", 0...1000)
             try OptionBounds.check(warmupEpochs, "--warmup-epochs", 0...Limits.epochs)
             try OptionBounds.check(knowledgeRun, "--knowledge-run", 1...Int64.max)
+            try OptionBounds.check(shuffleBlock, "--shuffle-block", 0...Int.max / 2)
+            try OptionBounds.check(maxSteps, "--max-steps", 1...Int.max / 2)
         }
+        if features.isEmpty { throw ValidationError("give --features FILE (or several, or a folder of shards)") }
     }
 
     func run() async throws {
@@ -86,7 +106,9 @@ struct Train: AsyncParsableCommand {
         let fm = FileManager.default
         let outURL = URL(fileURLWithPath: out)
         // Nothing the run writes may be one of its inputs.
-        let inputs = [OutputPath.Input("--features", features)] + (val.map { [OutputPath.Input("--val", $0)] } ?? [])
+        let trainFiles = try featuresFiles(features, role: "training")
+        let valFiles = val.isEmpty ? [] : try featuresFiles(val, role: "validation")
+        let inputs = trainFiles.map { OutputPath.Input("--features", $0) } + valFiles.map { OutputPath.Input("--val", $0) }
             + OutputPath.storeInputs("--knowledge", knowledge) + OutputPath.checkpointInputs("--clip", clip)
         try OutputPath.refuseOverwriting(out, option: "--out", inputs: inputs)
         for name in ["config.json", "checkpoint.json"] {
@@ -123,6 +145,7 @@ struct Train: AsyncParsableCommand {
             if let weightDecay, weightDecay != options.weightDecay { conflicts.append("--weight-decay \(weightDecay) (saved \(options.weightDecay))") }
             if let warmupEpochs, warmupEpochs != options.warmupEpochs { conflicts.append("--warmup-epochs \(warmupEpochs) (saved \(options.warmupEpochs))") }
             if let seed, seed != options.seed { conflicts.append("--seed \(seed) (saved \(options.seed))") }
+            if let shuffleBlock, shuffleBlock != options.shuffleBlock { conflicts.append("--shuffle-block \(shuffleBlock) (saved \(options.shuffleBlock))") }
             if saved.labelSet != labelSet { conflicts.append("--label-set \(labelSet) (saved \(saved.labelSet))") }
             if !conflicts.isEmpty {
                 throw SSPA.CheckpointError(directory: out, message: "a checkpoint from another config; --resume keeps its settings, but these differ: \(conflicts.joined(separator: ", "))")
@@ -134,6 +157,7 @@ struct Train: AsyncParsableCommand {
             if let weightDecay { options.weightDecay = weightDecay }
             if let warmupEpochs { options.warmupEpochs = warmupEpochs }
             if let seed { options.seed = seed }
+            if let shuffleBlock { options.shuffleBlock = shuffleBlock }
         }
         do { try options.validate() } catch { throw CLIError("\(error)", code: 64) }
 
@@ -171,23 +195,20 @@ struct Train: AsyncParsableCommand {
 
         // Features.
         let train = try loadFeatures(features, role: "training")
-        try train.check(labelNames: labels, encoderID: encoder.id, against: source, file: features)
-        let validation = try val.map { path -> SSPA.Features in
-            let v = try loadFeatures(path, role: "validation")
-            try v.check(labelNames: labels, encoderID: encoder.id, against: source, file: path)
-            return v
+        try train.check(labelNames: labels, encoderID: encoder.id, against: source, file: train.name)
+        let validation = val.isEmpty ? nil : try loadFeatures(val, role: "validation")
+        if let validation {
+            try validation.check(labelNames: labels, encoderID: encoder.id, against: source, file: validation.name)
+            try validation.check(regionMode: train.regionMode, of: "the training features \(train.name)", file: validation.name)
         }
-        if let validation, let val {
-            try validation.check(regionMode: train.regionMode, of: "the training features \(features)", file: val)
-        }
-        if train.labels.withUnsafeBufferPointer({ $0.allSatisfy { $0 < 0 } }) {
-            throw SSPA.FeaturesError(file: features, message: "every label of every image is unknown (-1), so there is nothing to learn; list at least some labels per image in the manifest (or extract without --partial) and run `sspa features` again")
+        if !train.hasKnownLabel {
+            throw SSPA.FeaturesError(file: train.name, message: "every label of every image is unknown (-1), so there is nothing to learn; list at least some labels per image in the manifest (or extract without --partial) and run `sspa features` again")
         }
         if let saved = checkpoint?.manifest {
-            try train.check(regionMode: saved.regionMode, of: "the checkpoint being resumed (\(out))", file: features)
+            try train.check(regionMode: saved.regionMode, of: "the checkpoint being resumed (\(out))", file: train.name)
         }
-        for (path, data) in [(features, train)] + (validation.map { [(val!, $0)] } ?? []) where data.width != knowledgeMatrix.shape[1] {
-            throw SSPA.FeaturesError(file: path, message: "its features have width d = \(data.width), but the CLIP at \(clip) projects to d = \(knowledgeMatrix.shape[1])")
+        for data in [train] + (validation.map { [$0] } ?? []) where data.width != knowledgeMatrix.shape[1] {
+            throw SSPA.FeaturesError(file: data.name, message: "its features have width d = \(data.width), but the CLIP at \(clip) projects to d = \(knowledgeMatrix.shape[1])")
         }
 
         // Model and trainer.
@@ -210,6 +231,10 @@ struct Train: AsyncParsableCommand {
             Console.out("\(out) is already trained for \(options.epochs) epochs; nothing to do.")
             return
         }
+        if let maxSteps, trainer.state.step >= maxSteps {
+            Console.out("\(out) is already at step \(trainer.state.step), not before --max-steps \(maxSteps); nothing to do.")
+            return
+        }
         let perEpoch = trainer.batchesPerEpoch(train.count)
         let total = perEpoch * options.epochs
         let resumedAt = checkpoint.map { _ in " (resuming at epoch \(trainer.state.epoch + 1), step \(trainer.state.step + 1))" } ?? ""
@@ -224,7 +249,7 @@ struct Train: AsyncParsableCommand {
         var savedEpoch = trainer.state.epoch
         let finished: Bool
         do {
-            finished = try trainer.run(train: train, validation: validation, shouldStop: { interrupt.fired || saveError != nil }) { event in
+            finished = try trainer.run(train: train, validation: validation, maxSteps: maxSteps, shouldStop: { interrupt.fired || saveError != nil }) { event in
                 switch event {
                 case .step(let epoch, let batch, let batches, let step, let totalSteps, let loss, _):
                     progress.step(epoch: epoch, epochs: options.epochs, batch: batch, batches: batches, step: step, total: totalSteps, loss: loss)
@@ -250,8 +275,13 @@ struct Train: AsyncParsableCommand {
             throw CLIError("cannot save the checkpoint to \(out): \(saveError)", code: 74)
         }
         if !finished {
+            let reachedMaxSteps = !interrupt.fired && maxSteps.map { trainer.state.step >= $0 } == true
             do { try save() } catch {
-                throw CLIError("interrupted, and the checkpoint could not be saved to \(out): \((error as? CLIError)?.message ?? "\(error)")", code: 74)
+                throw CLIError("\(reachedMaxSteps ? "stopped at --max-steps" : "interrupted"), and the checkpoint could not be saved to \(out): \((error as? CLIError)?.message ?? "\(error)")", code: 74)
+            }
+            if reachedMaxSteps {
+                Console.out("stopped after step \(trainer.state.step) of \(total) (--max-steps); saved \(out). Run the same command with --resume (and a larger or no --max-steps) to continue.")
+                return
             }
             throw CLIError("interrupted at epoch \(trainer.state.epoch + 1), step \(trainer.state.step) of \(total); checkpoint saved to \(out). Run the same command with --resume to continue.", code: 130)
         }
