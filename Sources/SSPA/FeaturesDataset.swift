@@ -155,11 +155,8 @@ extension SSPA {
                 for (k, position) in positions.enumerated() {
                     let target = out.baseAddress! + position * w
                     let raw = UnsafeRawPointer(bytes + k * slot.rowBytes)
-                    if slot.dtype.isFloatingPoint {
-                        Self.convert(raw, dtype: slot.dtype, count: w, into: target)
-                    } else {
-                        for v in 0..<w { target[v] = Float(Self.integer(raw, dtype: slot.dtype, index: v)) }
-                    }
+                    // As `SafeTensors.tensor` decodes, so the streamed and in-memory paths give the same bits.
+                    SafeTensors.convert(raw, dtype: slot.dtype, count: w, into: target)
                     if let name, let bad = (0..<w).first(where: { !target[$0].isFinite }) {
                         let row = first + k
                         let what = target[bad].isNaN ? "NaN" : "an infinite value"
@@ -316,7 +313,7 @@ extension SSPA {
             while row < rows {
                 let n = min(perChunk, rows - row)
                 try descriptor.read(into: bytes, count: n * slot.rowBytes, at: slot.offset + row * slot.rowBytes)
-                try body(row, (0..<(n * slot.width)).map { integer(UnsafeRawPointer(bytes), dtype: slot.dtype, index: $0) })
+                try body(row, (0..<(n * slot.width)).map { SafeTensors.integer(UnsafeRawPointer(bytes), dtype: slot.dtype, index: $0) })
                 row += n
             }
         }
@@ -349,33 +346,6 @@ extension SSPA {
             guard let header = try? SafeTensors(path: path), let text = header.metadata["image_paths"],
                   let paths = try? JSONDecoder().decode([String].self, from: Data(text.utf8)), row < paths.count else { return nil }
             return paths[row]
-        }
-
-        /// Decodes `count` little-endian floats of `dtype` (as `SafeTensors.tensor` does, so both paths give the same bits).
-        static func convert(_ raw: UnsafeRawPointer, dtype: SafeTensors.DType, count: Int, into out: UnsafeMutablePointer<Float>) {
-            switch dtype {
-            case .f32: for i in 0..<count { out[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
-            case .f16: for i in 0..<count { out[i] = HalfPrecision.float(fromHalf: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
-            case .bf16: for i in 0..<count { out[i] = HalfPrecision.float(fromBFloat16: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
-            case .f64: for i in 0..<count { out[i] = Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))) }
-            default: for i in 0..<count { out[i] = Float(integer(raw, dtype: dtype, index: i)) }
-            }
-        }
-
-        /// Element `index` of a little-endian integer array, widened to Int64.
-        @inline(__always)
-        static func integer(_ raw: UnsafeRawPointer, dtype: SafeTensors.DType, index i: Int) -> Int64 {
-            switch dtype {
-            case .i64: Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self))
-            case .u64: Int64(clamping: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))
-            case .i32: Int64(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)))
-            case .u32: Int64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
-            case .i16: Int64(Int16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: Int16.self)))
-            case .u16: Int64(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
-            case .i8: Int64(raw.load(fromByteOffset: i, as: Int8.self))
-            case .u8, .bool: Int64(raw.load(fromByteOffset: i, as: UInt8.self))
-            case .f64, .f32, .f16, .bf16: 0
-            }
         }
     }
 

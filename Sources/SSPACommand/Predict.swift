@@ -112,14 +112,7 @@ struct Predict: AsyncParsableCommand {
         var labels = manifest.labels, displayNames = manifest.displayNames, knowledgeMatrix = checkpoint.knowledge
         var setName = manifest.labelSet
         if let labelSet {
-            guard FileManager.default.fileExists(atPath: knowledge) else {
-                throw CLIError("\(knowledge): no such knowledge store (needed for --label-set)", code: 66)
-            }
-            let store = try KnowledgeStore(path: knowledge, readOnly: true)
-            guard let set = try store.labelSet(named: labelSet) else {
-                let names = try store.labelSetNames()
-                throw CLIError("no label set '\(labelSet)' in \(knowledge); it holds: \(names.isEmpty ? "none" : names.joined(separator: ", "))", code: 65)
-            }
+            let (store, set) = try openLabelSet(labelSet, in: knowledge, missingStore: " (needed for --label-set)")
             guard let (raw, matrix, _) = try store.knowledgeMatrix(labelSet: labelSet, encoderID: encoder.id) else {
                 throw CLIError("label set '\(labelSet)' in \(knowledge) has no knowledge vectors for the CLIP at \(clipDirectory) (encoder \(encoder.id.prefix(12))). Run `sspa-knowledge encode --clip \(clipDirectory) --label-set \(labelSet) --db \(knowledge)` first.", code: 65)
             }

@@ -146,3 +146,17 @@ let featuresHelp = """
     --features files, or a folder of `sspa features --shard` files, are one dataset: the files in the order given \
     (a folder's shards in shard order), checked for the same labels, encoder, d, M and region mode.
     """
+
+/// The knowledge store at `knowledge`, opened read-only, and its label set `labelSet`; a missing store or set is a
+/// clear error (`missingStore` says how to make the store).
+func openLabelSet(_ labelSet: String, in knowledge: String, missingStore: String) throws -> (KnowledgeStore, LabelSet) {
+    guard FileManager.default.fileExists(atPath: knowledge) else {
+        throw CLIError("\(knowledge): no such knowledge store\(missingStore)", code: 66)
+    }
+    let store = try KnowledgeStore(path: knowledge, readOnly: true)
+    guard let set = try store.labelSet(named: labelSet) else {
+        let names = try store.labelSetNames()
+        throw CLIError("no label set '\(labelSet)' in \(knowledge); it holds: \(names.isEmpty ? "none" : names.joined(separator: ", "))", code: 65)
+    }
+    return (store, set)
+}

@@ -164,14 +164,8 @@ struct Train: AsyncParsableCommand {
         // The text tower, the knowledge and the labels.
         guard fm.fileExists(atPath: clip) else { throw CLIError("\(clip): no such CLIP checkpoint folder", code: 66) }
         let encoder = try TextEncoder.load(directory: clip)
-        guard fm.fileExists(atPath: knowledge) else {
-            throw CLIError("\(knowledge): no such knowledge store; build one with `sspa-knowledge build` and `sspa-knowledge encode --clip DIR`", code: 66)
-        }
-        let store = try KnowledgeStore(path: knowledge, readOnly: true)
-        guard let set = try store.labelSet(named: labelSet) else {
-            let names = try store.labelSetNames()
-            throw CLIError("no label set '\(labelSet)' in \(knowledge); it holds: \(names.isEmpty ? "none" : names.joined(separator: ", "))", code: 65)
-        }
+        let (store, set) = try openLabelSet(labelSet, in: knowledge,
+                                            missingStore: "; build one with `sspa-knowledge build` and `sspa-knowledge encode --clip DIR`")
         guard let (labels, matrix, runID) = try store.knowledgeMatrix(labelSet: labelSet, encoderID: encoder.id, runID: knowledgeRun) else {
             let others = try store.encoders(labelSet: labelSet)
             let known = others.isEmpty ? "no encoder has encoded it yet" : "it is encoded for \(others.map { String($0.prefix(12)) }.joined(separator: ", "))"

@@ -139,12 +139,13 @@ struct BatchImportCommand: AsyncParsableCommand {
             let knowledgeStore = try store.open()
             let override = template
             let importer = BatchImporter(store: knowledgeStore, wordnet: LazyWordNet(directory: "/usr/share/wordnet")) { run in
-                let template = try TemplateLocator.standard().load(override ?? run.templateName)
-                guard template.sha256 == run.templateSHA256 else {
-                    throw CLIError("the template '\(run.templateName)' changed since run \(run.id) was exported (SHA-256 \(template.sha256.prefix(12)), was \(run.templateSHA256.prefix(12))); restore it, or pass the one used with --template.", code: 65)
+                let spec = run.spec
+                let template = try TemplateLocator.standard().load(override ?? spec.templateName)
+                guard template.sha256 == spec.templateSHA256 else {
+                    throw CLIError("the template '\(spec.templateName)' changed since run \(run.id) was exported (SHA-256 \(template.sha256.prefix(12)), was \(spec.templateSHA256.prefix(12))); restore it, or pass the one used with --template.", code: 65)
                 }
-                return PromptBuilder(template: template, demos: run.demos, selection: run.demoSelection,
-                                     seed: UInt64(bitPattern: Int64(run.sampling.seed)), count: run.descriptionsWanted)
+                return PromptBuilder(template: template, demos: spec.demos, selection: spec.demoSelection,
+                                     seed: UInt64(bitPattern: Int64(spec.sampling.seed)), count: spec.descriptionsWanted)
             }
             var problems = 0
             for file in files {

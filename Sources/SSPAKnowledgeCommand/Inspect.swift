@@ -202,12 +202,15 @@ struct Validate: AsyncParsableCommand {
                     continue
                 }
                 var knowledge = try knowledgeStore.knowledge(labelSet: set, runID: chosen.id)
+                var tokenCounts: [String: Int] = [:]
                 if let tokenizer {
                     // The tokenizer is at hand: too-long on its count, not the estimate.
                     for index in knowledge.indices {
                         for (position, text) in knowledge[index].descriptions.enumerated() {
+                            let count = tokenCounts[text] ?? tokenizer.tokenCount(text)
+                            tokenCounts[text] = count
                             var flags = Set(knowledge[index].flags[position])
-                            if tokenizer.tokenCount(text) > DescriptionQuality.tokenLimit { flags.insert(.tooLong) } else { flags.remove(.tooLong) }
+                            if count > DescriptionQuality.tokenLimit { flags.insert(.tooLong) } else { flags.remove(.tooLong) }
                             knowledge[index].flags[position] = flags.sorted()
                         }
                     }
@@ -216,7 +219,7 @@ struct Validate: AsyncParsableCommand {
                 var report = KnowledgeValidator.validate(
                     labelSet: set, runID: chosen.id, knowledge: knowledge, flagged: try knowledgeStore.flaggedRequests(runID: chosen.id), wanted: wanted)
                 if let tokenizer {
-                    report.findings += KnowledgeValidator.overlong(knowledge) { tokenizer.tokenCount($0) }
+                    report.findings += KnowledgeValidator.overlong(knowledge) { tokenCounts[$0] ?? tokenizer.tokenCount($0) }
                 }
                 for bad in try knowledgeStore.nonFiniteVectors(labelSet: set, runID: chosen.id) {
                     report.findings.append(.init(severity: .failure, label: bad.label, kind: "non-finite",

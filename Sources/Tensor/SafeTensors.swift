@@ -102,7 +102,7 @@ public final class SafeTensors: @unchecked Sendable {
     }
 
     /// Decodes `count` little-endian elements of `dtype` at `raw` (any alignment) into Float32.
-    static func convert(_ raw: UnsafeRawPointer, dtype: DType, count: Int, into out: UnsafeMutablePointer<Float>) {
+    public static func convert(_ raw: UnsafeRawPointer, dtype: DType, count: Int, into out: UnsafeMutablePointer<Float>) {
         switch dtype {
         case .f32: for i in 0..<count { out[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
         case .f16: for i in 0..<count { out[i] = HalfPrecision.float(fromHalf: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
@@ -113,12 +113,12 @@ public final class SafeTensors: @unchecked Sendable {
         }
     }
 
-    /// Element `index` of an integer or BOOL array, widened to Int64 (U64 wraps; callers check it first).
+    /// Element `index` of an integer or BOOL array, widened to Int64 (a U64 past Int64.max clamps to it).
     @inline(__always)
-    static func integer(_ raw: UnsafeRawPointer, dtype: DType, index i: Int) -> Int64 {
+    public static func integer(_ raw: UnsafeRawPointer, dtype: DType, index i: Int) -> Int64 {
         switch dtype {
         case .i64: Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self))
-        case .u64: Int64(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))
+        case .u64: Int64(clamping: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))
         case .i32: Int64(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)))
         case .u32: Int64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
         case .i16: Int64(Int16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: Int16.self)))

@@ -151,16 +151,6 @@ extension KnowledgeBuilder {
 }
 
 extension KnowledgeStore {
-    /// The id of a stored label set.
-    func labelSetID(_ name: String) throws -> Int64 {
-        try queue.read { db in
-            guard let id = try Int64.fetchOne(db, sql: "SELECT id FROM label_sets WHERE name = ?", arguments: [name]) else {
-                throw StoreError("no label set '\(name)' in \(path)")
-            }
-            return id
-        }
-    }
-
     /// Each label's state and attempts so far in a run, by raw name.
     func labelStatus(runID: Int64) throws -> [String: (state: LabelState, attempts: Int)] {
         try queue.read { db in
@@ -201,17 +191,10 @@ extension KnowledgeStore {
     }
 }
 
-/// A run as a batch import needs it: what rebuilds its prompts and sampling.
+/// A stored run as a batch import needs it: its id and the spec that rebuilds its prompts and sampling.
 public struct BatchRun: Sendable {
     public var id: Int64
-    public var labelSet: String
-    public var model: String
-    public var templateName: String
-    public var templateSHA256: String
-    public var sampling: Sampling
-    public var descriptionsWanted: Int
-    public var demos: Int
-    public var demoSelection: DemoSelection
+    public var spec: RunSpec
 }
 
 /// Reads batch results (output and error lines of OpenAI's Batch API or vLLM's run-batch) into their runs.
@@ -261,16 +244,16 @@ public struct BatchImporter: Sendable {
         for (runID, labelIDs) in affected.sorted(by: { $0.key < $1.key }) {
             let run = try store.batchRun(runID)
             let prompts = try self.prompts(run)
-            let set = try store.labelSet(named: run.labelSet)?.labels ?? []
-            let ids = try store.labelIDs(labelSet: run.labelSet)
+            let set = try store.labelSet(named: run.spec.labelSet)?.labels ?? []
+            let ids = try store.labelIDs(labelSet: run.spec.labelSet)
             let names = DescriptionQuality.NameIndex(set)
             for labelID in labelIDs.sorted() {
                 guard let position = ids.firstIndex(of: labelID), position < set.count else { continue }
                 let label = set[position]
                 let answers = try store.batchResults(runID: runID, labelID: labelID)
-                let replay = Self.replay(answers, base: run.sampling.seed)
-                let worker = LabelWorker(provider: KnowledgeProvider(name: "batch", endpoint: "batch", model: run.model, describe: replay),
-                                         prompts: prompts, sampling: run.sampling, maxAttempts: answers.count, wordnet: wordnet)
+                let replay = Self.replay(answers, base: run.spec.sampling.seed)
+                let worker = LabelWorker(provider: KnowledgeProvider(name: "batch", endpoint: "batch", model: run.spec.model, describe: replay),
+                                         prompts: prompts, sampling: run.spec.sampling, maxAttempts: answers.count, wordnet: wordnet)
                 guard let outcome = await worker.run(label, in: set, names: names) else { throw CancellationError() }
                 try store.saveOutcome(outcome, runID: runID, labelID: labelID)
                 report.labels.append((runID, label.rawName, outcome.state))
@@ -356,11 +339,13 @@ extension KnowledgeStore {
             guard let row = try Row.fetchOne(db, sql: """
                 SELECT r.*, ls.name AS label_set FROM runs r JOIN label_sets ls ON ls.id = r.label_set_id WHERE r.id = ?
                 """, arguments: [id]) else { throw StoreError("run \(id) is not in \(path)") }
-            return BatchRun(
-                id: id, labelSet: row["label_set"], model: row["model"], templateName: row["template_name"], templateSHA256: row["template_sha256"],
+            return BatchRun(id: id, spec: RunSpec(
+                labelSet: row["label_set"], provider: row["provider"], endpoint: row["endpoint"], model: row["model"],
+                templateName: row["template_name"], templateSHA256: row["template_sha256"],
                 sampling: Sampling(temperature: row["temperature"], seed: row["seed"], maxTokens: row["max_tokens"], n: row["n"]),
                 descriptionsWanted: row["descriptions_wanted"], demos: row["demos"],
-                demoSelection: DemoSelection(rawValue: row["demo_selection"]) ?? .fixed)
+                demoSelection: DemoSelection(rawValue: row["demo_selection"]) ?? .fixed,
+                structured: StructuredMode(rawValue: row["structured"]) ?? .auto))
         }
     }
 
