@@ -293,6 +293,10 @@ public enum DescriptionQuality {
     /// common word one token and a long or rare one more, every punctuation mark and digit its own. Tuned to err
     /// towards counting more, so that what the estimate passes a tokenizer rarely truncates.
     public static func estimatedTokens(_ text: String) -> Int {
+        estimatedTokensASCII(text) ?? estimatedTokensUnicode(text)
+    }
+
+    static func estimatedTokensUnicode(_ text: String) -> Int {
         var count = 2
         var run = 0
         func endWord() {
@@ -309,5 +313,27 @@ public enum DescriptionQuality {
         }
         endWord()
         return count
+    }
+
+    /// `estimatedTokens` byte by byte for ASCII text (the same count: every printable ASCII character that is not a
+    /// letter, a digit or a space is punctuation or a symbol); nil for any other text.
+    static func estimatedTokensASCII(_ text: String) -> Int? {
+        var text = text
+        return text.withUTF8 { bytes -> Int? in
+            var count = 2
+            var run = 0
+            for byte in bytes {
+                guard byte < 0x80 else { return nil }
+                if (byte | 0x20) >= 0x61 && (byte | 0x20) <= 0x7A {
+                    run += 1
+                    continue
+                }
+                if run > 0 { count += 1 + max(0, run - 6) / 4 }
+                run = 0
+                if byte > 0x20 && byte < 0x7F { count += 1 }   // digits, punctuation, symbols
+            }
+            if run > 0 { count += 1 + max(0, run - 6) / 4 }
+            return count
+        }
     }
 }

@@ -27,6 +27,20 @@ enum FastText {
         }
     }
 
+    /// `text` in lower case when it is all ASCII (nearly every answer), without Unicode case tables; nil otherwise.
+    static func asciiLowercased(_ text: String) -> String? {
+        var text = text
+        return text.withUTF8 { bytes -> String? in
+            var lower = [UInt8](repeating: 0, count: bytes.count)
+            for index in 0..<bytes.count {
+                let byte = bytes[index]
+                guard byte < 0x80 else { return nil }
+                lower[index] = byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+            }
+            return String(decoding: lower, as: UTF8.self)
+        }
+    }
+
     /// `text` without leading and trailing white space and newlines.
     static func trimmed<S: StringProtocol>(_ text: S) -> String {
         guard let first = text.firstIndex(where: { !$0.isWhitespace }) else { return "" }
