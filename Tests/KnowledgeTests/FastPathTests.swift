@@ -61,3 +61,12 @@ struct FastPathTests {
         #expect(TemplateText.render("{", values) == "{" && TemplateText.render("", values) == "")
     }
 }
+
+extension FastPathTests {
+    @Test func whitespaceCollapsesAsTheGeneralSplitDoes() throws {
+        let texts = try Self.committedDescriptions() + Self.samples + ["  a \t b\r\n\r\nc  ", "\u{0B}x\u{0C}y\u{0D}", " é  ü ", "a\u{A0}b"]
+        for text in texts {
+            #expect(FastText.collapsingWhitespace(text) == text.split(whereSeparator: { $0.isWhitespace }).joined(separator: " "), "\(text.debugDescription)")
+        }
+    }
+}

@@ -141,11 +141,11 @@ public enum ResponseParser {
         // Surrounding quotes, possibly followed by a trailing comma from half-JSON lines.
         if s.hasSuffix(",") { s.removeLast() }
         let quotes: Set<Character> = ["\"", "'", "“", "”", "‘", "’"]
-        while s.count >= 2, let f = s.first, let l = s.last, quotes.contains(f), quotes.contains(l) {
+        while let f = s.first, let l = s.last, quotes.contains(f), quotes.contains(l), s.count >= 2 {
             s = String(s.dropFirst().dropLast())
         }
         // Collapse runs of white space by hand: a regular expression per description cost more than the request.
-        return s.split(whereSeparator: { $0.isWhitespace }).joined(separator: " ")
+        return FastText.collapsingWhitespace(s)
     }
 
     static func dedupe(_ items: [String]) -> [String] {
