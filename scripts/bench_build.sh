@@ -15,11 +15,21 @@
 #   RUNS          runs of each row (default 5)
 #   LATENCY_MS    fault server latency per answer (default 200)
 #   PEERS         "openai" (default when openai-python is installed) or "" for this project alone
+#   LOAD=1        also the rows under load (issue 13 §3): every run is then a round of both clients quiet, then both
+#                 again with one background busy loop keeping one core busy (scripts/bench_load.sh; stopped by its
+#                 PID at the end of the round, and on exit, error or Ctrl-C). The table adds each client's fall =
+#                 throughput loaded / quiet = quiet wall / loaded wall (1 = no fall). Goal: this project's fall is
+#                 no larger than openai-python's.
+#   BENCH_LOCK    a lock file (e.g. /tmp/sspa-swift.lock) held during each round and released between rounds, so
+#                 that no Swift build runs beside a measurement
 set -euo pipefail
 export LC_ALL=C
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+source scripts/bench_load.sh
+CONDS="quiet"
+[[ "${LOAD:-0}" == 1 ]] && CONDS="quiet loaded"
 
 LATENCY_MS="${LATENCY_MS:-200}"
 SIZES="${SIZES:-200:16 2000:128}"
@@ -40,13 +50,15 @@ else
     BIN="$ROOT/.build/release/sspa-knowledge"
     if [[ ! -x "$BIN" ]]; then
         echo "building $BIN" >&2
-        swift build -c release --product sspa-knowledge >&2
+        flock /tmp/sspa-swift-build.lock swift build -c release --product sspa-knowledge >&2
     fi
 fi
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/sspa-bench.XXXXXX")"
 FS_PID=""
 cleanup() {
+    load_stop
+    lock_give
     if [[ -n "$FS_PID" ]]; then
         kill "$FS_PID" 2>/dev/null || true
         wait "$FS_PID" 2>/dev/null || true
@@ -157,6 +169,9 @@ for size in $SIZES; do
     n="${size%%:*}"; jobs="${size##*:}"
     head -n "$n" "$LABELS" >"$TMP/labels-$n.txt"
     for run in $(seq "$RUNS"); do
+      lock_take
+      for cond in $CONDS; do
+        if [[ $cond == loaded ]]; then load_start; fi
         for client in sspa $PEERS; do
             control POST /_reset >/dev/null
             rm -f "$TMP/bench.db"
@@ -180,20 +195,23 @@ for size in $SIZES; do
             kill -0 "$FS_PID" 2>/dev/null || { echo "the fault server is gone (interrupted?); stopping" >&2; exit 1; }
             requests=$(control GET /_stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["counts"].get("ok", 0))')
             read -r wall user sys <"$TMP/time"
-            echo "$client $n $jobs $wall $user $sys $requests $rc $(( after - before ))" >>"$RESULTS"
-            echo "  $client $n labels jobs $jobs run $run: ${wall} s" >&2
+            echo "$cond $client $n $jobs $wall $user $sys $requests $rc $(( after - before ))" >>"$RESULTS"
+            echo "  $client $n labels jobs $jobs run $run $cond: ${wall} s" >&2
         done
+        if [[ $cond == loaded ]]; then load_stop; fi
+      done
+      lock_give
     done
 done
 
 # ---------------------------------------------------------------- table
-python3 - "$RESULTS" "$LATENCY_MS" "$TICKS" "$RUNS" <<'PY'
+python3 - "$RESULTS" "$LATENCY_MS" "$TICKS" "$RUNS" "$(cpu_name)" <<'PY'
 import statistics, sys
 path, latency, ticks, runs = sys.argv[1], float(sys.argv[2]) / 1000, int(sys.argv[3]), int(sys.argv[4])
-rows = {}
+rows, loaded = {}, {}
 for line in open(path):
-    client, n, jobs, wall, user, sys_, requests, rc, server = line.split()
-    rows.setdefault((int(n), int(jobs), client), []).append(
+    cond, client, n, jobs, wall, user, sys_, requests, rc, server = line.split()
+    (rows if cond == "quiet" else loaded).setdefault((int(n), int(jobs), client), []).append(
         (float(wall), float(user) + float(sys_), int(requests), int(rc), int(server) / ticks))
 names = {"sspa": "sspa-knowledge build", "openai": "openai-python AsyncOpenAI"}
 print(f"{latency * 1000:.0f} ms per answer (fault server --canned); median of {runs} runs; ideal = ceil(labels / jobs) x latency")
@@ -207,5 +225,26 @@ for (n, jobs, client), values in sorted(rows.items(), key=lambda kv: (kv[0][0], 
     bad = sum(1 for v in values if v[3] != 0 or v[2] != n)
     note = f" ({bad} runs failed or short)" if bad else ""
     print(f"| {names.get(client, client)} | {n} | {jobs} | {ideal:.2f} | {wall:.2f} | {wall / ideal:.2f} | {per:.2f} | {server:.0f}{note} |")
+if loaded:
+    print()
+    print(f"Under load (CPU {sys.argv[5]}, 2 cores): one background busy loop keeps one core busy in the loaded runs; "
+          f"median of {runs} rounds; fall = throughput loaded / quiet = quiet wall / loaded wall (1 = none)")
+    print("| client | labels | jobs | quiet wall s | loaded wall s | fall | loaded client CPU ms/request |")
+    print("|---|---|---|---|---|---|---|")
+    falls = {}
+    for key, values in sorted(loaded.items(), key=lambda kv: (kv[0][0], kv[0][2] != "sspa")):
+        n, jobs, client = key
+        q = statistics.median(v[0] for v in rows[key])
+        l = statistics.median(v[0] for v in values)
+        per = statistics.median(v[1] * 1000 / v[2] for v in values if v[2]) if any(v[2] for v in values) else float("nan")
+        bad = sum(1 for v in values if v[3] != 0 or v[2] != n)
+        note = f" ({bad} runs failed or short)" if bad else ""
+        falls[key] = q / l
+        print(f"| {names.get(client, client)} | {n} | {jobs} | {q:.2f} | {l:.2f} | {q / l:.2f} | {per:.2f}{note} |")
+    for (n, jobs, client), fall in sorted(falls.items()):
+        if client == "sspa" and (n, jobs, "openai") in falls:
+            peer = falls[(n, jobs, "openai")]
+            print(f"{n} labels: this project keeps {fall:.2f} of its quiet throughput, openai-python {peer:.2f}: "
+                  f"goal (fall no larger) {'met' if fall >= peer else 'MISSED'}")
 PY
 exit "$FAILED"

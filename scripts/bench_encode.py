@@ -42,6 +42,18 @@ Run time: about 30 minutes on 2 idle cores with the defaults (transformers with 
 about 3.5 minutes per pass).  Each side is timed best of ``--repeat``; on a machine busy with other work the
 numbers, the 2-thread ones especially, are noisy: check the load average printed per thread count.
 
+Under load (issue 13 §3)::
+
+    BENCH_LOCK=/tmp/sspa-swift.lock python3 scripts/bench_encode.py --load --threads 2 --texts-count 1000 --repeat 1 --rounds 5
+
+``--load`` replaces the table above with rounds of: Swift and transformers (``padding=True``; ``--load-sorted`` adds
+the length-sorted variant) quiet, then one background busy loop started (the loop of scripts/bench_load.sh, a
+subprocess stopped by its PID at the end of the round, and on exit, error or Ctrl-C), Swift and transformers again.
+It prints each side's quiet and loaded texts/s (median over rounds of each process's best of ``--repeat``) and its
+fall = throughput loaded / quiet (1 = none). Goal: Swift's fall is no larger than transformers'. With
+``BENCH_LOCK`` set, that lock is held during each round and released between rounds, so that no Swift build runs
+beside a measurement.
+
 Exit status: 0 when every parity check passes, 1 otherwise.  The Swift/transformers >= 1.5x goal is reported,
 not enforced.
 """
@@ -49,11 +61,15 @@ not enforced.
 from __future__ import annotations
 
 import argparse
+import atexit
+import fcntl
 import json
 import os
 import random
 import re
 import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,7 +77,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / ".build" / "release" / "sspa-bench-encode"
+BIN = Path(os.environ.get("SSPA_BENCH_BIN") or ROOT / ".build" / "release" / "sspa-bench-encode")  # another build to time
 LOCK = "/tmp/sspa-swift-build.lock"
 VOCAB_SRC = ROOT / "Tests" / "CLIPTests" / "Fixtures" / "checkpoints" / "tiny-quickgelu"
 TOLERANCE = 1e-4
@@ -244,6 +260,130 @@ def worker(args) -> None:
     }))
 
 
+# --------------------------------------------------------------------------------------------------- load
+
+# The busy loop of scripts/bench_load.sh (kept in step by hand): a tight sh loop that checks every million
+# iterations that this process ($1) is alive, so it never outlives the benchmark.
+BUSY_LOOP = 'p=$1; while kill -0 "$p" 2>/dev/null; do i=0; while [ $i -lt 1000000 ]; do i=$((i + 1)); done; done'
+
+
+class BusyLoop:
+    """One background process keeping one core busy, started and stopped by PID (also at exit and on a signal)."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        atexit.register(self.stop)
+
+    def start(self) -> None:
+        if self.proc is None:
+            self.proc = subprocess.Popen(["sh", "-c", BUSY_LOOP, "busy-loop", str(os.getpid())])
+            time.sleep(0.5)
+            print(f"  load: busy loop started, PID {self.proc.pid}", flush=True)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            pid = self.proc.pid
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+            print(f"  load: busy loop {pid} stopped", flush=True)
+
+
+class RoundLock:
+    """$BENCH_LOCK (when set), held for one round at a time: Swift builds on this machine take the same lock."""
+
+    def __init__(self) -> None:
+        self.path, self.fd = os.environ.get("BENCH_LOCK"), None
+
+    def take(self) -> None:
+        if self.path and self.fd is None:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            print(f"  waiting for {self.path} ...", flush=True)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def give(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def cpu_name() -> str:
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "?"
+
+
+def blas_line() -> str:
+    exe = ROOT / ".build" / "release" / "sspa-knowledge"
+    if exe.exists():
+        out = subprocess.run([str(exe), "--version"], capture_output=True, text=True).stdout
+        return next((l for l in out.splitlines() if l.startswith("BLAS")), "BLAS: unknown")
+    return "BLAS: unknown (no release sspa-knowledge)"
+
+
+def load_rounds(args, ckpt: Path, texts_file: Path, work: Path, n_texts: int) -> bool:
+    """Rounds of quiet and loaded runs at one thread count; prints the table; returns the parity verdict."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    t = int(args.threads)
+    modes = ["plain"] + (["sorted"] if args.load_sorted else [])
+    busy, lock = BusyLoop(), RoundLock()
+    res: dict[tuple[str, str], list[float]] = {}
+    ok = True
+    env = dict(os.environ, SSPA_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t))
+    penv = dict(os.environ, OMP_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t))
+    for r in range(1, args.rounds + 1):
+        lock.take()
+        try:
+            for cond in ("quiet", "loaded"):
+                if cond == "loaded":
+                    busy.start()
+                print(f"\n== round {r}/{args.rounds}, {cond}, threads {t} (load average {os.getloadavg()[0]:.2f}) ==",
+                      flush=True)
+                out_st = work / "swift_load.safetensors"
+                sw, _, _ = run_timed([str(BIN), "--clip", str(ckpt), "--texts", str(texts_file), "--batch",
+                                      str(args.batch), "--out", str(out_st), "--repeat", str(args.repeat)], env)
+                res.setdefault(("swift", cond), []).append(sw["sentences_per_s"])
+                sw_emb = load_file(str(out_st))["embeddings"]
+                for mode in modes:
+                    out_np = work / f"hf_load_{mode}.npy"
+                    hf, _, _ = run_timed([sys.executable, __file__, "--worker", "--mode", mode, "--threads", str(t),
+                                          "--ckpt", str(ckpt), "--texts", str(texts_file), "--batch", str(args.batch),
+                                          "--repeat", str(args.repeat), "--out", str(out_np)], penv)
+                    res.setdefault((mode, cond), []).append(hf["sentences_per_s"])
+                    diff = float(np.abs(np.load(out_np).astype(np.float64) - sw_emb.astype(np.float64)).max())
+                    ok &= diff <= TOLERANCE
+                    print(f"  swift {sw['sentences_per_s']:.1f} texts/s, transformers {mode} "
+                          f"{hf['sentences_per_s']:.1f} texts/s, max-abs diff {diff:.2e}", flush=True)
+                if cond == "loaded":
+                    busy.stop()
+        finally:
+            busy.stop()
+            lock.give()
+    print(f"\nCLIP ViT-B/16 text tower under load: {n_texts} texts, batch {args.batch}, {t} threads, {args.rounds} "
+          f"rounds (each process best of {args.repeat}); CPU {cpu_name()}; {blas_line()}")
+    print("loaded = one background busy loop keeps one core busy; texts/s = median over rounds; "
+          "fall = throughput loaded / quiet (1 = none)")
+    names = {"swift": "Swift", "plain": "transformers padding=True", "sorted": "transformers length-sorted"}
+    print(f"{'side':<27} | {'quiet texts/s':>13} {'loaded texts/s':>14} {'fall':>6} | runs quiet / loaded")
+    falls = {}
+    for side in ["swift"] + modes:
+        q, l = res[(side, "quiet")], res[(side, "loaded")]
+        qm, lm = statistics.median(q), statistics.median(l)
+        falls[side] = lm / qm
+        print(f"{names[side]:<27} | {qm:>13.1f} {lm:>14.1f} {lm / qm:>6.2f} | {' '.join(f'{x:.1f}' for x in q)} / "
+              f"{' '.join(f'{x:.1f}' for x in l)}")
+    for mode in modes:
+        met = falls["swift"] >= falls[mode]
+        print(f"Swift keeps {falls['swift']:.2f} of its quiet throughput, {names[mode]} {falls[mode]:.2f}: "
+              f"goal (Swift's fall no larger) {'met' if met else 'MISSED'}")
+    print(f"parity (max-abs <= {TOLERANCE}): {'PASS' if ok else 'FAIL'}")
+    return ok
+
+
 # --------------------------------------------------------------------------------------------------- driver
 
 def parse_time_v(stderr: str) -> float:
@@ -287,6 +427,10 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temporary checkpoint/output folder")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the Swift bench binary (under the lock)")
     ap.add_argument("--no-sorted", action="store_true", help="skip the length-sorted transformers variant")
+    ap.add_argument("--load", action="store_true",
+                    help="rows under load instead: quiet vs one core kept busy, at one --threads count (default 2)")
+    ap.add_argument("--rounds", type=int, default=3, help="with --load: rounds of quiet + loaded runs (default 3)")
+    ap.add_argument("--load-sorted", action="store_true", help="with --load: also length-sorted transformers")
     # internal: the transformers side
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--mode", default="plain", help=argparse.SUPPRESS)
@@ -302,6 +446,10 @@ def main() -> int:
     import numpy as np
     from safetensors.numpy import load_file
 
+    if args.load and args.threads == "1,2":
+        args.threads = "2"
+    if args.load and "," in args.threads:
+        raise SystemExit("--load measures one thread count; give --threads T")
     threads = [int(t) for t in args.threads.split(",")]
     build_binary(args.rebuild)
     work = Path(tempfile.mkdtemp(prefix="sspa_bench_encode_"))
@@ -322,6 +470,10 @@ def main() -> int:
         blas_env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
         print("OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE left as found in the environment (neither set nor unset) "
               f"for both sides: {blas_env}", flush=True)
+
+        if args.load:
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that atexit stops the busy loop
+            return 0 if load_rounds(args, ckpt, texts_file, work, len(texts)) else 1
 
         results = []
         ok = True

@@ -9,6 +9,7 @@ scikit-image (scripts/requirements-fixtures.txt), never at run time.
   python3 scripts/bench_vision.py --compare SWIFT.safetensors TORCH.safetensors
   python3 scripts/bench_vision.py --e2e-one DIR --threads T [--batch 32] [--out FILE]
   python3 scripts/bench_vision.py --table RESULTS.jsonl
+  python3 scripts/bench_vision.py --load-table LOAD.jsonl [--cpu NAME] [--blas LINE]   (LOAD=1 bench_vision.sh)
 
 --prepare writes into DIR (a temporary folder, never committed):
   clip/  a random CLIP checkpoint in Hugging Face's CLIPModel layout (config.json with vision_config/text_config,
@@ -354,6 +355,29 @@ def table(path: str) -> bool:
     return ok
 
 
+def load_table(path: str, cpu: str, blas: str) -> None:
+    """The rows under load of `LOAD=1 scripts/bench_vision.sh`: each side quiet and loaded, and its fall."""
+    rows = [json.loads(l) for l in open(path) if l.strip()]
+    first = next(r["result"] for r in rows if r["kind"] == "pytorch")
+    threads = rows[0]["threads"]
+    print(f"CLIP ViT-B/16 vision tower under load: {first['images']} images, batch {first['batch']}, {threads} threads, "
+          f"{len({r['round'] for r in rows})} rounds; CPU {cpu}; {blas}; torch {first.get('torch', '?')}")
+    print("loaded = one background busy loop keeps one core busy; images/s = median over rounds; "
+          "fall = throughput loaded / quiet (1 = none)")
+    print(f"{'side':<8} | {'quiet img/s':>11} {'loaded img/s':>12} {'fall':>6} | runs quiet / loaded (img/s)")
+    falls = {}
+    for side in ("swift", "pytorch"):
+        q = [r["result"]["images_per_s"] for r in rows if r["kind"] == side and r["cond"] == "quiet"]
+        l = [r["result"]["images_per_s"] for r in rows if r["kind"] == side and r["cond"] == "loaded"]
+        qm, lm = statistics.median(q), statistics.median(l)
+        falls[side] = lm / qm
+        print(f"{side:<8} | {qm:>11.2f} {lm:>12.2f} {lm / qm:>6.2f} | {' '.join(f'{x:.2f}' for x in q)} / "
+              f"{' '.join(f'{x:.2f}' for x in l)}")
+    ok = falls["swift"] >= falls["pytorch"]
+    print(f"Swift keeps {falls['swift']:.2f} of its quiet throughput, PyTorch {falls['pytorch']:.2f}: "
+          f"goal (Swift's fall no larger) {'met' if ok else 'MISSED'}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--prepare", metavar="DIR")
@@ -361,6 +385,9 @@ def main() -> int:
     ap.add_argument("--e2e-one", metavar="DIR")
     ap.add_argument("--compare", nargs=2, metavar=("SWIFT", "TORCH"))
     ap.add_argument("--table", metavar="JSONL")
+    ap.add_argument("--load-table", metavar="JSONL")
+    ap.add_argument("--cpu", default="?")
+    ap.add_argument("--blas", default="BLAS: ?")
     ap.add_argument("--images", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--e2e", action="store_true", help="with --prepare: also the JPEGs, labels and manifest")
@@ -384,6 +411,8 @@ def main() -> int:
             return 1
     if a.table:
         return 0 if table(a.table) else 1
+    if a.load_table:
+        load_table(a.load_table, a.cpu, a.blas)
     return 0
 
 

@@ -23,10 +23,18 @@
 # side). Both processes are pinned with taskset to T cores there, because `sspa features` decodes on every core it
 # may use. It needs the sspa and sspa-knowledge release builds and WordNet (the label set is built offline).
 #
+# LOAD=1: the rows under load instead (issue 13 §3). At LOAD_THREADS (default 2) threads, ROUNDS rounds (default
+# 3) of: Swift and PyTorch quiet (parity checked), then one background busy loop started (scripts/bench_load.sh;
+# stopped by its PID at the end of the round, and on exit, error or Ctrl-C), Swift and PyTorch again. Prints each
+# side's quiet and loaded images/s (median over rounds) and its fall = throughput loaded / quiet (1 = no fall).
+# Goal: Swift's fall is no larger than PyTorch's. BENCH_LOCK=/tmp/sspa-swift.lock holds that lock during each round
+# and releases it between rounds, so no Swift build runs beside a measurement.
+#
 # Exit status 1 (after the table, with a loud message) when the parity check fails.
 # Env: THREADS="1 2", BATCH=32, WARMUP=1, REPEAT=1, E2E=0, KEEP=0, OUT=...; SKIP_BUILD=1 skips the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bench_load.sh
 
 IMAGES="${1:-${IMAGES:-200}}"
 THREADS="${THREADS:-1 2}"
@@ -35,7 +43,7 @@ WARMUP="${WARMUP:-1}"
 REPEAT="${REPEAT:-1}"
 E2E="${E2E:-0}"
 OUT="${OUT:-/tmp/sspa-bench-vision.jsonl}"
-BIN=.build/release/sspa-bench-vision
+BIN="${SSPA_BENCH_BIN:-.build/release/sspa-bench-vision}"  # SSPA_BENCH_BIN: another build to time
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     products=(sspa-bench-vision)
@@ -48,7 +56,14 @@ fi
 [[ -x "$BIN" ]] || { echo "missing $BIN" >&2; exit 1; }
 
 WORK=$(mktemp -d /tmp/sspa-bench-vision.XXXXXX)
-if [[ "${KEEP:-0}" == 1 ]]; then echo "keeping $WORK" >&2; else trap 'rm -rf "$WORK"' EXIT; fi
+cleanup() {
+    load_stop
+    lock_give
+    if [[ "${KEEP:-0}" == 1 ]]; then echo "keeping $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 echo "preparing $IMAGES images and a random ViT-B/16-size checkpoint in $WORK ..." >&2
 python3 scripts/bench_vision.py --prepare "$WORK" --images "$IMAGES" $([[ "$E2E" == 1 ]] && echo --e2e) >&2
@@ -58,6 +73,40 @@ if [[ "$E2E" == 1 ]]; then
 fi
 
 load() { cut -d' ' -f1 /proc/loadavg; }
+if [[ "${LOAD:-0}" == 1 ]]; then
+    T="${LOAD_THREADS:-2}"
+    ROUNDS="${ROUNDS:-3}"
+    OUT="${OUT_LOAD:-/tmp/sspa-bench-vision-load.jsonl}"
+    export SSPA_THREADS=$T OPENBLAS_NUM_THREADS=$T OMP_NUM_THREADS=$T MKL_NUM_THREADS=$T
+    : > "$OUT"
+    parity_ok=1
+    for r in $(seq "$ROUNDS"); do
+        lock_take
+        for cond in quiet loaded; do
+            if [[ $cond == loaded ]]; then load_start; fi
+            l=$(load); echo "threads=$T round $r/$ROUNDS $cond: swift ... (load $l)" >&2
+            s=$("$BIN" --clip "$WORK/clip" --pixels "$WORK/pixels.safetensors" --batch "$BATCH" --warmup "$WARMUP" \
+                --repeat "$REPEAT" --threads "$T" --out "$WORK/swift.safetensors" | tail -1)
+            echo "{\"kind\": \"swift\", \"cond\": \"$cond\", \"round\": $r, \"threads\": $T, \"load\": $l, \"result\": $s}" >> "$OUT"
+            l=$(load); echo "threads=$T round $r/$ROUNDS $cond: pytorch ... (load $l)" >&2
+            p=$(python3 scripts/bench_vision.py --bench-one "$WORK" --threads "$T" --batch "$BATCH" --warmup "$WARMUP" \
+                --repeat "$REPEAT" --out "$WORK/torch.safetensors" | tail -1)
+            echo "{\"kind\": \"pytorch\", \"cond\": \"$cond\", \"round\": $r, \"threads\": $T, \"load\": $l, \"result\": $p}" >> "$OUT"
+            if [[ $cond == loaded ]]; then load_stop; fi
+            if c=$(python3 scripts/bench_vision.py --compare "$WORK/swift.safetensors" "$WORK/torch.safetensors"); then :; else parity_ok=0; fi
+            echo "threads=$T round $r $cond: parity $(echo "$c" | tail -1)" >&2
+            rm -f "$WORK/swift.safetensors" "$WORK/torch.safetensors"
+        done
+        lock_give
+    done
+    python3 scripts/bench_vision.py --load-table "$OUT" --cpu "$(cpu_name)" --blas "$(blas_line)"
+    if [[ $parity_ok != 1 ]]; then
+        echo "!!! PARITY FAILED: Swift and transformers outputs differ by more than 1e-4; the timings are void. !!!" >&2
+        exit 1
+    fi
+    exit 0
+fi
+
 record() {  # kind threads load result-json
     echo "{\"kind\": \"$1\", \"threads\": $2, \"load\": $3, \"result\": $4}" >> "$OUT"
 }

@@ -81,7 +81,8 @@ public enum BLASRuntime {
         }
     }
 
-    /// One line for `--version`: the library, its kernel and why, and the thread count.
+    /// One line for `--version`: the library, its kernel and why, and the thread count (of the program's own pool:
+    /// OpenBLAS runs single-threaded inside it, see `Parallel`).
     public static var summary: String {
         let env = ProcessInfo.processInfo.environment
         let version = configuration.split(separator: " ").prefix(2).joined(separator: " ")
@@ -90,7 +91,8 @@ public enum BLASRuntime {
         case .keep(let reason): why = reason
         case .select(let kernel): why = "generic; \(kernel) would fit this CPU (\(CPUFeatures.current))"
         }
-        return "BLAS: \(version), kernel \(coreName) (\(why)), \(Parallel.threads) threads (\(threadingModel))"
+        return "BLAS: \(version), kernel \(coreName) (\(why)), \(Parallel.threads) threads "
+            + "(this program's pool; OpenBLAS's \(threadingModel) build called single-threaded)"
     }
 
     /// Call first thing in `main`, before any BLAS work. Either returns (the kernel in force is the one to keep) or

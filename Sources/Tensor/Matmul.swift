@@ -121,7 +121,8 @@ struct MatmulPlan {
     }
 }
 
-/// The one place that calls `cblas_sgemm`, so thread setup and degenerate sizes are handled once.
+/// The one place that calls `cblas_sgemm`, so thread setup, degenerate sizes and the split of large products over
+/// the pool are handled once.
 enum BLAS {
     /// Row-major `C = alpha · op(A) · op(B) + beta · C` with explicit leading dimensions (so callers can address a
     /// head's columns inside a wider matrix).
@@ -158,8 +159,47 @@ enum BLAS {
             }
             return
         }
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
-                    beta, c, Int32(max(ldc, 1)))
+        let panels = panelCount(m: m, n: n, k: k)
+        guard panels > 1 else {
+            cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                        Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
+                        beta, c, Int32(max(ldc, 1)))
+            return
+        }
+        // Panels of C's rows (or columns, when C is wider than tall), one single-threaded sgemm each, over the pool.
+        // Every element is computed by the same kernel over the whole of K, so the split (fixed by the shapes and the
+        // thread count, never by timing) does not change the arithmetic.
+        let pointers = UncheckedSendable((a, b, c))
+        let byRows = m >= n
+        Parallel.forEachChunk(byRows ? m : n, chunks: panels) { _, r in
+            let (a, b, c) = pointers.value
+            let (pa, pb, pc, pm, pn): (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int, Int)
+            if byRows {
+                // Rows r of op(A): rows of A, or columns of a transposed A.
+                (pa, pb, pc, pm, pn) = (transA ? a + r.lowerBound : a + r.lowerBound * lda, b, c + r.lowerBound * ldc, r.count, n)
+            } else {
+                // Columns r of op(B): columns of B, or rows of a transposed B.
+                (pa, pb, pc, pm, pn) = (a, transB ? b + r.lowerBound * ldb : b + r.lowerBound, c + r.lowerBound, m, r.count)
+            }
+            cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                        Int32(pm), Int32(pn), Int32(k), alpha, pa, Int32(max(lda, 1)), pb, Int32(max(ldb, 1)),
+                        beta, pc, Int32(max(ldc, 1)))
+        }
+    }
+
+    /// Below this many multiply-adds (m·n·k) a product runs whole on the calling thread: about 50 µs of one core,
+    /// several times what handing a panel to another thread costs.
+    static let splitWork = 1 << 21
+
+    /// Rows (or columns) a panel keeps at least, a few of the kernel's register tiles.
+    static let minimumPanel = 32
+
+    /// How many panels `sgemm` cuts an m×n×k product into: one per thread for a large product, 1 (the calling thread)
+    /// for a small one, with one thread, or inside a loop that is already split.
+    static func panelCount(m: Int, n: Int, k: Int) -> Int {
+        let threads = Parallel.threads
+        guard threads > 1, !Parallel.isInsideSplitLoop else { return 1 }
+        guard Double(m) * Double(n) * Double(k) >= Double(splitWork) else { return 1 }
+        return max(1, min(threads, max(m, n) / minimumPanel))
     }
 }

@@ -2,11 +2,17 @@ import COpenBLAS
 import Dispatch
 import Foundation
 
-/// Splits large element-wise and row-wise loops across cores, and owns the thread count shared with OpenBLAS.
+/// Splits large element-wise and row-wise loops, and large matrix products, across cores: the process's one pool.
 ///
-/// One number governs both kinds of parallelism, so that `SSPA_THREADS=1` really means one core (benchmarks compare
-/// against PyTorch at a fixed thread count). Small loops stay serial: waking worker threads costs more than a few
-/// thousand multiply-adds.
+/// One number governs all parallelism, so that `SSPA_THREADS=1` really means one core (benchmarks compare against
+/// PyTorch at a fixed thread count). Small loops stay serial: waking worker threads costs more than a few thousand
+/// multiply-adds.
+///
+/// OpenBLAS itself always runs single-threaded (`openblas_set_num_threads(1)`); `BLAS.sgemm` cuts a large product
+/// into row or column panels and runs them here instead. Measured on 2 cores with one core kept busy by another
+/// process (issue 13 §3): with OpenBLAS's own pthreads pool beside this one, its workers spin in `sched_yield` while
+/// the other pool's threads wait for a core, and a training step took 4.2 s instead of 1.3 s; with one pool it took
+/// 1.9 s, and the quiet step was no slower.
 enum Parallel {
     /// Below this much work (elements, or elements × cost) a loop runs on the calling thread.
     static let minimumParallelWork = 1 << 16
@@ -15,19 +21,31 @@ enum Parallel {
     nonisolated(unsafe) private static var current = 0
 
     /// Reads `SSPA_THREADS` once (default: active processors; a value that is not a positive integer also means
-    /// the default) and hands the count to OpenBLAS before its first use.
+    /// the default), and makes OpenBLAS single-threaded before its first use: this pool does the splitting.
     private static let initialThreads: Int = {
         let env = ProcessInfo.processInfo.environment["SSPA_THREADS"].flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         let n = env.flatMap { $0 > 0 ? $0 : nil } ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
-        openblas_set_num_threads(Int32(n))
+        openblas_set_num_threads(1)
         return n
     }()
 
-    /// Applies `SSPA_THREADS` to OpenBLAS if nothing has yet; cheap enough to call before every BLAS call.
+    /// Reads `SSPA_THREADS` and makes OpenBLAS single-threaded if nothing has yet; cheap enough to call before every
+    /// BLAS call.
     @inline(__always)
     static func configure() {
         _ = initialThreads
     }
+
+    /// Marks the threads running the bodies of a split loop, so that work started inside one (a product inside an
+    /// attention head) runs on the calling thread instead of splitting again.
+    private static let nestedKey: pthread_key_t = {
+        var key = pthread_key_t()
+        precondition(pthread_key_create(&key, nil) == 0, "pthread_key_create failed")
+        return key
+    }()
+
+    /// True on a thread that is running one chunk of a split loop.
+    static var isInsideSplitLoop: Bool { pthread_getspecific(nestedKey) != nil }
 
     /// The thread count in force; the first call applies `SSPA_THREADS`.
     static var threads: Int {
@@ -41,7 +59,6 @@ enum Parallel {
             let n = max(1, newValue)
             lock.lock(); defer { lock.unlock() }
             current = n
-            openblas_set_num_threads(Int32(n))
         }
     }
 
@@ -51,7 +68,7 @@ enum Parallel {
         guard count > 1 else { return 1 }
         let workers = threads
         let work = count.multipliedReportingOverflow(by: max(cost, 1))
-        guard workers > 1, work.overflow || work.partialValue >= minimumParallelWork else { return 1 }
+        guard workers > 1, !isInsideSplitLoop, work.overflow || work.partialValue >= minimumParallelWork else { return 1 }
         return min(workers, count)
     }
 
@@ -74,8 +91,12 @@ enum Parallel {
         }
         withoutActuallyEscaping(body) { body in
             let task = UncheckedSendable(body)
+            let key = nestedKey
             DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                let outer = pthread_getspecific(key)
+                pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
                 task.value(chunk, (count * chunk / chunks)..<(count * (chunk + 1) / chunks))
+                pthread_setspecific(key, outer)
             }
         }
     }
@@ -88,10 +109,11 @@ struct UncheckedSendable<Value>: @unchecked Sendable {
 }
 
 extension Tensor {
-    /// Threads used by BLAS calls and by the parallel loops of the kernels.
+    /// Threads used by the parallel loops of the kernels and by large matrix products.
     ///
-    /// Starts at `SSPA_THREADS` when set, else the number of active processors. Setting it also calls
-    /// `openblas_set_num_threads`, so one knob controls all CPU parallelism.
+    /// Starts at `SSPA_THREADS` when set, else the number of active processors. OpenBLAS always runs
+    /// single-threaded: large products are split into panels over this many threads (see `Parallel`), so one knob
+    /// controls all CPU parallelism.
     public static var threads: Int {
         get { Parallel.threads }
         set { Parallel.threads = newValue }

@@ -114,4 +114,76 @@ struct MatmulTests {
         let c = Ops.matmul(Tensor(zeros: [3, 0]), Tensor(zeros: [0, 4]))
         #expect(c == Tensor(zeros: [3, 4]))
     }
+
+    /// Runs `BLAS.sgemm` on padded matrices (lda, ldb, ldc 3 wider than needed) and returns C with its padding.
+    static func paddedProduct(m: Int, n: Int, k: Int, transA: Bool, transB: Bool, beta: Float,
+                              a: Tensor, b: Tensor, pad: Int) -> [Float] {
+        let lda = (transA ? m : k) + pad, ldb = (transB ? k : n) + pad, ldc = n + pad
+        var c = [Float](repeating: beta == 0 ? .nan : 0.5, count: m * ldc)
+        a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+            BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 2, a: pa.baseAddress!, lda: lda,
+                       b: pb.baseAddress!, ldb: ldb, beta: beta, c: pc.baseAddress!, ldc: ldc)
+        } } }
+        return c
+    }
+
+    @Test("a large product split into panels over 2 threads (by rows, and by columns when wider): the float64 product, the same bits every run",
+          arguments: [(301, 67, 130), (67, 301, 130)])
+    func panelsOverThreads(m: Int, n: Int, k: Int) {
+        #expect(BLAS.panelCount(m: m, n: n, k: k) <= 1 || Tensor.threads > 1)
+        let original = Tensor.threads
+        defer { Tensor.threads = original }
+        let pad = 3
+        for transA in [false, true] { for transB in [false, true] { for beta: Float in [0, 1] {
+            let (ra, ca) = transA ? (k, m) : (m, k), (rb, cb) = transB ? (n, k) : (k, n)
+            let a = Reference.random([ra * (ca + pad)], seed: 41), b = Reference.random([rb * (cb + pad)], seed: 42)
+            Tensor.threads = 2
+            #expect(BLAS.panelCount(m: m, n: n, k: k) == 2)
+            let split = Self.paddedProduct(m: m, n: n, k: k, transA: transA, transB: transB, beta: beta, a: a, b: b, pad: pad)
+            let again = Self.paddedProduct(m: m, n: n, k: k, transA: transA, transB: transB, beta: beta, a: a, b: b, pad: pad)
+            // The split is fixed by the shapes and the thread count, never by which thread ran which panel. (It is not
+            // bit-equal to the 1-thread product: OpenBLAS's edge tiles sum in another order, as its own threads did.)
+            let same = zip(split, again).allSatisfy { $0.bitPattern == $1.bitPattern || ($0.isNaN && $1.isNaN) }
+            #expect(same, "transA \(transA) transB \(transB) beta \(beta)")
+            Tensor.threads = 1
+            #expect(BLAS.panelCount(m: m, n: n, k: k) == 1)
+            // Against float64, and the padding between rows of C never written.
+            let ldc = n + pad
+            let packedA = (0..<ra).flatMap { r in (0..<ca).map { Double(a.scalars[r * (ca + pad) + $0]) } }
+            let packedB = (0..<rb).flatMap { r in (0..<cb).map { Double(b.scalars[r * (cb + pad) + $0]) } }
+            let product = Reference.matmul(packedA, packedB, m: m, n: n, k: k, transA: transA, transB: transB)
+            var worst = 0.0
+            for i in 0..<m {
+                for j in 0..<n {
+                    let expected = 2 * product[i * n + j] + (beta == 0 ? 0 : 0.5)
+                    worst = max(worst, abs(Double(split[i * ldc + j]) - expected) / (1 + abs(expected)))
+                }
+                for j in n..<ldc { #expect(split[i * ldc + j].isNaN || split[i * ldc + j] == 0.5) }
+            }
+            #expect(worst <= Self.tolerance(k), "transA \(transA) transB \(transB) beta \(beta): error \(worst)")
+        } } }
+    }
+
+    @Test("products are split only when large, with more than one thread, and never inside a split loop")
+    func panelRule() {
+        let original = Tensor.threads
+        defer { Tensor.threads = original }
+        Tensor.threads = 2
+        #expect(BLAS.panelCount(m: 64, n: 64, k: 64) == 1)          // 262,144 multiply-adds: the calling thread
+        #expect(BLAS.panelCount(m: 6304, n: 3072, k: 768) == 2)    // the ViT MLP product
+        #expect(BLAS.panelCount(m: 40, n: 40, k: 4096) == 1)        // large but too narrow for two panels of 32
+        Tensor.threads = 4
+        #expect(BLAS.panelCount(m: 100, n: 512, k: 512) == 4)
+        // Inside a split loop (an attention head's products), the product stays on its thread.
+        var inside = [Int](repeating: -1, count: 4)
+        inside.withUnsafeMutableBufferPointer { p in
+            let out = UncheckedSendable(p.baseAddress!)
+            Parallel.forEachChunk(4, chunks: 4) { chunk, _ in
+                out.value[chunk] = BLAS.panelCount(m: 6304, n: 3072, k: 768)
+            }
+        }
+        #expect(inside == [1, 1, 1, 1])
+        Tensor.threads = 1
+        #expect(BLAS.panelCount(m: 6304, n: 3072, k: 768) == 1)
+    }
 }
