@@ -98,6 +98,7 @@ public enum BLASRuntime {
     /// Call first thing in `main`, before any BLAS work. Either returns (the kernel in force is the one to keep) or
     /// replaces the process with itself under a better kernel. Also serves the self-check child it spawns.
     public static func bootstrap() {
+        stopIdleWorkers()
         let env = ProcessInfo.processInfo.environment
         if env["SSPA_BLAS_SELFCHECK"] == "1" {
             guard selfCheck(expectedKernel: env["OPENBLAS_CORETYPE"] ?? "", environment: env) else { exit(1) }
@@ -118,6 +119,18 @@ public enum BLASRuntime {
         // execv returned: it failed. Carry on with the generic kernel, and say so in `--version`.
         setenv(markerVariable, "OpenBLAS's guess; re-executing under \(kernel) failed (errno \(errno))", 1)
         unsetenv("OPENBLAS_CORETYPE")
+    }
+
+    /// Makes OpenBLAS single-threaded and ends the worker threads its pthreads build starts when the library loads.
+    /// Idle, each spins in `sched_yield` for about 2^28 cycles before it sleeps: measured here, 0.1 s of a core at
+    /// every start of `sspa-knowledge`, a quarter of a 200-label build's CPU. The project's own pool does the
+    /// splitting (`Parallel`), so OpenBLAS never needs them. Looked up at run time: an OpenMP build has no such
+    /// function, and then nothing is done.
+    static func stopIdleWorkers() {
+        openblas_set_num_threads(1)
+        typealias Shutdown = @convention(c) () -> Int32
+        guard let program = dlopen(nil, RTLD_LAZY), let symbol = dlsym(program, "blas_thread_shutdown_") else { return }
+        _ = unsafeBitCast(symbol, to: Shutdown.self)()
     }
 
     /// What the self-check child prints when every check passed; anything else (a trap, an exit without it) fails.
