@@ -126,7 +126,7 @@ struct Evaluate: AsyncParsableCommand {
         guard FileManager.default.fileExists(atPath: clipDirectory) else {
             throw CLIError("the CLIP checkpoint folder \(clipDirectory) is missing; pass --clip DIR", code: 66)
         }
-        let encoder = try TextEncoder.load(directory: clipDirectory)
+        let encoder = try CLIP.TextEncoder(directory: URL(fileURLWithPath: clipDirectory))
         guard encoder.id == manifest.knowledgeEncoderSHA256 else {
             throw CLIError("the CLIP at \(clipDirectory) has weights \(encoder.id.prefix(12)), but \(model) was trained with \(manifest.knowledgeEncoderSHA256.prefix(12))", code: 65)
         }

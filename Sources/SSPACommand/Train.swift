@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLIP
 import CommandSupport
 import Foundation
 import Knowledge
@@ -163,7 +164,7 @@ struct Train: AsyncParsableCommand {
 
         // The text tower, the knowledge and the labels.
         guard fm.fileExists(atPath: clip) else { throw CLIError("\(clip): no such CLIP checkpoint folder", code: 66) }
-        let encoder = try TextEncoder.load(directory: clip)
+        let encoder = try CLIP.TextEncoder(directory: URL(fileURLWithPath: clip))
         let (store, set) = try openLabelSet(labelSet, in: knowledge,
                                             missingStore: "; build one with `sspa-knowledge build` and `sspa-knowledge encode --clip DIR`")
         guard let (labels, matrix, runID) = try store.knowledgeMatrix(labelSet: labelSet, encoderID: encoder.id, runID: knowledgeRun) else {
