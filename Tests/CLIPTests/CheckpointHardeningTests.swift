@@ -220,3 +220,25 @@ struct CheckpointHardeningTests {
         }
     }
 }
+
+@Suite("CLIP hidden_act")
+struct ActivationTests {
+    @Test func everySupportedNameIsOneActivation() {
+        #expect(CLIP.TextConfig.supportedActivations == ["quick_gelu", "gelu", "gelu_new", "gelu_pytorch_tanh"])
+        let x = Tensor([-2, -0.5, 0, 0.5, 2], shape: [5])
+        for name in CLIP.TextConfig.supportedActivations {
+            let activation = try! #require(CLIP.Activation(rawValue: name))
+            var inPlace = x
+            activation.apply(&inPlace)
+            let tape = Tape()
+            let onTape = activation.apply(tape.constant(x)).value
+            #expect(inPlace == onTape, "\(name): the tower and the tape differ")
+            let expected = switch name {
+            case "quick_gelu": Ops.quickGELU(x)
+            case "gelu": Ops.gelu(x, approximation: .exact)
+            default: Ops.gelu(x, approximation: .tanh)
+            }
+            #expect(inPlace == expected, "\(name)")
+        }
+    }
+}
