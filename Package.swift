@@ -55,7 +55,7 @@ let package = Package(
         ),
         .target(
             name: "SSPA",
-            dependencies: ["CLIP", "Tensor"]
+            dependencies: ["CLIP", "Images", "Tensor"]
         ),
         .target(
             name: "Knowledge",

@@ -146,24 +146,14 @@ extension SSPA {
             let step = contents.state?.step ?? 0
             let token = UUID().uuidString.prefix(8).lowercased()
             let name = String(format: "step-%06ld-", step) + token
-            let staging = directory.appendingPathComponent(".\(name).tmp")
-            try fm.createDirectory(at: staging, withIntermediateDirectories: false)
+            let final = directory.appendingPathComponent(name)
             var hashes: [String: String] = [:]
-            do {
+            try AtomicFolder.create(final, staging: directory.appendingPathComponent(".\(name).tmp"), fill: { staging in
                 for (file, data) in files {
                     try io.write(data, staging.appendingPathComponent(file))
                     hashes[file] = SHA256.hex(data)
                 }
-            } catch {
-                try? fm.removeItem(at: staging)
-                throw error
-            }
-            let final = directory.appendingPathComponent(name)
-            guard rename(staging.path, final.path) == 0 else {
-                let reason = String(cString: strerror(errno))
-                try? fm.removeItem(at: staging)
-                throw fail("cannot put the step folder \(name) in place: \(reason)")
-            }
+            }, renameFailure: { fail("cannot put the step folder \(name) in place: \($0)") })
             do {
                 try io.write(try encoder.encode(m), directory.appendingPathComponent("config.json"))
                 let pointer = Pointer(folder: name, step: step, sha256: hashes)

@@ -181,6 +181,13 @@ extension SSPA {
                           omega: Ops.transpose(omegaT.value), intermediates: inter)
         }
 
+        /// Inference: the forward pass with `parameters` frozen and no labels (nothing is recorded for a backward
+        /// pass). The one prediction path of evaluation, validation and `Predictor`.
+        public func infer(_ parameters: Parameters, x0: Tensor, regions: Tensor) -> Output {
+            let tape = Tape()
+            return forward(variables(parameters, on: tape, trainable: false), x0: x0, regions: regions, labels: nil, on: tape)
+        }
+
         /// One forward and backward pass: the output and `d loss / d θ` for every parameter (zeros where none flows).
         public func lossAndGradients(_ parameters: Parameters, x0: Tensor, regions: Tensor, labels: Tensor)
             -> (output: Output, gradients: Parameters) {

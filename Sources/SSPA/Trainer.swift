@@ -286,9 +286,7 @@ extension SSPA {
             while lo < count {
                 let hi = min(lo + max(batchSize, 1), count)
                 let batch = try read(Array(lo..<hi))
-                let tape = Tape()
-                let out = model.forward(model.variables(parameters, on: tape, trainable: false), x0: batch.x0,
-                                        regions: batch.regions, labels: nil, on: tape)
+                let out = model.infer(parameters, x0: batch.x0, regions: batch.regions)
                 probabilities += out.probabilities.scalars
                 scores += out.scores
                 lo = hi

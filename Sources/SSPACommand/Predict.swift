@@ -127,10 +127,12 @@ struct Predict: AsyncParsableCommand {
         let promptEncoder = try SSPA.PromptEncoder(textModel: encoder.model, tokenizer: encoder.tokenizer,
                                                    displayNames: displayNames, nCtx: manifest.model.nCtx)
         let sspa = try SSPA.Model(config: manifest.model, promptEncoder: promptEncoder, knowledge: knowledgeMatrix)
-        let vision = try ImageEncoder(directory: clipDirectory, mode: mode, maxPixels: maxImagePixels)
-        guard vision.model.config.projectionDim == manifest.width else {
-            throw CLIError("the vision tower of \(clipDirectory) projects to \(vision.model.config.projectionDim), the checkpoint to d = \(manifest.width)", code: 65)
+        let vision = try SSPA.ImageEncoder(directory: clipDirectory, mode: mode, maxPixels: maxImagePixels)
+        guard vision.width == manifest.width else {
+            throw CLIError("the vision tower of \(clipDirectory) projects to \(vision.width), the checkpoint to d = \(manifest.width)", code: 65)
         }
+        let predictor = try SSPA.Predictor(model: sspa, parameters: checkpoint.parameters, encoder: vision, labelSet: setName,
+                                           labels: labels, displayNames: displayNames, source: model)
         let urls = try collectImages()
         let explainURL = explain.map { URL(fileURLWithPath: $0) }
         // The heat maps must never land on an input: an image, the checkpoint, the knowledge store.
@@ -151,60 +153,32 @@ struct Predict: AsyncParsableCommand {
         var written = 0
         let jsonEncoder = JSONEncoder()
         jsonEncoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let selection: SSPA.Predictor.Selection = topK.map { .top($0) } ?? .threshold(threshold)
         var lo = 0
         while lo < urls.count {
             let hi = min(lo + batch, urls.count)
-            let chunk = Array(urls[lo..<hi])
-            let decoded = vision.decode(chunk, keepCrops: explainURL != nil)
-            var good: [(index: Int, url: URL, item: ImageEncoder.Decoded)] = []
-            for (i, (url, d)) in zip(chunk, decoded).enumerated() {
-                if d.pixels != nil { good.append((lo + i, url, d)) } else {
-                    let message = d.error ?? "\(url.path): cannot decode"
-                    failed.append(message)
-                    Console.error("skipped: \(message)")
-                }
+            let result = try predictor.predict(Array(urls[lo..<hi]), selection: selection, keepCrops: explainURL != nil)
+            for (_, message) in result.failed {
+                failed.append(message)
+                Console.error("skipped: \(message)")
             }
-            lo = hi
-            if good.isEmpty { continue }
-            let features = vision.encode(good.map { $0.item.pixels! })
-            let tape = Tape()
-            let out = sspa.forward(sspa.variables(checkpoint.parameters, on: tape, trainable: false), x0: features.x0,
-                                   regions: features.regions, labels: nil, on: tape)
-            let c = labels.count, m = features.regions.shape[1]
-            if let bad = SSPA.Finite.firstBad(out.probabilities) {
-                throw CLIError("\(model): the model gives \(bad.what) for \(good[bad.index / c].url.path) (label \(labels[bad.index % c])); the checkpoint, the knowledge or the CLIP weights hold non-finite values", code: 65)
-            }
-            let p = out.probabilities.scalars
-            let regional = Ops.sigmoid(out.regionLogits.value).scalars
-            let global = out.globalLogits.map { Ops.sigmoid($0.value).scalars }
-            let gates = out.labelGates?.scalars
-            let omega = out.omega.scalars // [B, M, C]
-            for (b, entry) in good.enumerated() {
-                let row = Array(p[(b * c)..<((b + 1) * c)])
-                let order = row.indices.sorted { row[$0] > row[$1] }
-                let chosen = topK.map { Array(order.prefix($0)) } ?? order.filter { row[$0] > threshold }
-                var prediction = Prediction(image: entry.url.path, labelSet: setName, labels: chosen.map { j in
-                    PredictedLabel(label: labels[j], display: displayNames[j], probability: Double(row[j]),
-                                   global: global.map { Double($0[b * c + j]) }, regional: Double(regional[b * c + j]),
-                                   gate: gates.map { Double($0[b * c + j]) })
-                })
-                if let explainURL, let crop = entry.item.crop {
-                    // Explain the predicted labels, or the most probable one when none passes the threshold.
-                    let explained = chosen.isEmpty ? [order[0]] : chosen
-                    let maps = explained.map { j in (0..<m).map { omega[(b * m + $0) * c + j] } }
-                    let name = String(format: "%04ld-", entry.index) + entry.url.deletingPathExtension().lastPathComponent + ".png"
+            for entry in result.predictions {
+                var prediction = Prediction(image: entry.image.path, labelSet: setName, labels: entry.labels)
+                if let explainURL, let crop = entry.crop {
+                    let name = String(format: "%04ld-", lo + entry.index) + entry.image.deletingPathExtension().lastPathComponent + ".png"
                     let file = explainURL.appendingPathComponent(name)
                     try OutputPath.refuseOverwriting(file.path, option: "--explain", inputs: inputs)
-                    try OutputPath.write(Images.PNGWriter.encode(HeatMap.render(crop, maps: maps, grid: vision.grid)), to: file.path)
+                    try OutputPath.write(Images.PNGWriter.encode(Images.HeatMap.render(crop, maps: entry.maps, grid: vision.grid)), to: file.path)
                     prediction.explanation = file.path
-                    prediction.explained = explained.map { labels[$0] }
+                    prediction.explained = entry.explained
                 }
                 guard let line = try? jsonEncoder.encode(prediction) else {
-                    throw CLIError("cannot print the prediction for \(entry.url.path): it holds a non-finite number", code: 65)
+                    throw CLIError("cannot print the prediction for \(entry.image.path): it holds a non-finite number", code: 65)
                 }
                 Console.out(String(decoding: line, as: UTF8.self))
                 written += 1
             }
+            lo = hi
         }
         if !failed.isEmpty {
             Console.error("predicted \(written) image(s); skipped \(failed.count) that could not be decoded:")
@@ -218,75 +192,11 @@ struct Predict: AsyncParsableCommand {
 struct Prediction: Codable {
     var image: String
     var labelSet: String
-    var labels: [PredictedLabel]
+    var labels: [SSPA.Predictor.Label]
     var explanation: String?
     var explained: [String]?
 
     enum CodingKeys: String, CodingKey {
         case image, labelSet = "label_set", labels, explanation, explained
-    }
-}
-
-struct PredictedLabel: Codable {
-    var label: String
-    var display: String
-    /// `p`.
-    var probability: Double
-    /// `sigmoid(s^G)` (absent with no-global).
-    var global: Double?
-    /// `sigmoid(s^R)`.
-    var regional: Double
-    /// The V→S GDMA gate `g_t` (absent with no-gdma).
-    var gate: Double?
-}
-
-/// Heat maps of region weights over an image.
-enum HeatMap {
-    /// One panel per map, side by side: the image (scaled to at least 128 px) with `map` (`grid × grid` region weights,
-    /// row-major as the patches) bilinearly upsampled, scaled to its own maximum and blended in as a blue→red colour
-    /// ramp (opacity growing with the weight), so the regions the aggregator relied on glow red.
-    static func render(_ image: Images.Image, maps: [[Float]], grid: Int) -> Images.Image {
-        let scale = max(1, (128 + max(image.width, image.height) - 1) / max(image.width, image.height))
-        let w = image.width * scale, h = image.height * scale
-        let gap = 4
-        let total = maps.count * w + (maps.count - 1) * gap
-        var pixels = [UInt8](repeating: 255, count: total * h * 3)
-        for (k, map) in maps.enumerated() {
-            let lo = map.min() ?? 0, hi = map.max() ?? 1
-            let span = hi - lo > 1e-12 ? hi - lo : 1
-            let x0 = k * (w + gap)
-            for y in 0..<h {
-                // The centre of pixel y in grid coordinates.
-                let gy = min(max((Float(y) + 0.5) / Float(h) * Float(grid) - 0.5, 0), Float(grid - 1))
-                let y0 = Int(gy), y1 = min(y0 + 1, grid - 1), fy = gy - Float(y0)
-                for x in 0..<w {
-                    let gx = min(max((Float(x) + 0.5) / Float(w) * Float(grid) - 0.5, 0), Float(grid - 1))
-                    let xa = Int(gx), xb = min(xa + 1, grid - 1), fx = gx - Float(xa)
-                    let v00 = map[y0 * grid + xa], v01 = map[y0 * grid + xb], v10 = map[y1 * grid + xa], v11 = map[y1 * grid + xb]
-                    let v = (v00 * (1 - fx) + v01 * fx) * (1 - fy) + (v10 * (1 - fx) + v11 * fx) * fy
-                    let t = min(max((v - lo) / span, 0), 1)
-                    let (r, g, b) = image[x / scale, y / scale]
-                    let heat = ramp(t)
-                    let alpha = 0.25 + 0.5 * t
-                    let i = (y * total + x0 + x) * 3
-                    pixels[i] = blend(r, heat.0, alpha)
-                    pixels[i + 1] = blend(g, heat.1, alpha)
-                    pixels[i + 2] = blend(b, heat.2, alpha)
-                }
-            }
-        }
-        return Images.Image(width: total, height: h, pixels: pixels)
-    }
-
-    /// Blue (0) → cyan → yellow → red (1).
-    static func ramp(_ t: Float) -> (Float, Float, Float) {
-        let r = min(max(2 * t - 0.5, 0), 1) * 255
-        let g = (t < 0.5 ? min(2 * t * 1.5, 1) : min(max((1 - t) * 2, 0), 1)) * 255
-        let b = min(max(1 - 2 * t, 0), 1) * 255
-        return (r, g, b)
-    }
-
-    static func blend(_ base: UInt8, _ heat: Float, _ alpha: Float) -> UInt8 {
-        UInt8(min(max(Float(base) * (1 - alpha) + heat * alpha, 0), 255).rounded())
     }
 }

@@ -36,6 +36,8 @@ func sspaErrorReport(_ error: any Error) -> (message: String, code: Int32)? {
     case let error as SSPA.ManifestError: return (error.message, 65)
     case let error as SSPA.ShardError: return (error.message, 64)
     case let error as SSPA.Metrics.InputError: return ("\(error)", 65)
+    case let error as SSPA.VisionError: return (error.message, 65)
+    case let error as SSPA.PredictionError: return (error.message, 65)
     case let error as StoreError: return (error.message, 74)
     case let error as CheckpointError: return (error.message, 66)
     default: return nil
