@@ -116,17 +116,7 @@ func ablatedConfig(_ spec: String?) throws -> SSPA.Config {
 }
 
 /// The switches of `config` that differ from the defaults, as `--ablate` spells them.
-func ablationSummary(_ config: SSPA.Config) -> String {
-    var parts: [String] = []
-    if config.noKAP { parts.append("no-kap") }
-    if config.noCAP { parts.append("no-cap") }
-    if config.noQSM { parts.append("no-qsm") }
-    if config.noGDMA { parts.append("no-gdma") }
-    if config.noGlobal { parts.append("no-global") }
-    if config.sharp { parts.append("sharp") }
-    if config.aggregator != .soft { parts.append("aggregator=\(config.aggregator.rawValue)") }
-    return parts.isEmpty ? "full model" : parts.joined(separator: ",")
-}
+func ablationSummary(_ config: SSPA.Config) -> String { SSPA.TrainingPlan.summary(config) }
 
 /// The features files `paths` name (a folder stands for its shards), a missing path being exit code 66.
 func featuresFiles(_ paths: [String], role: String) throws -> [String] {

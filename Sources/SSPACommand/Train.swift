@@ -129,37 +129,15 @@ struct Train: AsyncParsableCommand {
         SSPA.Checkpoint.removeStaleTemporaries(in: outURL)
         let checkpoint = resume ? try SSPA.Checkpoint.load(from: outURL, forTraining: true) : nil
 
-        // Switches and hyper-parameters.
-        var config = try ablatedConfig(ablate)
-        var options = SSPA.TrainingOptions()
-        if let checkpoint {
-            let saved = checkpoint.manifest
-            if ablate != nil && config != saved.model {
-                throw SSPA.CheckpointError(directory: out, message: "a checkpoint from another config: it was trained as \(ablationSummary(saved.model)), --ablate asks for \(ablationSummary(config))")
-            }
-            config = saved.model
-            options = saved.training
-            var conflicts: [String] = []
-            if let epochs, epochs != options.epochs { conflicts.append("--epochs \(epochs) (saved \(options.epochs))") }
-            if let batch, batch != options.batchSize { conflicts.append("--batch \(batch) (saved \(options.batchSize))") }
-            if let lr, lr != options.learningRate { conflicts.append("--lr \(lr) (saved \(options.learningRate))") }
-            if let weightDecay, weightDecay != options.weightDecay { conflicts.append("--weight-decay \(weightDecay) (saved \(options.weightDecay))") }
-            if let warmupEpochs, warmupEpochs != options.warmupEpochs { conflicts.append("--warmup-epochs \(warmupEpochs) (saved \(options.warmupEpochs))") }
-            if let seed, seed != options.seed { conflicts.append("--seed \(seed) (saved \(options.seed))") }
-            if let shuffleBlock, shuffleBlock != options.shuffleBlock { conflicts.append("--shuffle-block \(shuffleBlock) (saved \(options.shuffleBlock))") }
-            if saved.labelSet != labelSet { conflicts.append("--label-set \(labelSet) (saved \(saved.labelSet))") }
-            if !conflicts.isEmpty {
-                throw SSPA.CheckpointError(directory: out, message: "a checkpoint from another config; --resume keeps its settings, but these differ: \(conflicts.joined(separator: ", "))")
-            }
-        } else {
-            if let epochs { options.epochs = epochs }
-            if let batch { options.batchSize = batch }
-            if let lr { options.learningRate = lr }
-            if let weightDecay { options.weightDecay = weightDecay }
-            if let warmupEpochs { options.warmupEpochs = warmupEpochs }
-            if let seed { options.seed = seed }
-            if let shuffleBlock { options.shuffleBlock = shuffleBlock }
+        // Switches and hyper-parameters: the checkpoint's when resuming.
+        let request = SSPA.TrainingPlan.Request(
+            labelSet: labelSet, config: try ablate.map { try ablatedConfig($0) }, epochs: epochs, batchSize: batch, learningRate: lr,
+            weightDecay: weightDecay, warmupEpochs: warmupEpochs, seed: seed, shuffleBlock: shuffleBlock)
+        let plan: SSPA.TrainingPlan
+        do { plan = try SSPA.TrainingPlan(request, resuming: checkpoint?.manifest) } catch let conflict as SSPA.TrainingPlan.Conflict {
+            throw SSPA.CheckpointError(directory: out, message: conflict.message)
         }
+        let config = plan.config, options = plan.options
         do { try options.validate() } catch { throw CLIError("\(error)", code: 64) }
 
         // The text tower, the knowledge and the labels.
@@ -222,13 +200,14 @@ struct Train: AsyncParsableCommand {
                                            optimizer: trainer.optimizer, state: trainer.state), to: outURL, io: checkpointIO)
         }
 
-        if trainer.state.epoch >= options.epochs {
+        switch plan.finished(at: trainer.state, maxSteps: maxSteps) {
+        case .allEpochs:
             Console.out("\(out) is already trained for \(options.epochs) epochs; nothing to do.")
             return
-        }
-        if let maxSteps, trainer.state.step >= maxSteps {
-            Console.out("\(out) is already at step \(trainer.state.step), not before --max-steps \(maxSteps); nothing to do.")
+        case .maxSteps:
+            Console.out("\(out) is already at step \(trainer.state.step), not before --max-steps \(maxSteps ?? 0); nothing to do.")
             return
+        case nil: break
         }
         let perEpoch = trainer.batchesPerEpoch(train.count)
         let total = perEpoch * options.epochs
