@@ -31,8 +31,10 @@ struct Features: AsyncParsableCommand {
             """
     )
 
-    @Option(help: ArgumentHelp("The Hugging Face CLIP checkpoint folder.", valueName: "dir"))
-    var clip: String
+    @OptionGroup var inputs: KnowledgeInputs
+    var clip: String { inputs.clip ?? "" }
+    var knowledge: String { inputs.knowledge }
+    var labelSet: String { inputs.labelSet ?? "" }
 
     @Option(help: ArgumentHelp("The dataset manifest (.json or .csv).", valueName: "file"))
     var manifest: String
@@ -43,17 +45,11 @@ struct Features: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Extract only shard I of N contiguous slices of the manifest (I from 1), or auto/N to take I from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX (counted from 0).", valueName: "I/N|auto/N"))
     var shard: String?
 
-    @Option(help: ArgumentHelp("The knowledge store holding the label set.", valueName: "path"))
-    var knowledge = "knowledge.db"
-
-    @Option(name: .customLong("label-set"), help: ArgumentHelp("The label set the manifest's labels belong to.", valueName: "name"))
-    var labelSet: String
-
     @Flag(help: "Labels not listed for an image are unknown (-1) instead of negative.")
     var partial = false
 
     @Option(help: ArgumentHelp("Region features: patch (the patch tokens) or value (MaskCLIP's value path).", valueName: "mode"))
-    var regions = "patch"
+    var regions = RegionsArgument(.patch)
 
     @Option(help: ArgumentHelp("Images per forward pass (and per resumable batch).", valueName: "n"))
     var batch = 32
@@ -76,6 +72,7 @@ struct Features: AsyncParsableCommand {
     var assumeFreeBytes: Int64?
 
     func validate() throws {
+        try inputs.requireClipAndLabelSet(for: "features")
         try OptionBounds.validating {
             try OptionBounds.check(batch, "--batch", 1...Limits.imageBatch)
             try OptionBounds.check(maxImagePixels, "--max-image-pixels", 1...Images.Limits.largestMaxPixels)
@@ -94,14 +91,14 @@ struct Features: AsyncParsableCommand {
     }
 
     func extract() throws {
-        let mode = try regionMode(regions)
+        let mode = regions.mode
         let fm = FileManager.default
         let shard = try self.shard.map { try SSPA.Shard(parsing: $0, environment: ProcessInfo.processInfo.environment) }
         // With --shard, --out is the folder and the shard's file lies in it.
         let out = shard.map { URL(fileURLWithPath: self.out).appendingPathComponent($0.fileName).path } ?? self.out
-        guard fm.fileExists(atPath: clip) else { throw CLIError("\(clip): no such CLIP checkpoint folder", code: 66) }
+        guard fm.fileExists(atPath: clip) else { throw CLIError("\(clip): no such CLIP checkpoint folder", code: .noInput) }
         guard fm.fileExists(atPath: knowledge) else {
-            throw CLIError("\(knowledge): no such knowledge store; build one with `sspa-knowledge build`", code: 66)
+            throw CLIError("\(knowledge): no such knowledge store; build one with `sspa-knowledge build`", code: .noInput)
         }
         var inputs = [OutputPath.Input("--manifest", manifest)] + OutputPath.storeInputs("--knowledge", knowledge)
             + OutputPath.checkpointInputs("--clip", clip)
@@ -109,16 +106,16 @@ struct Features: AsyncParsableCommand {
         var isDirectory: ObjCBool = false
         if shard != nil {
             if fm.fileExists(atPath: self.out, isDirectory: &isDirectory), !isDirectory.boolValue {
-                throw CLIError("--out \(self.out) is a file; with --shard, --out names the folder the shards are written to", code: 73)
+                throw CLIError("--out \(self.out) is a file; with --shard, --out names the folder the shards are written to", code: .cannotCreate)
             }
         } else if fm.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {
-            throw CLIError("--out \(out) is a folder; give the features file to write (or --shard I/N to write a shard into it)", code: 73)
+            throw CLIError("--out \(out) is a folder; give the features file to write (or --shard I/N to write a shard into it)", code: .cannotCreate)
         }
         let (_, set) = try openLabelSet(labelSet, in: knowledge, missingStore: "; build one with `sspa-knowledge build`")
         let names = set.labels.map { SSPA.Manifest.LabelNames(raw: $0.rawName, display: $0.displayName, synonyms: $0.synonyms) }
         let dataset: SSPA.Manifest
         do { dataset = try SSPA.Manifest.load(path: manifest, labels: names, partial: partial) } catch let error as SSPA.ManifestError {
-            throw CLIError(error.message, code: fm.fileExists(atPath: manifest) ? 65 : 66)
+            throw CLIError(error.message, code: fm.fileExists(atPath: manifest) ? .dataError : .noInput)
         }
         // Nor may it be one of the images.
         inputs = dataset.entries.map { OutputPath.Input("the manifest's image", $0.path.path) }
@@ -127,7 +124,7 @@ struct Features: AsyncParsableCommand {
         if let shard {
             let batches = (dataset.entries.count + batch - 1) / batch
             guard shard.count <= batches else {
-                throw CLIError("--shard \(shard): the \(dataset.entries.count) images of \(manifest) make \(batches) batch(es) of --batch \(batch), fewer than \(shard.count) shards (shards are whole batches); use at most \(batches) shards or a smaller --batch", code: 64)
+                throw CLIError("--shard \(shard): the \(dataset.entries.count) images of \(manifest) make \(batches) batch(es) of --batch \(batch), fewer than \(shard.count) shards (shards are whole batches); use at most \(batches) shards or a smaller --batch", code: .usage)
             }
             entries = Array(dataset.entries[shard.range(of: dataset.entries.count, batch: batch)])
         } else {
@@ -143,7 +140,7 @@ struct Features: AsyncParsableCommand {
         let perImage = Int64(vision.grid * vision.grid + 1) * Int64(vision.width) * valueBytes + Int64(rawNames.count)
         let needed = 2 * Int64(entries.count) * perImage
         if let free = assumeFreeBytes ?? OutputPath.freeBytes(near: shard == nil ? out : self.out), free < needed {
-            throw CLIError("not enough disk space for \(out): about \(OutputPath.describe(bytes: needed)) needed (the features of \(entries.count) images, written once in batches and once whole), \(OutputPath.describe(bytes: free)) free there; free some space or choose another --out", code: 74)
+            throw CLIError("not enough disk space for \(out): about \(OutputPath.describe(bytes: needed)) needed (the features of \(entries.count) images, written once in batches and once whole), \(OutputPath.describe(bytes: free)) free there; free some space or choose another --out", code: .ioError)
         }
 
         let state = SSPA.PartialFeatures.Inputs(
@@ -160,7 +157,7 @@ struct Features: AsyncParsableCommand {
         }
         if shard != nil {
             do { try fm.createDirectory(atPath: self.out, withIntermediateDirectories: true) } catch {
-                throw CLIError("cannot create --out \(self.out): \((error as NSError).localizedFailureReason ?? "\(error)")", code: 73)
+                throw CLIError("cannot create --out \(self.out): \((error as NSError).localizedFailureReason ?? "\(error)")", code: .cannotCreate)
             }
         }
 
@@ -192,11 +189,11 @@ struct Features: AsyncParsableCommand {
     /// Runs `body`, turning the extractor's errors into the command's one-line errors and exit codes.
     func extractionStep<T>(_ body: () throws -> T) throws -> T {
         do { return try body() } catch let error as SSPA.FeatureExtractor.ExtractionError {
-            let code: Int32 = switch error.kind {
-            case .interrupted: 130
-            case .unreadable: 74
-            case .nothingDecoded: 65
-            case .conflict, .cannotCreate: 73
+            let code: ExitStatus = switch error.kind {
+            case .interrupted: .interrupted
+            case .unreadable: .ioError
+            case .nothingDecoded: .dataError
+            case .conflict, .cannotCreate: .cannotCreate
             }
             throw CLIError(error.message, code: code)
         }

@@ -36,17 +36,14 @@ struct Predict: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Write per-image heat maps of ω for the predicted labels into this folder.", valueName: "dir"))
     var explain: String?
 
-    @Option(name: .customLong("label-set"), help: ArgumentHelp("Predict this label set of --knowledge instead (zero-shot).", valueName: "name"))
-    var labelSet: String?
+    @OptionGroup var inputs: KnowledgeInputs
+    var clip: String? { inputs.clip }
+    var knowledge: String { inputs.knowledge }
+    var labelSet: String? { inputs.labelSet }
 
-    @Option(help: ArgumentHelp("The knowledge store for --label-set.", valueName: "path"))
-    var knowledge = "knowledge.db"
-
-    @Option(help: ArgumentHelp("The CLIP checkpoint folder (default: the one the checkpoint was trained with).", valueName: "dir"))
-    var clip: String?
 
     @Option(help: ArgumentHelp("Region features: patch or value (default: what the model's training features used, else patch).", valueName: "mode"))
-    var regions: String?
+    var regions: RegionsArgument?
 
     @Option(help: ArgumentHelp("Images per forward pass.", valueName: "n"))
     var batch = 16
@@ -75,7 +72,7 @@ struct Predict: AsyncParsableCommand {
         var urls: [URL] = []
         for input in images {
             var isDirectory: ObjCBool = false
-            guard fm.fileExists(atPath: input, isDirectory: &isDirectory) else { throw CLIError("\(input): no such image file or folder", code: 66) }
+            guard fm.fileExists(atPath: input, isDirectory: &isDirectory) else { throw CLIError("\(input): no such image file or folder", code: .noInput) }
             if isDirectory.boolValue {
                 let found = (fm.enumerator(atPath: input)?.allObjects as? [String] ?? [])
                     .filter { Self.imageExtensions.contains(URL(fileURLWithPath: $0).pathExtension.lowercased()) }
@@ -85,27 +82,27 @@ struct Predict: AsyncParsableCommand {
                 urls.append(URL(fileURLWithPath: input))
             }
         }
-        guard !urls.isEmpty else { throw CLIError("no images (JPEG or PNG) in \(images.joined(separator: ", "))", code: 66) }
+        guard !urls.isEmpty else { throw CLIError("no images (JPEG or PNG) in \(images.joined(separator: ", "))", code: .noInput) }
         return urls
     }
 
     func predict() throws {
-        guard batch >= 1 else { throw CLIError("--batch must be at least 1", code: 64) }
-        if let topK, topK < 1 { throw CLIError("--top-k must be at least 1", code: 64) }
-        guard threshold >= 0, threshold <= 1 else { throw CLIError("--threshold must be in [0, 1]", code: 64) }
+        guard batch >= 1 else { throw CLIError("--batch must be at least 1", code: .usage) }
+        if let topK, topK < 1 { throw CLIError("--top-k must be at least 1", code: .usage) }
+        guard threshold >= 0, threshold <= 1 else { throw CLIError("--threshold must be in [0, 1]", code: .usage) }
         let checkpoint = try SSPA.Checkpoint.load(from: URL(fileURLWithPath: model))
         let manifest = checkpoint.manifest
-        let mode = try regionMode(regions ?? manifest.regionMode ?? "patch")
+        let mode = try regions?.mode ?? regionMode(manifest.regionMode ?? "patch")
         if let trained = manifest.regionMode, mode.rawValue != trained {
             Console.error("note: \(model) was trained on --regions \(trained) features; predicting with --regions \(mode.rawValue) as asked")
         }
         let clipDirectory = clip ?? manifest.clipDirectory
         guard FileManager.default.fileExists(atPath: clipDirectory) else {
-            throw CLIError("the CLIP checkpoint folder \(clipDirectory) is missing; pass --clip DIR", code: 66)
+            throw CLIError("the CLIP checkpoint folder \(clipDirectory) is missing; pass --clip DIR", code: .noInput)
         }
         let encoder = try CLIP.TextEncoder(directory: URL(fileURLWithPath: clipDirectory))
         guard encoder.id == manifest.knowledgeEncoderSHA256 else {
-            throw CLIError("the CLIP at \(clipDirectory) has weights \(encoder.id.prefix(12)), but \(model) was trained with \(manifest.knowledgeEncoderSHA256.prefix(12))", code: 65)
+            throw CLIError("the CLIP at \(clipDirectory) has weights \(encoder.id.prefix(12)), but \(model) was trained with \(manifest.knowledgeEncoderSHA256.prefix(12))", code: .dataError)
         }
 
         // The label set: the checkpoint's, or a new one zero-shot.
@@ -114,10 +111,10 @@ struct Predict: AsyncParsableCommand {
         if let labelSet {
             let (store, set) = try openLabelSet(labelSet, in: knowledge, missingStore: " (needed for --label-set)")
             guard let (raw, matrix, _) = try store.knowledgeMatrix(labelSet: labelSet, encoderID: encoder.id) else {
-                throw CLIError("label set '\(labelSet)' in \(knowledge) has no knowledge vectors for the CLIP at \(clipDirectory) (encoder \(encoder.id.prefix(12))). Run `sspa-knowledge encode --clip \(clipDirectory) --label-set \(labelSet) --db \(knowledge)` first.", code: 65)
+                throw CLIError("label set '\(labelSet)' in \(knowledge) has no knowledge vectors for the CLIP at \(clipDirectory) (encoder \(encoder.id.prefix(12))). Run `sspa-knowledge encode --clip \(clipDirectory) --label-set \(labelSet) --db \(knowledge)` first.", code: .dataError)
             }
             try SSPA.Finite.check(rows: matrix, names: raw) {
-                CLIError("\(knowledge) (label set \(labelSet)): \($0); encode the label set again with a sound CLIP checkpoint (`sspa-knowledge encode`)", code: 65)
+                CLIError("\(knowledge) (label set \(labelSet)): \($0); encode the label set again with a sound CLIP checkpoint (`sspa-knowledge encode`)", code: .dataError)
             }
             labels = raw
             displayNames = raw.map { set.label(named: $0)?.displayName ?? $0 }
@@ -129,7 +126,7 @@ struct Predict: AsyncParsableCommand {
         let sspa = try SSPA.Model(config: manifest.model, promptEncoder: promptEncoder, knowledge: knowledgeMatrix)
         let vision = try SSPA.ImageEncoder(directory: clipDirectory, mode: mode, maxPixels: maxImagePixels)
         guard vision.width == manifest.width else {
-            throw CLIError("the vision tower of \(clipDirectory) projects to \(vision.width), the checkpoint to d = \(manifest.width)", code: 65)
+            throw CLIError("the vision tower of \(clipDirectory) projects to \(vision.width), the checkpoint to d = \(manifest.width)", code: .dataError)
         }
         let predictor = try SSPA.Predictor(model: sspa, parameters: checkpoint.parameters, encoder: vision, labelSet: setName,
                                            labels: labels, displayNames: displayNames, source: model)
@@ -142,10 +139,10 @@ struct Predict: AsyncParsableCommand {
         if let explain, let explainURL {
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: explain, isDirectory: &isDirectory), !isDirectory.boolValue {
-                throw CLIError("--explain \(explain) is a file; give a folder for the heat maps", code: 73)
+                throw CLIError("--explain \(explain) is a file; give a folder for the heat maps", code: .cannotCreate)
             }
             do { try FileManager.default.createDirectory(at: explainURL, withIntermediateDirectories: true) } catch {
-                throw CLIError("--explain \(explain): cannot create the folder (\((error as NSError).localizedFailureReason ?? error.localizedDescription))", code: 73)
+                throw CLIError("--explain \(explain): cannot create the folder (\((error as NSError).localizedFailureReason ?? error.localizedDescription))", code: .cannotCreate)
             }
         }
 
@@ -173,7 +170,7 @@ struct Predict: AsyncParsableCommand {
                     prediction.explained = entry.explained
                 }
                 guard let line = try? jsonEncoder.encode(prediction) else {
-                    throw CLIError("cannot print the prediction for \(entry.image.path): it holds a non-finite number", code: 65)
+                    throw CLIError("cannot print the prediction for \(entry.image.path): it holds a non-finite number", code: .dataError)
                 }
                 Console.out(String(decoding: line, as: UTF8.self))
                 written += 1
@@ -183,7 +180,7 @@ struct Predict: AsyncParsableCommand {
         if !failed.isEmpty {
             Console.error("predicted \(written) image(s); skipped \(failed.count) that could not be decoded:")
             for f in failed { Console.error("  \(f)") }
-            if written == 0 { throw ExitCode(65) }
+            if written == 0 { throw ExitStatus.dataError.exitCode }
         }
     }
 }

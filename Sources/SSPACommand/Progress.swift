@@ -42,7 +42,7 @@ final class ThroughputProgress {
 /// Parses `--regions patch|value`.
 func regionMode(_ text: String) throws -> CLIP.RegionMode {
     guard let mode = CLIP.RegionMode(rawValue: text.lowercased()) else {
-        throw CLIError("--regions \(text): use patch or value", code: 64)
+        throw CLIError("--regions \(text): use patch or value", code: .usage)
     }
     return mode
 }

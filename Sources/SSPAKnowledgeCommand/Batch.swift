@@ -142,7 +142,7 @@ struct BatchImportCommand: AsyncParsableCommand {
                 let spec = run.spec
                 let template = try TemplateLocator.standard().load(override ?? spec.templateName)
                 guard template.sha256 == spec.templateSHA256 else {
-                    throw CLIError("the template '\(spec.templateName)' changed since run \(run.id) was exported (SHA-256 \(template.sha256.prefix(12)), was \(spec.templateSHA256.prefix(12))); restore it, or pass the one used with --template.", code: 65)
+                    throw CLIError("the template '\(spec.templateName)' changed since run \(run.id) was exported (SHA-256 \(template.sha256.prefix(12)), was \(spec.templateSHA256.prefix(12))); restore it, or pass the one used with --template.", code: .dataError)
                 }
                 return PromptBuilder(template: template, demos: spec.demos, selection: spec.demoSelection,
                                      seed: UInt64(bitPattern: Int64(spec.sampling.seed)), count: spec.descriptionsWanted)
@@ -151,7 +151,7 @@ struct BatchImportCommand: AsyncParsableCommand {
             for file in files {
                 let data: Data
                 do { data = try Data(contentsOf: URL(fileURLWithPath: file)) } catch {
-                    throw CLIError("\(file): cannot read it (\(error.localizedDescription)).", code: 66)
+                    throw CLIError("\(file): cannot read it (\(error.localizedDescription)).", code: .noInput)
                 }
                 let report = try await importer.importResults(data, file: file)
                 for problem in report.problems { Console.error("\(file):\(problem.line): \(problem.message)") }
@@ -165,7 +165,7 @@ struct BatchImportCommand: AsyncParsableCommand {
                     Console.error("labels short of usable descriptions are asked again (next seed) by the next `sspa-knowledge batch export` with the same options")
                 }
             }
-            if problems > 0 { throw CLIError("\(problems) line(s) could not be imported (see above); the rest were.", code: 65) }
+            if problems > 0 { throw CLIError("\(problems) line(s) could not be imported (see above); the rest were.", code: .dataError) }
         }
     }
 }

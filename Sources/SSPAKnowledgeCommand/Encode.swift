@@ -63,7 +63,7 @@ struct Encode: AsyncParsableCommand {
                 // A folder that lacks a checkpoint file is missing input (66); a damaged or degenerate one is bad data (65).
                 let has = { (name: String) in FileManager.default.fileExists(atPath: (clip as NSString).appendingPathComponent(name)) }
                 let complete = ["config.json", "vocab.json", "merges.txt"].allSatisfy(has) && (has("model.safetensors") || has("model.safetensors.index.json"))
-                throw CLIError(error.message, code: complete ? 65 : 66)
+                throw CLIError(error.message, code: complete ? .dataError : .noInput)
             }
             let encoder = embedder.encoder
             if !quiet { Console.error("encoder \(encoder.id.prefix(12)) (\(clip)): width \(encoder.model.config.hiddenSize), \(encoder.model.config.numHiddenLayers) layers, embedding \(encoder.model.config.projectionDim); loaded in \(String(format: "%.1f", Date().timeIntervalSince(started))) s") }
@@ -100,7 +100,7 @@ struct Encode: AsyncParsableCommand {
                     }
                     Console.error("\(set): \(summary.labels) knowledge vectors from \(summary.texts) texts (\(summary.encoded) encoded, \(summary.reused) reused) in \(String(format: "%.1f", summary.seconds)) s" + (summary.truncated > 0 ? "; \(summary.truncated) texts were over 77 tokens and truncated (see validate --clip)" : ""))
                 } catch is CancellationError {
-                    throw CLIError("interrupted; finished batches are saved. Run the same command again to continue.", code: 130)
+                    throw CLIError("interrupted; finished batches are saved. Run the same command again to continue.", code: .interrupted)
                 }
             }
         }
