@@ -15,8 +15,11 @@ struct Batch: AsyncParsableCommand {
               sspa-knowledge batch export --labels labels/coco.txt --model meta-llama/Llama-3.1-8B-Instruct -o requests.jsonl
               python -m vllm.entrypoints.openai.run_batch -i requests.jsonl -o results.jsonl --model meta-llama/Llama-3.1-8B-Instruct
               sspa-knowledge batch import results.jsonl
+
+            `build --provider openai-batch` does the round trip through an OpenAI-compatible Batch API itself; \
+            `batch resume` collects its batches after Ctrl-C.
             """,
-        subcommands: [BatchExportCommand.self, BatchImportCommand.self])
+        subcommands: [BatchExportCommand.self, BatchImportCommand.self, BatchResumeCommand.self])
 }
 
 struct BatchExportCommand: AsyncParsableCommand {
@@ -137,16 +140,7 @@ struct BatchImportCommand: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors {
             let knowledgeStore = try store.open()
-            let override = template
-            let importer = BatchImporter(store: knowledgeStore, wordnet: LazyWordNet(directory: "/usr/share/wordnet")) { run in
-                let spec = run.spec
-                let template = try TemplateLocator.standard().load(override ?? spec.templateName)
-                guard template.sha256 == spec.templateSHA256 else {
-                    throw CLIError("the template '\(spec.templateName)' changed since run \(run.id) was exported (SHA-256 \(template.sha256.prefix(12)), was \(spec.templateSHA256.prefix(12))); restore it, or pass the one used with --template.", code: .dataError)
-                }
-                return PromptBuilder(template: template, demos: spec.demos, selection: spec.demoSelection,
-                                     seed: UInt64(bitPattern: Int64(spec.sampling.seed)), count: spec.descriptionsWanted)
-            }
+            let importer = BatchImporter(store: knowledgeStore, wordnet: LazyWordNet(directory: "/usr/share/wordnet"), prompts: batchPrompts(override: template))
             var problems = 0
             for file in files {
                 let data: Data
@@ -166,6 +160,118 @@ struct BatchImportCommand: AsyncParsableCommand {
                 }
             }
             if problems > 0 { throw CLIError("\(problems) line(s) could not be imported (see above); the rest were.", code: .dataError) }
+        }
+    }
+}
+
+struct BatchResumeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "resume",
+        abstract: "Collect batches that `build --provider openai-batch` left running, and finish their builds.",
+        discussion: """
+            Polls each batch until it ends, imports its output and error files, and then runs further rounds for \
+            labels still short (next seed, within --max-attempts), as the build would have. Without an id, every \
+            batch of the store not yet collected is resumed. The endpoint comes from the store; the key from the \
+            environment (--api-key-env).
+
+              sspa-knowledge batch resume batch_6740e1f2a5c88190
+              sspa-knowledge batch resume --db knowledge.db
+            """)
+
+    @Argument(help: ArgumentHelp("Batch ids (as the build printed them). Default: every batch not yet collected.", valueName: "id"))
+    var ids: [String] = []
+
+    @Option(name: .customLong("max-attempts"), help: ArgumentHelp("Requests per label (each with a new seed) before it is recorded as short.", valueName: "n"))
+    var maxAttempts: Int = 3
+
+    @Option(name: .customLong("api-key-env"), help: ArgumentHelp("The environment variable holding the API key. The key is never stored or printed.", valueName: "name"))
+    var apiKeyEnv: String = "OPENAI_API_KEY"
+
+    @Option(help: ArgumentHelp("Seconds before a request is abandoned and retried.", valueName: "seconds"))
+    var timeout: Double = 120
+
+    @Option(help: ArgumentHelp("Retries of a request after 429, 5xx, timeouts and connection errors.", valueName: "n"))
+    var retries: Int = 5
+
+    @Option(help: ArgumentHelp("The template the build used, when it was a path rather than a name in templates/.", valueName: "name|path"))
+    var template: String?
+
+    @Flag(name: .shortAndLong, help: "No progress output; errors and the summary only.")
+    var quiet = false
+
+    @OptionGroup(title: "Store") var store: StoreOptions
+    @OptionGroup(title: "Polling") var poll: PollOptions
+
+    func validate() throws {
+        guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1.") }
+        guard timeout.isFinite, timeout > 0 else { throw ValidationError("--timeout must be a finite number of seconds above 0.") }
+        guard retries >= 0 else { throw ValidationError("--retries must not be negative.") }
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            guard FileManager.default.fileExists(atPath: store.db) else {
+                throw CLIError("\(store.db): no such knowledge store; pass the --db the build used.", code: .noInput)
+            }
+            let lock = try BuildLock(path: store.db)
+            defer { lock.release() }
+            let knowledgeStore = try store.open()
+            var batches: [RecordedBatch] = []
+            if ids.isEmpty {
+                batches = try knowledgeStore.openRemoteBatches()
+                if batches.isEmpty { Console.error("no batch of \(store.db) awaits collection; nothing to do."); return }
+            } else {
+                for id in ids {
+                    guard let batch = try knowledgeStore.remoteBatch(id) else {
+                        throw CLIError("batch '\(id.prefix(80))' was not created from \(store.db); run `sspa-knowledge batch resume --db \(store.db)` without an id to collect every open batch.", code: .dataError)
+                    }
+                    batches.append(batch)
+                }
+            }
+            let key = ProcessInfo.processInfo.environment[apiKeyEnv].flatMap { $0.isEmpty ? nil : $0 }
+            let http = HTTPClient.live(timeout: timeout, connections: 4)
+            let display = BatchAPIDisplay(quiet: quiet)
+            let progress = ProgressDisplay(quiet: quiet)
+            let wordnet = LazyWordNet(directory: "/usr/share/wordnet")
+            let prompts = batchPrompts(override: template)
+            let importer = BatchImporter(store: knowledgeStore, wordnet: wordnet, prompts: prompts)
+            var options = BuildOptions()
+            options.maxAttempts = maxAttempts
+            let interrupt = InterruptHandler()
+            defer { interrupt.restore() }
+            var failed = 0
+            // One pass per run: collect its batches, then finish it with further rounds as its build would.
+            var runs: [Int64] = []
+            for batch in batches where !runs.contains(batch.runID) { runs.append(batch.runID) }
+            for runID in runs {
+                let mine = batches.filter { $0.runID == runID }
+                let api = try BatchAPIClient(baseURL: mine[0].endpoint, apiKey: key, http: http, timeout: timeout, retry: RetryPolicy(maxRetries: retries),
+                                             onRetry: { what, error, wait in progress.retry(label: what, error: error.message, wait: wait) })
+                let trip = BatchRoundTrip(store: knowledgeStore, api: api, importer: importer, poll: poll.policy) { display.handle($0) }
+                let run = try knowledgeStore.batchRun(runID)
+                guard let set = try knowledgeStore.labelSet(named: run.spec.labelSet) else {
+                    throw CLIError("run \(runID)'s label set '\(run.spec.labelSet)' is no longer in \(store.db).", code: .dataError)
+                }
+                let builder = KnowledgeBuilder(store: knowledgeStore, provider: .batch(model: run.spec.model, name: "openai-batch", endpoint: mine[0].endpoint),
+                                               prompts: try prompts(run), sampling: run.spec.sampling, options: options,
+                                               toolVersion: SSPAKnowledge.version, wordnet: wordnet)
+                let task = Task {
+                    for batch in mine where !batch.collected { try await trip.collect(batch.id) }
+                    return try await trip.run(set, builder: builder, structured: run.spec.structured)
+                }
+                interrupt.onSignal = { signal in
+                    Console.error("\(signal == SIGINT ? "interrupted" : "terminated"): stopping; the batch keeps running remotely. Press Ctrl-C again to quit at once.")
+                    task.cancel()
+                }
+                do {
+                    _ = try await task.value
+                    failed += try reportBatchRun(knowledgeStore, runID: runID, set: set.name)
+                } catch {
+                    if interrupt.fired || error is CancellationError { throw batchInterrupted(knowledgeStore, db: store.db) }
+                    throw error
+                }
+            }
+            if failed > 0 { throw CLIError("\(failed) label(s) failed in every attempt; see `sspa-knowledge validate`, or raise --max-attempts and run again.") }
         }
     }
 }

@@ -24,6 +24,12 @@ struct Build: AsyncParsableCommand {
                 --endpoint https://api.openai.com --model gpt-4o-mini
               sspa-knowledge build --labels labels/voc.txt \\
                 --endpoint http://127.0.0.1:11434 --provider ollama --model llama3.2
+              sspa-knowledge build --labels labels/openimages.txt \\
+                --provider openai-batch --model gpt-4o-mini
+
+            With --provider openai-batch the requests go through an OpenAI-compatible Batch API (half the price, \
+            results within 24 h): uploaded as a file, run as a batch, polled, then imported. Ctrl-C leaves the batch \
+            running; `sspa-knowledge batch resume ID` (or the same build) collects it later.
             """
     )
 
@@ -37,6 +43,7 @@ struct Build: AsyncParsableCommand {
     @OptionGroup(title: "Knowledge source") var endpoint: EndpointOptions
     @OptionGroup(title: "Prompts") var prompt: PromptOptions
     @OptionGroup(title: "Sampling") var sampling: SamplingOptions
+    @OptionGroup(title: "Batch API polling") var poll: PollOptions
 
     @Option(help: ArgumentHelp("Requests in flight at once.", valueName: "n"))
     var jobs: Int = 4
@@ -73,6 +80,10 @@ struct Build: AsyncParsableCommand {
             let sets = try files.map { try LabelFile.load($0, name: name) }
             let templates = try sets.map { try prompt.loadTemplate(for: $0) }
             let progress = ProgressDisplay(quiet: quiet)
+            if endpoint.resolvedProvider == .openaiBatch {
+                try await buildThroughBatchAPI(sets: sets, templates: templates, progress: progress)
+                return
+            }
             // The provider first: a bad endpoint or a missing WordNet must not leave a new, empty store behind.
             let provider = try await makeProvider(progress: progress)
             let lock = try BuildLock(path: store.db)
@@ -135,6 +146,60 @@ struct Build: AsyncParsableCommand {
             Console.error("The knowledge is in \(store.db). Look with `sspa-knowledge show LABEL --label-set \(example)` or "
                 + "`sqlite3 \(store.db) \"select label, description from descriptions_view where label_set='\(example)'\"`; rebuild with --force.")
         }
+    }
+
+    /// `--provider openai-batch`: rounds of upload, batch, poll and import for every set (BatchRoundTrip).
+    func buildThroughBatchAPI(sets: [LabelSet], templates: [PromptTemplate], progress: ProgressDisplay) async throws {
+        guard let base = endpoint.resolvedEndpoint else { throw CLIError("--provider openai-batch needs --endpoint URL.", code: .usage) }
+        if force || resampleShort { throw CLIError("--force and --resample-short are not available with --provider openai-batch yet; start a new store, or use --provider openai.", code: .usage) }
+        let key = ProcessInfo.processInfo.environment[endpoint.apiKeyEnv].flatMap { $0.isEmpty ? nil : $0 }
+        let http = HTTPClient.live(timeout: endpoint.timeout, connections: 4)
+        let api: BatchAPIClient
+        do {
+            api = try BatchAPIClient(baseURL: base, apiKey: key, http: http, timeout: endpoint.timeout, retry: RetryPolicy(maxRetries: endpoint.retries),
+                                     onRetry: { what, error, wait in progress.retry(label: what, error: error.message, wait: wait) })
+        } catch let error as ProviderError { throw CLIError(error.message, code: .usage) }
+        let model: String
+        if let named = endpoint.model ?? ProcessInfo.processInfo.environment["SSPA_LLM_MODEL"] {
+            model = named
+        } else {
+            model = try await discoverModel(base: base, kind: .openai, key: key, http: http)
+        }
+        let lock = try BuildLock(path: store.db)
+        defer { lock.release() }
+        let knowledgeStore: KnowledgeStore
+        do { knowledgeStore = try store.open() } catch {
+            if lock.createdFile { KnowledgeStore.removeIfHoldsNoWork(path: store.db) }
+            throw error
+        }
+        var options = BuildOptions()
+        options.maxAttempts = maxAttempts
+        let wordnet = LazyWordNet(directory: endpoint.wordnetDirectory)
+        let display = BatchAPIDisplay(quiet: quiet)
+        let importer = BatchImporter(store: knowledgeStore, wordnet: wordnet, prompts: batchPrompts(override: prompt.template, known: templates))
+        let trip = BatchRoundTrip(store: knowledgeStore, api: api, importer: importer, poll: poll.policy) { display.handle($0) }
+        let interrupt = InterruptHandler()
+        defer { interrupt.restore() }
+        var failed = 0
+        for (set, template) in zip(sets, templates) {
+            let builder = KnowledgeBuilder(store: knowledgeStore, provider: .batch(model: model, name: "openai-batch", endpoint: api.display),
+                                           prompts: prompt.builder(template: template, seed: sampling.seed), sampling: sampling.sampling,
+                                           options: options, toolVersion: SSPAKnowledge.version, wordnet: wordnet)
+            let task = Task { try await trip.run(set, builder: builder, structured: endpoint.structured) }
+            interrupt.onSignal = { signal in
+                Console.error("\(signal == SIGINT ? "interrupted" : "terminated"): stopping; a batch already created keeps running remotely. Press Ctrl-C again to quit at once.")
+                task.cancel()
+            }
+            do {
+                let runID = try await task.value
+                failed += try reportBatchRun(knowledgeStore, runID: runID, set: set.name)
+            } catch {
+                if interrupt.fired || error is CancellationError { throw batchInterrupted(knowledgeStore, db: store.db) }
+                if lock.createdFile { KnowledgeStore.removeIfHoldsNoWork(path: store.db) }
+                throw error
+            }
+        }
+        if failed > 0 { throw CLIError("\(failed) label(s) failed in every attempt; see `sspa-knowledge validate`, or raise --max-attempts and run again.") }
     }
 
     func makeProvider(progress: ProgressDisplay) async throws -> KnowledgeProvider {

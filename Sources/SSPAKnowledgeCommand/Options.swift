@@ -25,6 +25,7 @@ struct StoreOptions: ParsableArguments {
 struct EndpointOptions: ParsableArguments {
     enum ProviderName: String, ExpressibleByArgument, CaseIterable {
         case auto, openai, ollama, wordnet
+        case openaiBatch = "openai-batch"
     }
 
     @Option(help: ArgumentHelp(
@@ -32,7 +33,7 @@ struct EndpointOptions: ParsableArguments {
         valueName: "url"))
     var endpoint: String?
 
-    @Option(help: ArgumentHelp("openai (any OpenAI-compatible server), ollama, wordnet, or auto: wordnet without an endpoint, ollama for port 11434, else openai."))
+    @Option(help: ArgumentHelp("openai (any OpenAI-compatible server), ollama, wordnet, openai-batch (an OpenAI-compatible Batch API: upload, poll, import; --endpoint defaults to https://api.openai.com), or auto: wordnet without an endpoint, ollama for port 11434, else openai."))
     var provider: ProviderName = .auto
 
     @Option(help: ArgumentHelp("The model name the server knows (also SSPA_LLM_MODEL). If omitted, the server's only model from /v1/models is used.", valueName: "name"))
@@ -68,7 +69,7 @@ struct EndpointOptions: ParsableArguments {
     var resolvedEndpoint: String? {
         if let endpoint, !endpoint.isEmpty { return endpoint }
         if let env = ProcessInfo.processInfo.environment["SSPA_LLM_URL"], !env.isEmpty { return env }
-        return nil
+        return provider == .openaiBatch ? "https://api.openai.com" : nil
     }
 
     var resolvedProvider: ProviderName {

@@ -98,7 +98,7 @@ struct EncodeTests {
         #expect(summary.excludedDescriptions == 1 && summary.excluded == [.copied: 1])
         let used = Array(dog.descriptions.dropFirst()) + ["a photo of a dog."]
         #expect(zip(left, expected(used)).map { abs($0 - $1) }.max()! < 1e-5)
-        let recounted = try await store.queue.read { try Row.fetchOne($0, sql: "SELECT flags, quality FROM descriptions WHERE id = ?", arguments: [dog.ids[1]]) }
+        let recounted = try store.queue.read { try Row.fetchOne($0, sql: "SELECT flags, quality FROM descriptions WHERE id = ?", arguments: [dog.ids[1]]) }
         #expect(recounted?["flags"] as String? == "")
         #expect((recounted?["quality"] as String?)?.contains("clip-tokenizer") == true)
         // --keep-flagged uses every description.

@@ -55,7 +55,7 @@ struct EndpointURLTests {
         }
         try queue.close()
         let store = try KnowledgeStore(path: path)
-        #expect(try store.appliedMigrations().last == "v6-batch-requests")
+        #expect(try store.appliedMigrations().last == "v7-remote-batches")
         let dump = try sqlite3Dump(path)
         #expect(!dump.contains("hunter2") && !dump.contains("QKEY-77"), "\(dump)")
         #expect(try store.runs().first?.endpoint == "http://127.0.0.1:9")

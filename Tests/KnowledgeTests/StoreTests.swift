@@ -42,7 +42,7 @@ struct StoreTests {
         let (store, dir) = try makeStore(kind)
         defer { dir.map { try? FileManager.default.removeItem(at: $0) } }
         let names = try store.appliedMigrations()
-        #expect(names == ["v1-label-sets", "v1-runs-and-descriptions", "v1-descriptions-view", "v2-embeddings", "v3-encoder-identity", "v4-endpoint-credentials-removed", "v5-description-flags", "v6-batch-requests"])
+        #expect(names == ["v1-label-sets", "v1-runs-and-descriptions", "v1-descriptions-view", "v2-embeddings", "v3-encoder-identity", "v4-endpoint-credentials-removed", "v5-description-flags", "v6-batch-requests", "v7-remote-batches"])
         if let dir {
             // Reopening an existing file applies nothing new and keeps the data.
             try store.saveLabelSet(Self.set)
@@ -122,7 +122,7 @@ struct StoreTests {
         let path = dir.appendingPathComponent("old.db").path
         try StoreSchema.migrator.migrate(DatabaseQueue(path: path), upTo: "v1-descriptions-view")
         let store = try KnowledgeStore(path: path, readOnly: true)
-        #expect(try store.appliedMigrations().last == "v6-batch-requests")
+        #expect(try store.appliedMigrations().last == "v7-remote-batches")
         #expect(try store.labelSetNames().isEmpty)
     }
 

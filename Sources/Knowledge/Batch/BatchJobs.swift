@@ -27,6 +27,10 @@ public enum BatchJobs {
         return (run, label, attempt)
     }
 
+    /// Error codes of requests a batch never ran (OpenAI writes them to the error file of an expired or cancelled
+    /// batch): not an answer, and no attempt.
+    public static let notRunCodes: Set<String> = ["batch_expired", "batch_cancelled"]
+
     /// Splits lines into files under the Batch API's limits, in order.
     public static func split(_ lines: [Data], maxRequests: Int = maxRequestsPerFile, maxBytes: Int = maxBytesPerFile) -> [[Data]] {
         var files: [[Data]] = [[]]
@@ -75,8 +79,16 @@ public struct BatchExport: Sendable {
     /// A rough count of prompt tokens (characters / 4) and the most completion tokens the lines allow.
     public var promptTokens = 0
     public var maxCompletionTokens = 0
-    /// What `KnowledgeStore.recordExport` records once the lines are written.
-    var rows: [(customID: String, labelID: Int64, attempt: Int, line: Data)] = []
+    /// One exported line as `KnowledgeStore` records it.
+    struct Row: Sendable {
+        var customID: String
+        var labelID: Int64
+        var attempt: Int
+        var line: Data
+    }
+
+    /// What `KnowledgeStore.recordExport` records once the lines are written, in the order of `lines`.
+    var rows: [Row] = []
 }
 
 /// What an import did.
@@ -87,6 +99,9 @@ public struct BatchImport: Sendable {
     }
 
     public var lines = 0
+    /// Requests the engine never ran (`batch_expired`, `batch_cancelled`): released, so the next export sends them
+    /// again with the same seed.
+    public var notRun = 0
     /// Answers stored for the first time.
     public var imported = 0
     /// Lines already imported with the same content.
@@ -99,8 +114,10 @@ public struct BatchImport: Sendable {
 extension KnowledgeProvider {
     /// The source of a batch run: the model named, answering through a batch engine (OpenAI's Batch API, vLLM's
     /// run-batch). It is never asked directly; its answers arrive by `batch import`.
-    public static func batch(model: String) -> KnowledgeProvider {
-        KnowledgeProvider(name: "batch", endpoint: "batch", model: model) { request in
+    /// `name` and `endpoint` are part of the run's identity: "batch" for files run anywhere, "openai-batch" and the
+    /// API's base URL for the round trip through a Batch API.
+    public static func batch(model: String, name: String = "batch", endpoint: String = "batch") -> KnowledgeProvider {
+        KnowledgeProvider(name: name, endpoint: endpoint, model: model) { request in
             throw ProviderError(.configuration, "'\(request.label.rawName)' is answered by a batch job; run `sspa-knowledge batch import` with its results.")
         }
     }
@@ -117,7 +134,7 @@ extension KnowledgeBuilder {
         var export = BatchExport(runID: runID)
         let states = try store.labelStatus(runID: runID)
         let pending = try store.pendingBatchLabels(runID: runID)
-        var rows: [(customID: String, labelID: Int64, attempt: Int, line: Data)] = []
+        var rows: [BatchExport.Row] = []
         for (position, label) in set.labels.enumerated() {
             let status = states[label.rawName]
             if pending.contains(label.rawName), !options.resend { export.awaiting.append(label.rawName); continue }
@@ -139,13 +156,15 @@ extension KnowledgeBuilder {
                 "custom_id": .string(customID), "method": .string("POST"), "url": .string("/v1/chat/completions"),
                 "body": BatchJobs.chatBody(request, model: provider.model, structured: structured),
             ]).data()
-            rows.append((customID, labelIDs[position], attempt, line))
+            rows.append(.init(customID: customID, labelID: labelIDs[position], attempt: attempt, line: line))
             export.lines.append(line)
             export.labels.append(label.rawName)
             export.promptTokens += prompt.messages.reduce(0) { $0 + $1.content.count } / 4
             export.maxCompletionTokens += sampling.maxTokens * sampling.n
         }
         export.rows = rows
+        // Nothing left to send: the run is as finished as its results make it (beginRun marked it running).
+        if rows.isEmpty { try store.finishBatchRun(runID) }
         return export
     }
 }
@@ -228,6 +247,12 @@ public struct BatchImporter: Sendable {
             }
             guard let customID = object["custom_id"] as? String else {
                 report.problems.append(.init(line: number, message: "no custom_id; skipped"))
+                continue
+            }
+            if let code = (object["error"] as? [String: Any])?["code"] as? String, BatchJobs.notRunCodes.contains(code),
+               BatchJobs.parseCustomID(customID) != nil {
+                try store.releaseBatchRequest(customID: customID)
+                report.notRun += 1
                 continue
             }
             let text = String(decoding: line, as: UTF8.self)
@@ -318,6 +343,13 @@ extension KnowledgeStore {
         }
     }
 
+    /// Forgets an exported line that was never run, unless it has a result already, so it is exported again.
+    func releaseBatchRequest(customID: String) throws {
+        try queue.write { db in
+            try db.execute(sql: "DELETE FROM batch_requests WHERE custom_id = ? AND result IS NULL", arguments: [customID])
+        }
+    }
+
     func batchResults(runID: Int64, labelID: Int64) throws -> [(attempt: Int, line: String)] {
         try queue.read { db in
             try Row.fetchAll(db, sql: """
@@ -334,7 +366,7 @@ extension KnowledgeStore {
         }
     }
 
-    func batchRun(_ id: Int64) throws -> BatchRun {
+    public func batchRun(_ id: Int64) throws -> BatchRun {
         try queue.read { db in
             guard let row = try Row.fetchOne(db, sql: """
                 SELECT r.*, ls.name AS label_set FROM runs r JOIN label_sets ls ON ls.id = r.label_set_id WHERE r.id = ?

@@ -117,17 +117,27 @@ enum TemplateText {
         return result
     }
 
+    /// Substitutes every `{{name}}` (spaces around the name allowed) on UTF-8 bytes; an unclosed `{{` and what
+    /// follows stay as written.
     static func render(_ text: String, _ values: [String: String]) -> String {
-        var output = ""
-        var rest = Substring(text)
-        while let open = rest.range(of: "{{") {
-            guard let close = rest.range(of: "}}", range: open.upperBound..<rest.endIndex) else { break }
-            output += rest[..<open.lowerBound]
-            let name = rest[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces)
-            output += values[name] ?? ""
-            rest = rest[close.upperBound...]
+        let bytes = Array(text.utf8)
+        var output: [UInt8] = []
+        output.reserveCapacity(bytes.count + 256)
+        var literal = 0
+        var index = 0
+        let open = UInt8(ascii: "{"), close = UInt8(ascii: "}")
+        while index + 1 < bytes.count {
+            guard bytes[index] == open, bytes[index + 1] == open else { index += 1; continue }
+            var end = index + 2
+            while end + 1 < bytes.count, !(bytes[end] == close && bytes[end + 1] == close) { end += 1 }
+            guard end + 1 < bytes.count else { break }
+            output += bytes[literal..<index]
+            let name = String(decoding: bytes[(index + 2)..<end], as: UTF8.self)
+            if let value = values[name] ?? values[name.trimmingCharacters(in: .whitespaces)] { output += value.utf8 }
+            index = end + 2
+            literal = index
         }
-        output += rest
-        return output
+        output += bytes[literal...]
+        return String(decoding: output, as: UTF8.self)
     }
 }

@@ -217,20 +217,30 @@ private let curlWrite: sspa_curl_write_callback = { data, size, count, context i
 }
 
 /// libcurl's header callback: one header line per call; a status line starts a new response (after a 100 Continue
-/// or a redirect), so earlier headers are dropped.
+/// or a redirect), so earlier headers are dropped. Parsed on bytes: the name in canonical case ("retry-after" over
+/// HTTP/2 → Retry-After, so lookups by the usual name find it), the value without surrounding white space.
 private let curlHeader: sspa_curl_write_callback = { data, size, count, context in
     guard let data, let context else { return 0 }
     let transfer = Unmanaged<CurlEngine.Transfer>.fromOpaque(context).takeUnretainedValue()
     let bytes = size * count
-    let line = data.withMemoryRebound(to: UInt8.self, capacity: bytes) { String(decoding: UnsafeBufferPointer(start: $0, count: bytes), as: UTF8.self) }
-    if line.hasPrefix("HTTP/") {
-        transfer.headers.removeAll()
-    } else if let colon = line.firstIndex(of: ":") {
-        // Canonical case ("retry-after" over HTTP/2 → Retry-After), so lookups by the usual name find it.
-        let name = String(line[..<colon]).trimmingCharacters(in: .whitespaces).split(separator: "-")
-            .map { $0.prefix(1).uppercased() + $0.dropFirst().lowercased() }.joined(separator: "-")
-        let value = String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespacesAndNewlines)
-        transfer.headers[name] = value
+    data.withMemoryRebound(to: UInt8.self, capacity: bytes) { pointer in
+        let line = UnsafeBufferPointer(start: pointer, count: bytes)
+        if line.starts(with: "HTTP/".utf8) { transfer.headers.removeAll(); return }
+        guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return }
+        func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A }
+        var name: [UInt8] = []
+        name.reserveCapacity(colon)
+        var startOfWord = true
+        for byte in line[..<colon] where !isSpace(byte) {
+            let lower = byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+            name.append(startOfWord && lower >= 0x61 && lower <= 0x7A ? lower - 0x20 : lower)
+            startOfWord = byte == UInt8(ascii: "-")
+        }
+        var start = colon + 1
+        var end = bytes
+        while start < end, isSpace(line[start]) { start += 1 }
+        while end > start, isSpace(line[end - 1]) { end -= 1 }
+        transfer.headers[String(decoding: name, as: UTF8.self)] = String(decoding: UnsafeBufferPointer(rebasing: line[start..<end]), as: UTF8.self)
     }
     return bytes
 }

@@ -112,13 +112,23 @@ struct JSONPoster: Sendable {
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         request.setValue("application/json", forHTTPHeaderField: "Accept")
         request.setValue(label.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "", forHTTPHeaderField: "X-SSPA-Label")
-        if let apiKey, !apiKey.isEmpty {
-            request.setValue("Bearer \(apiKey)", forHTTPHeaderField: "Authorization")
-        } else if let basic = endpoint?.basicAuthorization {
-            request.setValue(basic, forHTTPHeaderField: "Authorization")
-        }
         for (name, value) in extraHeaders { request.setValue(value, forHTTPHeaderField: name) }
+        return try await send(request, label: label)
+    }
 
+    /// Sends `request` (with its Authorization already set, or set here from the key or the endpoint's userinfo),
+    /// retrying 429, 5xx, time-outs and connection errors under the policy and honouring Retry-After.
+    func send(_ request: URLRequest, label: String) async throws -> Reply {
+        var request = request
+        if request.value(forHTTPHeaderField: "Authorization") == nil {
+            if let apiKey, !apiKey.isEmpty {
+                request.setValue("Bearer \(apiKey)", forHTTPHeaderField: "Authorization")
+            } else if let basic = endpoint?.basicAuthorization {
+                request.setValue(basic, forHTTPHeaderField: "Authorization")
+            }
+        }
+        let url = request.url!
+        let method = request.httpMethod ?? "GET"
         var retry = 0
         var generator = SystemRandomNumberGenerator()
         while true {
@@ -130,7 +140,7 @@ struct JSONPoster: Sendable {
                 if (200..<300).contains(response.statusCode) {
                     return Reply(data: data, status: response.statusCode, latency: latency)
                 }
-                let error = classify(status: response.statusCode, data: data, url: url)
+                let error = classify(status: response.statusCode, data: data, url: url, method: method)
                 guard error.isRetryable, retry < policy.maxRetries else { throw error }
                 retry += 1
                 let retryAfter = response.value(forHTTPHeaderField: "Retry-After").flatMap { RetryPolicy.parseRetryAfter($0) }
@@ -143,7 +153,7 @@ struct JSONPoster: Sendable {
                 throw CancellationError()
             } catch {
                 if Task.isCancelled { throw CancellationError() }
-                let failure = classifyTransport(error, url: url)
+                let failure = classifyTransport(error, url: url, method: method)
                 guard failure.isRetryable, retry < policy.maxRetries else { throw failure }
                 retry += 1
                 let wait = policy.delay(retry: retry, retryAfter: nil, jitter: Double.random(in: 0..<1, using: &generator))
@@ -153,11 +163,11 @@ struct JSONPoster: Sendable {
         }
     }
 
-    func classify(status: Int, data: Data, url: URL) -> ProviderError {
+    func classify(status: Int, data: Data, url: URL, method: String = "POST") -> ProviderError {
         let body = redact(String(decoding: data.prefix(4000), as: UTF8.self))
         let (message, type, code) = Self.errorFields(data)
         let detail = message.map { ": " + Self.firstLine(redact($0)) } ?? ""
-        let where_ = "POST \(EndpointURL.shown(url)) answered HTTP \(status)"
+        let where_ = "\(method) \(EndpointURL.shown(url)) answered HTTP \(status)"
         // Some servers (llama-cpp-python) answer 500 when they reject a request field; that is no transient fault.
         if body.contains("response_format") || body.contains("json_schema") {
             return ProviderError(.badRequest, "\(where_)\(detail)", httpStatus: status, body: body)
@@ -179,22 +189,22 @@ struct JSONPoster: Sendable {
         }
     }
 
-    func classifyTransport(_ error: Error, url: URL) -> ProviderError {
+    func classifyTransport(_ error: Error, url: URL, method: String = "POST") -> ProviderError {
         let ns = error as NSError
         if ns.domain == NSURLErrorDomain {
             switch ns.code {
             case NSURLErrorTimedOut:
-                return ProviderError(.timeout, "POST \(EndpointURL.shown(url)) timed out after \(Self.format(timeout)) s (--timeout).")
+                return ProviderError(.timeout, "\(method) \(EndpointURL.shown(url)) timed out after \(Self.format(timeout)) s (--timeout).")
             case NSURLErrorCannotConnectToHost, NSURLErrorCannotFindHost, NSURLErrorNetworkConnectionLost,
                  NSURLErrorNotConnectedToInternet, NSURLErrorDNSLookupFailed, NSURLErrorResourceUnavailable:
                 return ProviderError(.connection, "cannot talk to \(EndpointURL.shown(url)): \(redact(ns.localizedDescription)). Is the server running?")
             case NSURLErrorUnsupportedURL, NSURLErrorBadURL:
                 return ProviderError(.configuration, "\(EndpointURL.shown(url)) is not a usable URL. Check --endpoint.")
             default:
-                return ProviderError(.connection, "POST \(EndpointURL.shown(url)) failed: \(redact(ns.localizedDescription)) (URL error \(ns.code)).")
+                return ProviderError(.connection, "\(method) \(EndpointURL.shown(url)) failed: \(redact(ns.localizedDescription)) (URL error \(ns.code)).")
             }
         }
-        return ProviderError(.connection, "POST \(EndpointURL.shown(url)) failed: \(redact(String(describing: error))).")
+        return ProviderError(.connection, "\(method) \(EndpointURL.shown(url)) failed: \(redact(String(describing: error))).")
     }
 
     /// Removes the key, and anything shaped like a key, from text that may reach the terminal or the store.

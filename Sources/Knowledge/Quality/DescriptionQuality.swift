@@ -104,11 +104,16 @@ public enum DescriptionQuality {
         public var names: NameIndex
         /// Lower-case content words WordNet relates to the label (its senses' words, hypernyms, hyponyms, parts).
         public var related: Set<String>
+        /// The label's own names as stemmed word sequences, longest first (what masking replaces), and as phrases.
+        let ownPatterns: [[String]]
+        let ownPhrases: Set<String>
 
         public init(label: Label, names: NameIndex, related: Set<String> = []) {
             self.label = label
             self.names = names
             self.related = related
+            ownPatterns = DescriptionQuality.patterns(label.allNames)
+            ownPhrases = Set(label.allNames.map { ResponseParser.wordsOf($0).map(ResponseParser.stem).joined(separator: " ") })
         }
 
         public init(label: Label, in set: [Label], related: Set<String> = []) {
@@ -148,11 +153,14 @@ public enum DescriptionQuality {
         var verdict = QualityVerdict()
         var flags: [DescriptionFlag] = []
 
-        let share = copiedShare(text, names: context.label.allNames, shown: shown)
+        // The words once: stemmed, and with the label's own names masked.
+        let stems = ResponseParser.wordsOf(text).map(ResponseParser.stem)
+        let maskedWords = mask(stems, context.ownPatterns)
+        let share = copiedShare(maskedWords, shown: shown)
         verdict.copiedShare = share
         if share >= copiedShare { flags.append(.copied) }
 
-        let words = Set(ResponseParser.wordsOf(text).map(ResponseParser.stem))
+        let words = Set(stems)
         for (index, other) in earlier.enumerated() {
             let otherWords = Set(ResponseParser.wordsOf(other).map(ResponseParser.stem))
             let union = words.union(otherWords).count
@@ -165,7 +173,7 @@ public enum DescriptionQuality {
 
         if !answerOnTopic { flags.append(.offTopic) }
 
-        verdict.otherLabels = otherLabelsNamed(text, context)
+        verdict.otherLabels = otherLabelsNamed(maskedWords, context)
         if !verdict.otherLabels.isEmpty { flags.append(.namesOtherLabel) }
 
         if isIncomplete(text, cutOff: cutOff) { flags.append(.incomplete) }
@@ -203,9 +211,8 @@ public enum DescriptionQuality {
     /// The share of `text`'s word trigrams that occur in any demonstration answer. The label's names and each
     /// demonstration's label are masked first, so "A cat is a tall animal…" copied from "A giraffe is a tall
     /// animal…" counts as copied. Texts under three words compare as one unit.
-    static func copiedShare(_ text: String, names: [String], shown: Shown) -> Double {
+    static func copiedShare(_ mine: [String], shown: Shown) -> Double {
         guard !shown.isEmpty else { return 0 }
-        let mine = masked(text, names: names)
         let grams = trigrams(mine)
         if grams.isEmpty { return shown.short.contains(mine) ? 1 : 0 }
         return Double(grams.filter { shown.grams.contains($0) }.count) / Double(grams.count)
@@ -213,12 +220,22 @@ public enum DescriptionQuality {
 
     /// Lower-case stemmed words, with every occurrence of a name (as a word sequence) replaced by one mark.
     static func masked(_ text: String, names: [String]) -> [String] {
-        var words = ResponseParser.wordsOf(text).map(ResponseParser.stem)
-        let patterns = names.map { ResponseParser.wordsOf($0).map(ResponseParser.stem) }.filter { !$0.isEmpty }.sorted { $0.count > $1.count }
+        mask(ResponseParser.wordsOf(text).map(ResponseParser.stem), patterns(names))
+    }
+
+    /// Names as stemmed word sequences, longest first.
+    static func patterns(_ names: [String]) -> [[String]] {
+        names.map { ResponseParser.wordsOf($0).map(ResponseParser.stem) }.filter { !$0.isEmpty }.sorted { $0.count > $1.count }
+    }
+
+    /// `words` with every occurrence of a pattern replaced by one mark.
+    static func mask(_ words: [String], _ patterns: [[String]]) -> [String] {
+        guard !patterns.isEmpty else { return words }
         var out: [String] = []
+        out.reserveCapacity(words.count)
         var i = 0
         while i < words.count {
-            if let pattern = patterns.first(where: { i + $0.count <= words.count && Array(words[i..<(i + $0.count)]) == $0 }) {
+            if let pattern = patterns.first(where: { i + $0.count <= words.count && words[i..<(i + $0.count)].elementsEqual($0) }) {
                 out.append("\u{1}")
                 i += pattern.count
             } else {
@@ -226,8 +243,7 @@ public enum DescriptionQuality {
                 i += 1
             }
         }
-        words = out
-        return words
+        return out
     }
 
     static func trigrams(_ words: [String]) -> [[String]] {
@@ -245,10 +261,9 @@ public enum DescriptionQuality {
     /// Other labels of the set whose name (as a whole phrase) the text uses, once the label's own names are taken
     /// out ("sports ball" does not name "ball"). A sentence that contrasts ("unlike a cat, …", "smaller than a bus")
     /// names them on purpose and is not flagged.
-    static func otherLabelsNamed(_ text: String, _ context: Context) -> [String] {
-        let words = masked(text, names: context.label.allNames)
+    static func otherLabelsNamed(_ words: [String], _ context: Context) -> [String] {
         if words.contains(where: contrastWords.contains) { return [] }
-        let own = Set(context.label.allNames.map { ResponseParser.wordsOf($0).map(ResponseParser.stem).joined(separator: " ") })
+        let own = context.ownPhrases
         var named: [String] = []
         for start in words.indices {
             var phrase = ""
@@ -293,6 +308,10 @@ public enum DescriptionQuality {
     /// common word one token and a long or rare one more, every punctuation mark and digit its own. Tuned to err
     /// towards counting more, so that what the estimate passes a tokenizer rarely truncates.
     public static func estimatedTokens(_ text: String) -> Int {
+        estimatedTokensASCII(text) ?? estimatedTokensUnicode(text)
+    }
+
+    static func estimatedTokensUnicode(_ text: String) -> Int {
         var count = 2
         var run = 0
         func endWord() {
@@ -309,5 +328,27 @@ public enum DescriptionQuality {
         }
         endWord()
         return count
+    }
+
+    /// `estimatedTokens` byte by byte for ASCII text (the same count: every printable ASCII character that is not a
+    /// letter, a digit or a space is punctuation or a symbol); nil for any other text.
+    static func estimatedTokensASCII(_ text: String) -> Int? {
+        var text = text
+        return text.withUTF8 { bytes -> Int? in
+            var count = 2
+            var run = 0
+            for byte in bytes {
+                guard byte < 0x80 else { return nil }
+                if (byte | 0x20) >= 0x61 && (byte | 0x20) <= 0x7A {
+                    run += 1
+                    continue
+                }
+                if run > 0 { count += 1 + max(0, run - 6) / 4 }
+                run = 0
+                if byte > 0x20 && byte < 0x7F { count += 1 }   // digits, punctuation, symbols
+            }
+            if run > 0 { count += 1 + max(0, run - 6) / 4 }
+            return count
+        }
     }
 }

@@ -103,7 +103,9 @@ public enum ResponseParser {
     static func sentences(_ text: String) -> [String] {
         var result: [String] = []
         var current = ""
-        let characters = Array(text.replacingOccurrences(of: "\n", with: " "))
+        var scalars = String.UnicodeScalarView()
+        scalars.append(contentsOf: text.unicodeScalars.lazy.map { $0 == "\n" ? " " : $0 })
+        let characters = Array(String(scalars))
         for (i, c) in characters.enumerated() {
             current.append(c)
             let endsSentence = ".!?".contains(c) && (i + 1 == characters.count || characters[i + 1] == " ")
@@ -139,11 +141,11 @@ public enum ResponseParser {
         // Surrounding quotes, possibly followed by a trailing comma from half-JSON lines.
         if s.hasSuffix(",") { s.removeLast() }
         let quotes: Set<Character> = ["\"", "'", "“", "”", "‘", "’"]
-        while s.count >= 2, let f = s.first, let l = s.last, quotes.contains(f), quotes.contains(l) {
+        while let f = s.first, let l = s.last, quotes.contains(f), quotes.contains(l), s.count >= 2 {
             s = String(s.dropFirst().dropLast())
         }
         // Collapse runs of white space by hand: a regular expression per description cost more than the request.
-        return s.split(whereSeparator: { $0.isWhitespace }).joined(separator: " ")
+        return FastText.collapsingWhitespace(s)
     }
 
     static func dedupe(_ items: [String]) -> [String] {
@@ -159,7 +161,7 @@ public enum ResponseParser {
     ]
 
     public static func isRefusal(_ text: String) -> Bool {
-        let lower = String(text.lowercased().map { $0 == "’" ? "'" : $0 })
+        let lower = FastText.asciiLowercased(text) ?? String(text.lowercased().map { $0 == "’" ? "'" : $0 })
         return refusalMarkers.contains { FastText.contains(lower, $0) }
     }
 

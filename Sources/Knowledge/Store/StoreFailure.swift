@@ -48,6 +48,8 @@ extension KnowledgeStore {
             let queue = try DatabaseQueue(path: walSize == 0 ? StorePath.immutableURI(path) : path, configuration: configuration)
             empty = try queue.read { db in
                 guard try db.tableExists("requests") else { return true }
+                // A batch created on a Batch API is work too: its results are still to collect.
+                if try db.tableExists("remote_batches"), try Int.fetchOne(db, sql: "SELECT count(*) FROM remote_batches") ?? 0 > 0 { return false }
                 return try Int.fetchOne(db, sql: "SELECT count(*) FROM requests") == 0
             }
             try queue.close()

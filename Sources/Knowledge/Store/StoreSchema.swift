@@ -247,6 +247,28 @@ enum StoreSchema {
                 CREATE INDEX batch_requests_by_label ON batch_requests(run_id, label_id, attempt);
                 """)
         }
+        migrator.registerMigration("v7-remote-batches") { db in
+            // Batches `build --provider openai-batch` created on a Batch API, so a build (or `batch resume`) can find
+            // and collect them after Ctrl-C; each exported line names the batch that carries it.
+            try db.execute(sql: """
+                CREATE TABLE remote_batches (
+                    id TEXT PRIMARY KEY,            -- the Batch API's batch id
+                    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                    endpoint TEXT NOT NULL,         -- the API's base URL as shown (never a credential)
+                    input_file_id TEXT NOT NULL,
+                    requests INTEGER NOT NULL,
+                    status TEXT NOT NULL,           -- as the API last reported it
+                    counts TEXT,                    -- its request_counts, JSON
+                    output_file_id TEXT,
+                    error_file_id TEXT,
+                    created_at TEXT NOT NULL,
+                    updated_at TEXT NOT NULL,
+                    collected_at TEXT               -- when its output and error files were imported
+                );
+                ALTER TABLE batch_requests ADD COLUMN remote_batch_id TEXT REFERENCES remote_batches(id) ON DELETE SET NULL;
+                CREATE INDEX batch_requests_by_remote ON batch_requests(remote_batch_id);
+                """)
+        }
         return migrator
     }
 

@@ -27,6 +27,41 @@ enum FastText {
         }
     }
 
+    /// `text` in lower case when it is all ASCII (nearly every answer), without Unicode case tables; nil otherwise.
+    static func asciiLowercased(_ text: String) -> String? {
+        var text = text
+        return text.withUTF8 { bytes -> String? in
+            var lower = [UInt8](repeating: 0, count: bytes.count)
+            for index in 0..<bytes.count {
+                let byte = bytes[index]
+                guard byte < 0x80 else { return nil }
+                lower[index] = byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+            }
+            return String(decoding: lower, as: UTF8.self)
+        }
+    }
+
+    /// `text` with every run of white space made one space, and none at either end: byte by byte for ASCII text.
+    static func collapsingWhitespace(_ text: String) -> String {
+        var text = text
+        let ascii = text.withUTF8 { bytes -> String? in
+            var out: [UInt8] = []
+            out.reserveCapacity(bytes.count)
+            var pendingSpace = false
+            for byte in bytes {
+                guard byte < 0x80 else { return nil }
+                if byte == 0x20 || (byte >= 0x09 && byte <= 0x0D) {
+                    pendingSpace = !out.isEmpty
+                } else {
+                    if pendingSpace { out.append(0x20); pendingSpace = false }
+                    out.append(byte)
+                }
+            }
+            return String(decoding: out, as: UTF8.self)
+        }
+        return ascii ?? text.split(whereSeparator: { $0.isWhitespace }).joined(separator: " ")
+    }
+
     /// `text` without leading and trailing white space and newlines.
     static func trimmed<S: StringProtocol>(_ text: S) -> String {
         guard let first = text.firstIndex(where: { !$0.isWhitespace }) else { return "" }

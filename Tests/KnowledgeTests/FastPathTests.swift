@@ -1,0 +1,72 @@
+import Foundation
+import GRDB
+import Testing
+@testable import Knowledge
+import TestSupport
+
+/// The byte-wise fast paths of the per-request work (issue: the LLM stage at scale, client CPU) give exactly what
+/// the general code gives: token estimates, JSON strings, lower case, template substitution.
+@Suite("Per-request fast paths")
+struct FastPathTests {
+    static let samples = [
+        "A dog is a domesticated carnivore.", "UPPER case, digits 12345 and symbols $+<=>^`|~ and @#%&*",
+        "tabs\tand\r\nwindows line ends\nand a DEL \u{7F} and NUL \u{0} byte", "   ", "", "ÉCOLE: naïve café (non-ASCII)",
+        "quotes \" and back\\slashes \\\" and ’curly’ ones", "emoji 🐕 and CJK 犬 in a sentence.",
+    ]
+
+    static func committedDescriptions() throws -> [String] {
+        try DatabaseQueue(path: Repo.path("knowledge.db"), configuration: { var c = Configuration(); c.readonly = true; return c }())
+            .read { try String.fetchAll($0, sql: "SELECT text FROM descriptions") }
+    }
+
+    @Test func theASCIITokenEstimateEqualsTheGeneralOne() throws {
+        let texts = try Self.committedDescriptions() + Self.samples
+        #expect(texts.count > 1000)
+        for text in texts {
+            #expect(DescriptionQuality.estimatedTokens(text) == DescriptionQuality.estimatedTokensUnicode(text), "\(text)")
+        }
+        #expect(DescriptionQuality.estimatedTokensASCII("naïve") == nil, "non-ASCII text takes the general path")
+    }
+
+    @Test func jsonStringsRoundTripThroughJSONSerialization() throws {
+        var texts = Self.samples
+        texts.append(String(decoding: (0..<128).map { UInt8($0) }, as: UTF8.self))
+        for text in texts {
+            var bytes: [UInt8] = []
+            JSONValue.writeString(text, into: &bytes)
+            let decoded = try JSONSerialization.jsonObject(with: Data(bytes), options: .fragmentsAllowed) as? String
+            #expect(decoded == text, "\(text.debugDescription) → \(String(decoding: bytes, as: UTF8.self))")
+        }
+        var escaped: [UInt8] = []
+        JSONValue.writeString("a\"b\\c\nd\u{1}", into: &escaped)
+        #expect(String(decoding: escaped, as: UTF8.self) == #""a\"b\\c\nd\u0001""#)
+    }
+
+    @Test func asciiLowerCaseIsLowercasedAndOnlyForASCII() {
+        for text in Self.samples where text.utf8.allSatisfy({ $0 < 0x80 }) {
+            #expect(FastText.asciiLowercased(text) == text.lowercased())
+        }
+        #expect(FastText.asciiLowercased("ÉCOLE") == nil)
+        #expect(ResponseParser.isRefusal("I’M SORRY, but as an AI I can’t help.") && ResponseParser.isRefusal("I CANNOT do that"))
+        #expect(!ResponseParser.isRefusal("A dog has four legs."))
+    }
+
+    @Test func templateSubstitutionKeepsWhatItDoesNotKnow() {
+        let values = ["label": "dining table", "count": "5"]
+        #expect(TemplateText.render("Describe {{label}} in {{ count }} sentences.", values) == "Describe dining table in 5 sentences.")
+        #expect(TemplateText.render("{{unknown}}x{{label}}", values) == "xdining table")
+        #expect(TemplateText.render("café {{label}} {{ unclosed", values) == "café dining table {{ unclosed")
+        #expect(TemplateText.render("no variables at all", values) == "no variables at all")
+        #expect(TemplateText.render("{{label}}", values) == "dining table")
+        #expect(TemplateText.render("{", values) == "{" && TemplateText.render("", values) == "")
+    }
+}
+
+extension FastPathTests {
+    @Test func whitespaceCollapsesAsTheGeneralSplitDoes() throws {
+        let texts = try Self.committedDescriptions() + Self.samples + ["  a \t b\r\n\r\nc  ", "\u{0B}x\u{0C}y\u{0D}", " é  ü ", "a\u{A0}b"]
+        for text in texts {
+            #expect(FastText.collapsingWhitespace(text) == text.split(whereSeparator: { $0.isWhitespace }).joined(separator: " "), "\(text.debugDescription)")
+        }
+    }
+}
