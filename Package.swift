@@ -55,17 +55,20 @@ let package = Package(
         ),
         .target(
             name: "SSPA",
-            dependencies: ["CLIP", "Tensor"]
+            dependencies: ["CLIP", "Images", "Tensor"]
         ),
         .target(
             name: "Knowledge",
             dependencies: [
                 "CCurl",
-                "CLIP",
                 "Tensor",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Yams", package: "Yams"),
             ]
+        ),
+        .target(
+            name: "KnowledgeCLIP",
+            dependencies: ["Knowledge", "CLIP", "Tensor"]
         ),
         .target(
             name: "CommandSupport",
@@ -76,6 +79,7 @@ let package = Package(
             dependencies: [
                 "CommandSupport",
                 "Knowledge",
+                "KnowledgeCLIP",
                 "CLIP",
                 "Tensor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -113,7 +117,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KnowledgeTests",
-            dependencies: ["Knowledge", "CLIP", "Tensor", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["Knowledge", "KnowledgeCLIP", "CLIP", "Tensor", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")],
             exclude: ["__Snapshots__"],
             resources: [.copy("Fixtures")]
         ),

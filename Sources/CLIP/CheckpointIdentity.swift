@@ -3,12 +3,13 @@ import Tensor
 
 extension CLIP.Checkpoint {
     /// Which checkpoint made an embedding or a feature: one SHA-256 over every file that changes an output (the
-    /// weight files, config.json's model content, vocab.json and merges.txt), so fixing any of them gives a new
-    /// identity and nothing made with the broken file is reused. Computed from the folder alone, without loading a
-    /// tower, so the image path and the text path agree on it.
+    /// weight files, config.json's model content, vocab.json and merges.txt for text, preprocessor_config.json's
+    /// content for images when the folder has one), so fixing any of them gives a new identity and nothing made with
+    /// the broken file is reused. Computed from the folder alone, without loading a tower, so the image path and the
+    /// text path agree on it.
     public struct Identity: Sendable, Hashable {
         /// What `id` hashes; stored next to it so a reader knows how it was made.
-        public static let scheme = "clip-checkpoint/2"
+        public static let scheme = "clip-checkpoint/3"
         /// The hex SHA-256 that names the checkpoint.
         public var id: String
         /// Each file that went into `id`, by name, with its SHA-256 (config.json: of its canonical model content).
@@ -29,8 +30,16 @@ extension CLIP.Checkpoint {
               let config = try? JSONSerialization.jsonObject(with: configData) else {
             throw CheckpointError("\(configURL.path): missing or not JSON. A CLIP checkpoint folder holds config.json, model.safetensors, vocab.json and merges.txt.")
         }
-        let canonical = try JSONSerialization.data(withJSONObject: stripProvenance(config), options: [.sortedKeys, .withoutEscapingSlashes])
-        files["config.json"] = SHA256.hex(canonical)
+        files["config.json"] = try canonicalHash(config)
+        // The image preprocessing (resize, crop, mean and std) changes every image feature; CLIP's defaults apply
+        // without the file.
+        let preprocessorURL = directory.appendingPathComponent(preprocessorConfigName)
+        if let data = FileManager.default.contents(atPath: preprocessorURL.path) {
+            guard let preprocessor = try? JSONSerialization.jsonObject(with: data) else {
+                throw CheckpointError("\(preprocessorURL.path): not JSON. Fix or remove it (without it CLIP's preprocessing defaults apply).")
+            }
+            files[preprocessorConfigName] = try canonicalHash(preprocessor)
+        }
         for name in ["vocab.json", "merges.txt"] {
             let url = directory.appendingPathComponent(name)
             guard FileManager.default.fileExists(atPath: url.path) else {
@@ -40,6 +49,14 @@ extension CLIP.Checkpoint {
         }
         let preimage = ([Identity.scheme] + files.keys.sorted().map { "\($0) \(files[$0]!)" }).joined(separator: "\n")
         return Identity(id: SHA256.hex(preimage), files: files)
+    }
+
+    /// The image preprocessing file of a Hugging Face checkpoint folder.
+    public static let preprocessorConfigName = "preprocessor_config.json"
+
+    /// SHA-256 of a JSON value's model content: provenance keys dropped, keys sorted.
+    static func canonicalHash(_ value: Any) throws -> String {
+        SHA256.hex(try JSONSerialization.data(withJSONObject: stripProvenance(value), options: [.sortedKeys, .withoutEscapingSlashes]))
     }
 
     /// The identity of this checkpoint's folder.

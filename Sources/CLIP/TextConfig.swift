@@ -61,7 +61,10 @@ extension CLIP {
         public var headDim: Int { hiddenSize / numAttentionHeads }
 
         /// The activations the towers implement.
-        public static let supportedActivations = ["quick_gelu", "gelu", "gelu_new", "gelu_pytorch_tanh"]
+        public static let supportedActivations = Activation.names
+
+        /// The activation `hidden_act` names (after `validate`, always one of `supportedActivations`).
+        public var activation: Activation { Activation(rawValue: hiddenAct) ?? .geluPytorchTanh }
 
         /// Refuses a config no CLIP text tower has, naming the key (`prefix` + its Hugging Face name), so that nothing
         /// degenerate reaches a trap or yields silent garbage.

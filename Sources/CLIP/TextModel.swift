@@ -159,11 +159,7 @@ extension CLIP {
         }
 
         func activate(_ x: inout Tensor) {
-            switch config.hiddenAct {
-            case "quick_gelu": Ops.quickGELUInPlace(&x)
-            case "gelu": Ops.geluInPlace(&x, approximation: .exact)
-            default: Ops.geluInPlace(&x, approximation: .tanh)
-            }
+            config.activation.apply(&x)
         }
     }
 }

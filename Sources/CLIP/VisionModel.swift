@@ -12,6 +12,8 @@ extension CLIP {
         public var patchSize: Int
         public var numChannels: Int
         public var hiddenAct: String
+        /// The activation `hidden_act` names (the model refuses any other name when it loads).
+        public var activation: Activation { Activation(rawValue: hiddenAct) ?? .geluPytorchTanh }
         public var layerNormEps: Float
         public var projectionDim: Int
 
@@ -125,7 +127,7 @@ extension CLIP {
 
         // transformers CLIPVisionTransformer.__init__: key names and shapes
         public init(config: VisionConfig, checkpoint: Checkpoint) throws {
-            guard ["quick_gelu", "gelu", "gelu_new", "gelu_pytorch_tanh"].contains(config.hiddenAct) else {
+            guard Activation(rawValue: config.hiddenAct) != nil else {
                 throw CheckpointError("\(checkpoint.directory.path)/config.json: vision hidden_act '\(config.hiddenAct)' is not supported.")
             }
             try config.validate(file: checkpoint.directory.appendingPathComponent("config.json").path)
@@ -250,11 +252,7 @@ extension CLIP {
                 Ops.addInPlace(&x, Ops.linear(attended.reshaped([b * t, d]), weight: layer.outWeight, bias: layer.outBias))
                 let h2 = Ops.layerNorm(x, weight: layer.norm2Weight, bias: layer.norm2Bias, eps: config.layerNormEps)
                 var inner = Ops.linear(h2, weight: layer.fc1Weight, bias: layer.fc1Bias)
-                switch config.hiddenAct {
-                case "quick_gelu": Ops.quickGELUInPlace(&inner)
-                case "gelu": Ops.geluInPlace(&inner, approximation: .exact)
-                default: Ops.geluInPlace(&inner, approximation: .tanh)
-                }
+                config.activation.apply(&inner)
                 Ops.addInPlace(&x, Ops.linear(inner, weight: layer.fc2Weight, bias: layer.fc2Bias))
             }
             let last = x.reshaped([b, t, d])

@@ -4,12 +4,34 @@ import Foundation
 /// What the `sspa-knowledge` and `sspa` executables share: the one-line error convention with its exit codes,
 /// console output that does not interleave, and Ctrl-C handling that lets long work stop cleanly.
 
-/// An error the command prints as one line (`error: …`), exiting with `code` (sysexits: 64 usage, 65 bad data,
-/// 66 missing input, 69 unavailable service, 74 I/O, 130 interrupted).
+/// How a command ends when it fails: the sysexits codes both executables use, by name.
+public enum ExitStatus: Int32, Sendable, CaseIterable {
+    /// Anything else.
+    case failure = 1
+    /// A bad command line (EX_USAGE).
+    case usage = 64
+    /// Input data that cannot be used: a damaged file, a checkpoint of another config (EX_DATAERR).
+    case dataError = 65
+    /// An input that does not exist (EX_NOINPUT).
+    case noInput = 66
+    /// A service that cannot be reached, or WordNet missing (EX_UNAVAILABLE).
+    case unavailable = 69
+    /// An output that cannot be created or is in the way (EX_CANTCREAT).
+    case cannotCreate = 73
+    /// Reading or writing failed: a full disk, the store (EX_IOERR).
+    case ioError = 74
+    /// Stopped by Ctrl-C or SIGTERM, work kept (128 + SIGINT).
+    case interrupted = 130
+
+    /// The argument parser's exit code.
+    public var exitCode: ExitCode { ExitCode(rawValue) }
+}
+
+/// An error the command prints as one line (`error: …`), exiting with `code`.
 public struct CLIError: Error, CustomStringConvertible, Sendable {
     public var message: String
-    public var code: Int32
-    public init(_ message: String, code: Int32 = 1) {
+    public var code: ExitStatus
+    public init(_ message: String, code: ExitStatus = .failure) {
         self.message = message
         self.code = code
     }
@@ -36,18 +58,18 @@ public enum Console {
 
 /// Runs `body`, printing a known error as one clear line (`error: …`) and exiting with its code: `CLIError` with its
 /// own, anything `classify` recognises with the message and code it returns. Other errors propagate unchanged.
-public func reportingErrors<T>(classify: (any Error) -> (message: String, code: Int32)?,
+public func reportingErrors<T>(classify: (any Error) -> (message: String, code: ExitStatus)?,
                                _ body: () async throws -> T) async throws -> T {
     OutputPath.reportFileSizeLimitAsError()
     do {
         return try await body()
     } catch let error as CLIError {
         Console.error("error: \(error.message)")
-        throw ExitCode(error.code)
+        throw error.code.exitCode
     } catch {
         guard let known = classify(error) else { throw error }
         Console.error("error: \(known.message)")
-        throw ExitCode(known.code)
+        throw known.code.exitCode
     }
 }
 

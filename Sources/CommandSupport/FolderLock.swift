@@ -19,9 +19,9 @@ public final class FolderLock: @unchecked Sendable {
             let code = errno
             close(fd)
             if code == EWOULDBLOCK {
-                throw CLIError("\(folder) is in use by another \(what) process (it holds \(path)); wait for it to finish or choose another folder.", code: 73)
+                throw CLIError("\(folder) is in use by another \(what) process (it holds \(path)); wait for it to finish or choose another folder.", code: .cannotCreate)
             }
-            throw CLIError("cannot lock \(path): \(String(cString: strerror(code)))", code: 74)
+            throw CLIError("cannot lock \(path): \(String(cString: strerror(code)))", code: .ioError)
         }
     }
 
@@ -35,7 +35,7 @@ public enum OptionBounds {
     public static func check<T: Comparable>(_ value: T?, _ option: String, _ range: ClosedRange<T>) throws {
         guard let value else { return }
         guard range.contains(value) else {
-            throw CLIError("\(option) \(value) is out of range; use a value from \(range.lowerBound) to \(range.upperBound).", code: 64)
+            throw CLIError("\(option) \(value) is out of range; use a value from \(range.lowerBound) to \(range.upperBound).", code: .usage)
         }
     }
 
@@ -43,7 +43,7 @@ public enum OptionBounds {
     public static func check(_ value: Float?, _ option: String, _ range: ClosedRange<Float>) throws {
         guard let value else { return }
         guard value.isFinite, range.contains(value) else {
-            throw CLIError("\(option) \(value) is out of range; use a finite value from \(range.lowerBound) to \(range.upperBound).", code: 64)
+            throw CLIError("\(option) \(value) is out of range; use a finite value from \(range.lowerBound) to \(range.upperBound).", code: .usage)
         }
     }
 
@@ -51,7 +51,7 @@ public enum OptionBounds {
     public static func validating(_ body: () throws -> Void) throws {
         do { try body() } catch let error as CLIError {
             Console.error("error: \(error.message)")
-            throw ExitCode(error.code)
+            throw error.code.exitCode
         }
     }
 }

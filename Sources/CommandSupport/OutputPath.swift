@@ -48,7 +48,7 @@ public enum OutputPath {
             let same = resolved(input.path) == target
                 || (targetID != nil && identity(input.path).map { $0 == targetID! } == true)
             if same {
-                throw CLIError("\(option) \(output) is the same file as \(input.option) \(input.path); writing it would destroy an input. Choose another \(option).", code: 64)
+                throw CLIError("\(option) \(output) is the same file as \(input.option) \(input.path); writing it would destroy an input. Choose another \(option).", code: .usage)
             }
         }
     }
@@ -117,15 +117,15 @@ public enum OutputPath {
     public static func failure(_ path: String, _ code: Int32, creating: Bool = false, folder: String? = nil) -> CLIError {
         switch code {
         case ENOSPC, EDQUOT:
-            return CLIError("cannot write \(path): the disk is full (\(String(cString: strerror(code)))); free some space and run again. Nothing was half-written; earlier files are intact.", code: 74)
+            return CLIError("cannot write \(path): the disk is full (\(String(cString: strerror(code)))); free some space and run again. Nothing was half-written; earlier files are intact.", code: .ioError)
         case EFBIG:
-            return CLIError("cannot write \(path): the file is larger than the file-size limit (`ulimit -f`); raise the limit and run again. Nothing was half-written; earlier files are intact.", code: 74)
+            return CLIError("cannot write \(path): the file is larger than the file-size limit (`ulimit -f`); raise the limit and run again. Nothing was half-written; earlier files are intact.", code: .ioError)
         case EACCES, EPERM, EROFS:
-            return CLIError("cannot write \(creating ? "in \(folder ?? path)" : path): \(String(cString: strerror(code))); choose a writable place.", code: 73)
+            return CLIError("cannot write \(creating ? "in \(folder ?? path)" : path): \(String(cString: strerror(code))); choose a writable place.", code: .cannotCreate)
         case ENOENT where creating:
-            return CLIError("cannot write \(path): the folder \(folder ?? "") does not exist.", code: 73)
+            return CLIError("cannot write \(path): the folder \(folder ?? "") does not exist.", code: .cannotCreate)
         default:
-            return CLIError("cannot write \(path): \(String(cString: strerror(code))).", code: 74)
+            return CLIError("cannot write \(path): \(String(cString: strerror(code))).", code: .ioError)
         }
     }
 

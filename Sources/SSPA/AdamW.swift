@@ -4,9 +4,10 @@ import Tensor
 extension SSPA {
     /// AdamW (Loshchilov & Hutter): Adam moments with decoupled weight decay, `θ ← θ − lr·(m̂/(√v̂ + ε) + wd·θ)`.
     ///
-    /// Weight decay goes only to the weight matrices of `Config.weightDecayed` (`decays(_:)`): the CAP and global
-    /// context vectors, every scalar (scales `log_kappa`, `log_tau`, `qsm.gamma`, biases `bias`, `beta`) and the gate
-    /// vectors `w_gate` get none. The state (moments by parameter name, step) is saved beside a checkpoint for `--resume`.
+    /// Weight decay goes only to the weight matrices `ParameterKey.decays` names (`Config.weightDecayed`): the CAP
+    /// and global context vectors, every scalar (scales `log_kappa`, `log_tau`, `qsm.gamma`, biases `bias`, `beta`)
+    /// and the gate vectors `w_gate` get none. The state (moments, one per parameter, and the step) is saved beside a
+    /// checkpoint for `--resume`.
     public struct AdamW: Sendable {
         public var beta1: Float = 0.9
         public var beta2: Float = 0.999
@@ -14,31 +15,35 @@ extension SSPA {
         public var weightDecay: Float
         /// Updates done so far (bias correction uses `step`).
         public var step = 0
-        /// First moments by parameter name.
-        public var firstMoments: [String: Tensor] = [:]
-        /// Second moments by parameter name.
-        public var secondMoments: [String: Tensor] = [:]
+        /// First moments, one per parameter (nil before the first update).
+        public var firstMoments: Parameters?
+        /// Second moments, one per parameter (nil before the first update).
+        public var secondMoments: Parameters?
 
         public init(weightDecay: Float = 1e-4) {
             self.weightDecay = weightDecay
         }
 
-        /// Whether `name` gets weight decay: it is one of the weight matrices of `Config.weightDecayed`.
-        public static func decays(_ name: String) -> Bool { decayed.contains(name) }
+        /// Whether the parameter named `name` gets weight decay (`ParameterKey.decays`).
+        public static func decays(_ name: String) -> Bool { ParameterKey(rawValue: name)?.decays ?? false }
 
-        private static let decayed = Set(Config.weightDecayed)
-
-        /// One update of every parameter that has a gradient, at learning rate `lr`.
-        public mutating func update(_ parameters: inout Parameters, gradients: [String: Tensor], lr: Float) {
+        /// One update of every parameter, at learning rate `lr`; `gradients` has the parameters' modules.
+        public mutating func update(_ parameters: inout Parameters, gradients: Parameters, lr: Float) {
+            precondition(gradients.modules == parameters.modules, "AdamW: the gradients are of other modules than the parameters")
             step += 1
             let c1 = 1 - Foundation.pow(beta1, Float(step)), c2 = 1 - Foundation.pow(beta2, Float(step))
             let (b1, b2, eps) = (beta1, beta2, epsilon)
-            for name in parameters.names {
-                guard let g = gradients[name], var theta = parameters.tensors[name] else { continue }
-                precondition(g.shape == theta.shape, "AdamW: gradient of \(name) is \(g.shape), parameter \(theta.shape)")
-                var m = firstMoments[name] ?? Tensor(zeros: theta.shape)
-                var v = secondMoments[name] ?? Tensor(zeros: theta.shape)
-                let decay = Self.decays(name) ? weightDecay : 0
+            var first = firstMoments ?? parameters.map { Tensor(zeros: $1.shape) }
+            var second = secondMoments ?? parameters.map { Tensor(zeros: $1.shape) }
+            precondition(first.modules == parameters.modules && second.modules == parameters.modules,
+                         "AdamW: the moments are of other modules than the parameters")
+            for key in parameters.keys {
+                let g = gradients[key]!
+                var theta = parameters[key]!
+                precondition(g.shape == theta.shape, "AdamW: gradient of \(key.rawValue) is \(g.shape), parameter \(theta.shape)")
+                var m = first[key]!
+                var v = second[key]!
+                let decay = key.decays ? weightDecay : 0
                 g.withUnsafeBufferPointer { gp in
                     m.withUnsafeMutableBufferPointer { mp in
                         v.withUnsafeMutableBufferPointer { vp in
@@ -53,10 +58,21 @@ extension SSPA {
                         }
                     }
                 }
-                firstMoments[name] = m
-                secondMoments[name] = v
-                parameters.tensors[name] = theta
+                first[key] = m
+                second[key] = v
+                parameters[key] = theta
             }
+            firstMoments = first
+            secondMoments = second
+        }
+
+        /// Scales `gradients` so that their global L2 norm is at most `maxNorm`; returns the norm before.
+        @discardableResult
+        public static func clipGradientNorm(_ gradients: inout Parameters, maxNorm: Float) -> Float {
+            var byName = gradients.tensors
+            let norm = clipGradientNorm(&byName, maxNorm: maxNorm)
+            gradients.tensors = byName
+            return norm
         }
 
         /// Scales `gradients` in place so that their global L2 norm is at most `maxNorm`; returns the norm before.
@@ -83,8 +99,8 @@ extension SSPA {
         public func serialized() throws -> Data {
             var writer = SafeTensorsWriter(metadata: ["step": String(step), "beta1": "\(beta1)", "beta2": "\(beta2)",
                                                       "epsilon": "\(epsilon)", "weight_decay": "\(weightDecay)"])
-            for (name, t) in firstMoments { writer.add("m.\(name)", t) }
-            for (name, t) in secondMoments { writer.add("v.\(name)", t) }
+            for (name, t) in firstMoments?.tensors ?? [:] { writer.add("m.\(name)", t) }
+            for (name, t) in secondMoments?.tensors ?? [:] { writer.add("v.\(name)", t) }
             return try writer.serialized()
         }
 
@@ -99,10 +115,13 @@ extension SSPA {
             if let b = file.metadata["beta1"].flatMap(Float.init) { beta1 = b }
             if let b = file.metadata["beta2"].flatMap(Float.init) { beta2 = b }
             if let e = file.metadata["epsilon"].flatMap(Float.init) { epsilon = e }
+            var first: [String: Tensor] = [:], second: [String: Tensor] = [:]
             for name in file.names {
-                if name.hasPrefix("m.") { firstMoments[String(name.dropFirst(2))] = try file.tensor(name) }
-                if name.hasPrefix("v.") { secondMoments[String(name.dropFirst(2))] = try file.tensor(name) }
+                if name.hasPrefix("m.") { first[String(name.dropFirst(2))] = try file.tensor(name) }
+                if name.hasPrefix("v.") { second[String(name.dropFirst(2))] = try file.tensor(name) }
             }
+            if !first.isEmpty { firstMoments = try Parameters(tensors: first) }
+            if !second.isEmpty { secondMoments = try Parameters(tensors: second) }
         }
     }
 }

@@ -7,7 +7,7 @@ extension SSPA {
     ///   the knowledge encoder hash and run id, the CLIP folder used for the prompts, and the sizes);
     /// - `checkpoint.json`: which step folder is current, with the SHA-256 of each of its files (written last);
     /// - `step-NNNNNN-TOKEN/`: one saved step, made whole in a hidden folder and renamed into place:
-    ///   - `model.safetensors`: the parameters (float32, names of `Config.parameterShapes`);
+    ///   - `model.safetensors`: the parameters (float32, keys of `ParameterKey`);
     ///   - `knowledge.safetensors`: `T^ka` `[C, d]` as trained with, so evaluation needs no knowledge.db;
     ///   - `optimizer.safetensors`: AdamW moments and step (for `--resume`);
     ///   - `training-state.json`: `TrainingState` (epoch, batch within epoch, step, seed, shuffle seed, history).
@@ -121,7 +121,8 @@ extension SSPA {
             try Finite.check(contents.parameters.tensors, what: "parameter") { fail("not saved: \($0); the last finite checkpoint is kept") }
             try Finite.check(["knowledge": contents.knowledge], what: "tensor") { fail("not saved: \($0)") }
             if let optimizer = contents.optimizer {
-                try Finite.check(optimizer.firstMoments.merging(optimizer.secondMoments.map { ("v." + $0.key, $0.value) }) { a, _ in a },
+                let second = (optimizer.secondMoments?.tensors ?? [:]).map { ("v." + $0.key, $0.value) }
+                try Finite.check((optimizer.firstMoments?.tensors ?? [:]).merging(second) { a, _ in a },
                                  what: "optimizer moment") { fail("not saved: \($0); the last finite checkpoint is kept") }
             }
             try fm.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -145,24 +146,14 @@ extension SSPA {
             let step = contents.state?.step ?? 0
             let token = UUID().uuidString.prefix(8).lowercased()
             let name = String(format: "step-%06ld-", step) + token
-            let staging = directory.appendingPathComponent(".\(name).tmp")
-            try fm.createDirectory(at: staging, withIntermediateDirectories: false)
+            let final = directory.appendingPathComponent(name)
             var hashes: [String: String] = [:]
-            do {
+            try AtomicFolder.create(final, staging: directory.appendingPathComponent(".\(name).tmp"), fill: { staging in
                 for (file, data) in files {
                     try io.write(data, staging.appendingPathComponent(file))
                     hashes[file] = SHA256.hex(data)
                 }
-            } catch {
-                try? fm.removeItem(at: staging)
-                throw error
-            }
-            let final = directory.appendingPathComponent(name)
-            guard rename(staging.path, final.path) == 0 else {
-                let reason = String(cString: strerror(errno))
-                try? fm.removeItem(at: staging)
-                throw fail("cannot put the step folder \(name) in place: \(reason)")
-            }
+            }, renameFailure: { fail("cannot put the step folder \(name) in place: \($0)") })
             do {
                 try io.write(try encoder.encode(m), directory.appendingPathComponent("config.json"))
                 let pointer = Pointer(folder: name, step: step, sha256: hashes)

@@ -147,49 +147,23 @@ extension SSPA {
 
         /// The parameters that get AdamW's weight decay, by name: exactly the weight matrices SSPA-SPEC.md names
         /// (training defaults): `W_f` (DSF), the quaternion weights of both layers and `W_o` (QSM), and the GDMA
-        /// projections. Never the contexts, gates, scales, biases or `γ_q`. The PyTorch reference uses the same list
-        /// (`WEIGHT_DECAYED` in scripts/sspa_reference.py; its fixtures record it and the parity test compares).
+        /// projections, as `ParameterKey.role` says. Never the contexts, gates, scales, biases or `γ_q`. The PyTorch
+        /// reference uses the same list (`WEIGHT_DECAYED` in scripts/sspa_reference.py; its fixtures record it and
+        /// the parity test compares).
         // SSPA-SPEC.md, training defaults; scripts/sspa_reference.py, WEIGHT_DECAYED
-        public static let weightDecayed: [String] = ["dsf.W_f"]
-            + (1...2).flatMap { layer in ["r", "i", "j", "k"].map { "qsm.layer\(layer).W_\($0)" } } + ["qsm.W_o"]
-            + ["v2s", "s2v"].flatMap { direction in ["Wq", "Wk", "Wv", "Wo"].map { "gdma.\(direction).\($0)" } }
+        public static let weightDecayed: [String] = ParameterKey.allCases.filter(\.decays).map(\.rawValue)
 
         /// The learned logit scales `ℓ_G`, `ℓ_R` that are clamped at `ln kappaMax` after each step.
-        public static let logitScales = ["global.log_kappa", "region.log_kappa"]
+        public static let logitScales = ParameterKey.allCases.filter(\.isLogitScale).map(\.rawValue)
 
         /// Whether the soft aggregator's temperature is learned (`agg.log_tau` exists).
         public var learnsTemperature: Bool { aggregator == .soft && !sharp }
 
         /// The trainable tensors this config uses, by the reference's names, with their shapes, for joint width `d`
-        /// and token-embedding width `contextWidth` (scalars have shape `[1]`).
+        /// and token-embedding width `contextWidth` (scalars have shape `[1]`), in table order.
         // scripts/sspa_reference.py, init_params (names and order)
         public func parameterShapes(d: Int, contextWidth: Int) -> [(name: String, shape: [Int])] {
-            var out: [(name: String, shape: [Int])] = []
-            if !noCAP {
-                out.append(("prompt.cap_context", [nCtx, contextWidth]))
-                out.append(("dsf.W_f", [d, d]))
-            }
-            if !noGlobal { out.append(("prompt.global_context", [nCtx, contextWidth])) }
-            if !noQSM {
-                for layer in 1...2 {
-                    for part in ["r", "i", "j", "k"] { out.append(("qsm.layer\(layer).W_\(part)", [d, d])) }
-                }
-                out.append(("qsm.W_o", [4 * d, d]))
-                out.append(("qsm.gamma", [1]))
-            }
-            if !noGDMA {
-                for direction in ["v2s", "s2v"] {
-                    for w in ["Wq", "Wk", "Wv", "Wo"] { out.append(("gdma.\(direction).\(w)", [d, d])) }
-                    out.append(("gdma.\(direction).w_gate", [2 * d]))
-                    out.append(("gdma.\(direction).beta", [1]))
-                }
-            }
-            if learnsTemperature { out.append(("agg.log_tau", [1])) }
-            for branch in noGlobal ? ["region"] : ["global", "region"] {
-                out.append(("\(branch).log_kappa", [1]))
-                out.append(("\(branch).bias", [1]))
-            }
-            return out
+            ParameterKey.used(by: self).map { ($0.rawValue, $0.shape(d: d, contextWidth: contextWidth, nCtx: nCtx)) }
         }
     }
 

@@ -73,25 +73,20 @@ extension SSPA {
         }
 
         /// Puts `parameters` on `tape`, as gradient-requiring leaves when `trainable`.
-        public func variables(_ parameters: Parameters, on tape: Tape, trainable: Bool = true) -> [String: Variable] {
-            var out: [String: Variable] = [:]
-            for (name, t) in parameters.tensors { out[name] = tape.variable(t, requiresGrad: trainable) }
-            return out
+        public func variables(_ parameters: Parameters, on tape: Tape, trainable: Bool = true) -> Weights<Variable> {
+            parameters.map { _, t in tape.variable(t, requiresGrad: trainable) }
         }
 
         /// The forward pass (and the loss when `labels` is given).
         // SSPA-SPEC.md (whole model); scripts/sspa_reference.py, forward
-        public func forward(_ P: [String: Variable], x0 rawX0: Tensor, regions: Tensor, labels: Tensor?, on tape: Tape,
+        public func forward(_ P: Weights<Variable>, x0 rawX0: Tensor, regions: Tensor, labels: Tensor?, on tape: Tape,
                             focusingWeights: FocusingWeights? = nil) -> Output {
             let d = width, c = labelCount
             precondition(regions.rank == 3 && regions.shape[2] == d, "SSPA.Model: regions must be [B, M, \(d)], got \(regions.shape)")
             let b = regions.shape[0], m = regions.shape[1]
             precondition(rawX0.shape == [b, d], "SSPA.Model: x0 must be [\(b), \(d)], got \(rawX0.shape)")
             if let labels { precondition(labels.shape == [b, c], "SSPA.Model: labels must be [\(b), \(c)], got \(labels.shape)") }
-            func p(_ name: String) -> Variable {
-                guard let v = P[name] else { preconditionFailure("SSPA.Model: parameter \(name) is missing") }
-                return v
-            }
+            precondition(P.fits(config), "SSPA.Model: the parameters' modules \(P.modules) are not those of the config")
             let eps = config.normEps
             // Feature scale: unit x0 and unit regions from here on (SSPA-SPEC.md, "Feature scale").
             let x0 = Ops.l2Normalize(rawX0, eps: eps)
@@ -100,31 +95,31 @@ extension SSPA {
 
             // Prompts: CAP and global contexts through the frozen text tower in one pass.
             var contexts: [Variable] = []
-            if !config.noCAP { contexts.append(p("prompt.cap_context")) }
-            if !config.noGlobal { contexts.append(p("prompt.global_context")) }
+            if let cap = P.cap { contexts.append(cap.context) }
+            if let global = P.global { contexts.append(global.context) }
             let encoded = contexts.isEmpty ? [] : promptEncoder.encode(contexts)
             let tcp: Variable? = config.noCAP ? nil : encoded[0]
             let tg: Variable? = config.noGlobal ? nil : encoded[encoded.count - 1]
 
             // DSF
             var tca: Variable?
-            if let tcp {
+            if let tcp, let cap = P.cap {
                 inter["T_cp"] = tcp.value
-                tca = dsf(tcp, X, p("dsf.W_f"))
+                tca = dsf(tcp, X, cap.dsf)
             }
             let tka: Variable? = config.noKAP ? nil : tape.constant(knowledge)
 
             // QSM
             var tuf: Variable
-            if config.noQSM {
-                tuf = normalizedSum([tka, tca], on: tape)
-            } else {
+            if let qsm = P.qsm {
                 // Both layers' outputs are the four parts side by side, [o_r; o_i; o_j; o_k] `[B, C, 4d]`: GELU is
                 // per element, so it applies to the packed tensor as to each part, and W_o reads it as is.
                 let x0q = tape.constant(x0.reshaped([b, 1, d]))
-                let hidden = tape.gelu(quaternionLinear([nil, tka, tca, x0q], prefix: "qsm.layer1", P), approximation: .exact)
-                let synthesis = tape.matmul(quaternionLinear(packed: hidden, prefix: "qsm.layer2", P), p("qsm.W_o"))
-                tuf = normalizedSum([tka, tca, tape.mul(p("qsm.gamma"), synthesis)], on: tape)
+                let hidden = tape.gelu(quaternionLinear([nil, tka, tca, x0q], qsm.layer1), approximation: .exact)
+                let synthesis = tape.matmul(quaternionLinear(packed: hidden, qsm.layer2), qsm.output)
+                tuf = normalizedSum([tka, tca, tape.mul(qsm.gamma, synthesis)], on: tape)
+            } else {
+                tuf = normalizedSum([tka, tca], on: tape)
             }
             if tuf.shape != [b, c, d] { tuf = tape.add(tuf, tape.constant(Tensor(zeros: [b, c, d]))) }
             inter["T_ca"] = tca.map { $0.shape == [b, c, d] ? $0.value : Ops.add($0.value, Tensor(zeros: [b, c, d])) }
@@ -134,9 +129,9 @@ extension SSPA {
             // GDMA
             var tfn = tuf, xfn = X
             var labelGates: Tensor?, regionGates: Tensor?
-            if !config.noGDMA {
-                let v2s = gatedAttention(tuf, X, prefix: "gdma.v2s", P)
-                let s2v = gatedAttention(X, tuf, prefix: "gdma.s2v", P)
+            if let gdma = P.gdma {
+                let v2s = gatedAttention(tuf, X, gdma.v2s)
+                let s2v = gatedAttention(X, tuf, gdma.s2v)
                 tfn = v2s.output
                 xfn = s2v.output
                 labelGates = v2s.gates.value.reshaped([b, c])
@@ -150,7 +145,7 @@ extension SSPA {
             let omegaT: Variable
             switch config.aggregator {
             case .soft:
-                let logits = config.sharp ? tape.scale(st, by: 1 / config.sharpTau) : tape.div(st, tape.exp(p("agg.log_tau")))
+                let logits = P.logTau.map { tape.div(st, tape.exp($0)) } ?? tape.scale(st, by: 1 / config.sharpTau)
                 omegaT = tape.softmax(logits)
             case .max:
                 var w = Tensor(zeros: [b, c, m])
@@ -161,15 +156,15 @@ extension SSPA {
                 omegaT = tape.constant(Tensor(repeating: 1 / Float(m), shape: [b, c, m]))
             }
             let pooled = tape.sum(tape.mul(omegaT, st), axis: 2)
-            let sR = tape.add(tape.mul(tape.exp(p("region.log_kappa")), pooled), p("region.bias"))
+            let sR = tape.add(tape.mul(tape.exp(P.region.logKappa), pooled), P.region.bias)
             inter["S"] = Ops.transpose(st.value)
 
             // Global branch
             var sG: Variable?
-            if let tg {
+            if let tg, let global = P.global {
                 inter["T_g"] = tg.value
                 let cosine = tape.cosineSimilarity(tape.constant(x0), tg, eps: eps)
-                sG = tape.add(tape.mul(tape.exp(p("global.log_kappa")), cosine), p("global.bias"))
+                sG = tape.add(tape.mul(tape.exp(global.logKappa), cosine), global.bias)
             }
 
             // Prediction and loss
@@ -186,17 +181,22 @@ extension SSPA {
                           omega: Ops.transpose(omegaT.value), intermediates: inter)
         }
 
+        /// Inference: the forward pass with `parameters` frozen and no labels (nothing is recorded for a backward
+        /// pass). The one prediction path of evaluation, validation and `Predictor`.
+        public func infer(_ parameters: Parameters, x0: Tensor, regions: Tensor) -> Output {
+            let tape = Tape()
+            return forward(variables(parameters, on: tape, trainable: false), x0: x0, regions: regions, labels: nil, on: tape)
+        }
+
         /// One forward and backward pass: the output and `d loss / d θ` for every parameter (zeros where none flows).
         public func lossAndGradients(_ parameters: Parameters, x0: Tensor, regions: Tensor, labels: Tensor)
-            -> (output: Output, gradients: [String: Tensor]) {
+            -> (output: Output, gradients: Parameters) {
             let tape = Tape()
             let vars = variables(parameters, on: tape)
             let out = forward(vars, x0: x0, regions: regions, labels: labels, on: tape)
             guard let loss = out.loss else { preconditionFailure("SSPA.Model: no loss") }
             tape.backward(from: loss)
-            var grads: [String: Tensor] = [:]
-            for (name, v) in vars { grads[name] = tape.gradient(of: v) ?? Tensor(zeros: v.shape) }
-            return (out, grads)
+            return (out, vars.map { _, v in tape.gradient(of: v) ?? Tensor(zeros: v.shape) })
         }
 
         // MARK: Modules
@@ -215,11 +215,8 @@ extension SSPA {
         /// (output part `o`, input part `i`, both in r, i, j, k order) is `±W_w`, so that `out_o = Σ_i (±W_w) q_i`
         /// spells out the Hamilton product `W ⊗ q`. Returns the four column blocks `[4d, d]`, one per input part.
         // SSPA-SPEC.md, QSM (the four out_* equations); scripts/sspa_reference.py, qlinear
-        func quaternionBlocks(prefix: String, _ P: [String: Variable]) -> [Variable] {
-            let weights = ["r", "i", "j", "k"].map { part -> Variable in
-                guard let w = P["\(prefix).W_\(part)"] else { preconditionFailure("SSPA.Model: \(prefix).W_\(part) is missing") }
-                return w
-            }
+        func quaternionBlocks(_ layer: Weights<Variable>.Quaternion) -> [Variable] {
+            let weights = [layer.r, layer.i, layer.j, layer.k]
             // (weight, sign) of block (output o, input i), weights indexed r, i, j, k = 0…3.
             let blocks: [[(Int, Bool)]] = [
                 [(0, true), (1, false), (2, false), (3, false)],  // out_r = W_r r − W_i i − W_j j − W_k k
@@ -242,40 +239,36 @@ extension SSPA {
         /// A quaternion linear layer on separate input parts (nil is a zero part, whose products are skipped):
         /// `Σ_i q_i · B_iᵀ` over the column blocks, broadcasting parts of different shapes (`[C, d]` knowledge,
         /// `[B, C, d]` context, `[B, 1, d]` image). Returns the packed output `[…, 4d]`.
-        func quaternionLinear(_ q: [Variable?], prefix: String, _ P: [String: Variable]) -> Variable {
-            let columns = quaternionBlocks(prefix: prefix, P)
+        func quaternionLinear(_ q: [Variable?], _ layer: Weights<Variable>.Quaternion) -> Variable {
+            let columns = quaternionBlocks(layer)
             var acc: Variable?
             for (i, part) in q.enumerated() {
                 guard let part else { continue }
                 let t = part.tape.matmul(part, columns[i], transposeB: true)
                 acc = acc.map { $0 + t } ?? t
             }
-            guard let acc else { preconditionFailure("SSPA.Model: \(prefix) has no input part") }
+            guard let acc else { preconditionFailure("SSPA.Model: a quaternion layer has no input part") }
             return acc
         }
 
         /// A quaternion linear layer on packed parts `[…, 4d]`: one product with the whole `[4d, 4d]` block matrix.
-        func quaternionLinear(packed q: Variable, prefix: String, _ P: [String: Variable]) -> Variable {
+        func quaternionLinear(packed q: Variable, _ layer: Weights<Variable>.Quaternion) -> Variable {
             let tape = q.tape
-            return tape.matmul(q, tape.concat(quaternionBlocks(prefix: prefix, P), axis: 1), transposeB: true)
+            return tape.matmul(q, tape.concat(quaternionBlocks(layer), axis: 1), transposeB: true)
         }
 
         /// `norm(Qs + g ⊙ (Z Wo))` with `Z = softmax((Qs Wq)(KV Wk)ᵀ / sqrt(d)) (KV Wv)` and
         /// `g = σ([Qs; Z] w + β)`; returns the output and the gates `[B, n, 1]`.
         // SSPA-SPEC.md, GDMA; scripts/sspa_reference.py, gdma
-        func gatedAttention(_ qs: Variable, _ kv: Variable, prefix: String, _ P: [String: Variable])
+        func gatedAttention(_ qs: Variable, _ kv: Variable, _ w: Weights<Variable>.GatedAttention)
             -> (output: Variable, gates: Variable) {
             let tape = qs.tape
-            func p(_ name: String) -> Variable {
-                guard let v = P["\(prefix).\(name)"] else { preconditionFailure("SSPA.Model: \(prefix).\(name) is missing") }
-                return v
-            }
             let d = width
-            let z = tape.attention(query: tape.matmul(qs, p("Wq")), key: tape.matmul(kv, p("Wk")),
-                                   value: tape.matmul(kv, p("Wv")), heads: 1, scale: 1 / Float(d).squareRoot())
+            let z = tape.attention(query: tape.matmul(qs, w.query), key: tape.matmul(kv, w.key),
+                                   value: tape.matmul(kv, w.value), heads: 1, scale: 1 / Float(d).squareRoot())
             let gateInput = tape.concat([qs, z], axis: 2)
-            let gates = tape.sigmoid(tape.add(tape.matmul(gateInput, tape.reshape(p("w_gate"), [2 * d, 1])), p("beta")))
-            let out = tape.l2Normalize(tape.add(qs, tape.mul(gates, tape.matmul(z, p("Wo")))), eps: config.normEps)
+            let gates = tape.sigmoid(tape.add(tape.matmul(gateInput, tape.reshape(w.gate, [2 * d, 1])), w.beta))
+            let out = tape.l2Normalize(tape.add(qs, tape.mul(gates, tape.matmul(z, w.output))), eps: config.normEps)
             return (out, gates)
         }
 

@@ -127,20 +127,12 @@ extension SSPA {
 
         /// Makes the folder whole under a temporary name (marker, then state) and renames it into place.
         func create(_ inputs: Inputs) throws {
-            let fm = FileManager.default
             let staging = folder.deletingLastPathComponent()
                 .appendingPathComponent(".\(folder.lastPathComponent).\(UUID().uuidString.prefix(8)).tmp")
-            try fm.createDirectory(at: staging, withIntermediateDirectories: true)
-            do {
+            try AtomicFolder.create(folder, staging: staging, fill: { staging in
                 try Data(Self.markerContent.utf8).write(to: staging.appendingPathComponent(Self.markerName))
                 try JSONEncoder().encode(inputs).write(to: staging.appendingPathComponent("state.json"))
-                guard rename(staging.path, folder.path) == 0 else {
-                    throw Conflict(message: "cannot create \(folder.path): \(String(cString: strerror(errno)))", code: 73)
-                }
-            } catch {
-                try? fm.removeItem(at: staging)
-                throw error
-            }
+            }, renameFailure: { Conflict(message: "cannot create \(folder.path): \($0)", code: 73) })
         }
 
         /// Removes hidden temporary files (`PREFIX….tmp`) that a killed run left in `folder`: files written

@@ -191,11 +191,7 @@ extension SSPA {
         /// The tower's MLP activation (`hidden_act`) on the tape.
         // CLIP.TextModel.activate
         func activate(_ x: Variable) -> Variable {
-            switch textModel.config.hiddenAct {
-            case "quick_gelu": return x.tape.quickGELU(x)
-            case "gelu": return x.tape.gelu(x, approximation: .exact)
-            default: return x.tape.gelu(x, approximation: .tanh)
-            }
+            textModel.config.activation.apply(x)
         }
     }
 }

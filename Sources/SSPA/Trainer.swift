@@ -187,7 +187,7 @@ extension SSPA {
         /// What a step does with its (clipped) gradients: one AdamW update (weight decay on `Config.weightDecayed`
         /// only), then `ℓ_G` and `ℓ_R` clamped at `ln κ_max`, as OpenCLIP clamps its logit scale after each step.
         // SSPA-SPEC.md, global branch and training defaults; scripts/sspa_reference.py, train_step
-        public static func update(_ parameters: inout Parameters, optimizer: inout AdamW, gradients: [String: Tensor],
+        public static func update(_ parameters: inout Parameters, optimizer: inout AdamW, gradients: Parameters,
                                   learningRate: Float, config: Config) {
             optimizer.update(&parameters, gradients: gradients, lr: learningRate)
             parameters.clampLogitScales(kappaMax: config.kappaMax)
@@ -286,9 +286,7 @@ extension SSPA {
             while lo < count {
                 let hi = min(lo + max(batchSize, 1), count)
                 let batch = try read(Array(lo..<hi))
-                let tape = Tape()
-                let out = model.forward(model.variables(parameters, on: tape, trainable: false), x0: batch.x0,
-                                        regions: batch.regions, labels: nil, on: tape)
+                let out = model.infer(parameters, x0: batch.x0, regions: batch.regions)
                 probabilities += out.probabilities.scalars
                 scores += out.scores
                 lo = hi

@@ -35,17 +35,14 @@ struct Evaluate: AsyncParsableCommand {
     @Option(parsing: .upToNextOption, help: ArgumentHelp("Features to evaluate on (safetensors: x0, X, labels): one or more files, or a folder of shards.", valueName: "file|dir"))
     var features: [String]
 
-    @Option(help: ArgumentHelp("With --zero-shot: the knowledge store holding T^ka.", valueName: "path"))
-    var knowledge = "knowledge.db"
-
-    @Option(name: .customLong("label-set"), help: ArgumentHelp("With --zero-shot: the label set of the features in the store.", valueName: "name"))
-    var labelSet: String?
+    @OptionGroup var inputs: KnowledgeInputs
+    var clip: String? { inputs.clip }
+    var knowledge: String { inputs.knowledge }
+    var labelSet: String? { inputs.labelSet }
 
     @Option(name: .customLong("knowledge-run"), help: ArgumentHelp("With --zero-shot: use this run's knowledge vectors (default: the latest encoded).", valueName: "id"))
     var knowledgeRun: Int64?
 
-    @Option(help: ArgumentHelp("The CLIP checkpoint folder (with --model, default: the one it was trained with; with --zero-shot, checked against the features' encoder).", valueName: "dir"))
-    var clip: String?
 
     @Option(help: ArgumentHelp("Images per forward pass.", valueName: "n"))
     var batch = 64
@@ -111,7 +108,7 @@ struct Evaluate: AsyncParsableCommand {
     static let transformNote = "no training: p = σ(20·u − 5), soft pooling τ 0.2"
 
     func evaluate() throws {
-        guard let model else { throw CLIError("give --model DIR", code: 64) }
+        guard let model else { throw CLIError("give --model DIR", code: .usage) }
         // The optimizer and training state are for --resume only; a damaged optimizer file does not matter here.
         let checkpoint = try SSPA.Checkpoint.load(from: URL(fileURLWithPath: model))
         let manifest = checkpoint.manifest
@@ -124,18 +121,18 @@ struct Evaluate: AsyncParsableCommand {
         }
         let clipDirectory = clip ?? manifest.clipDirectory
         guard FileManager.default.fileExists(atPath: clipDirectory) else {
-            throw CLIError("the CLIP checkpoint folder \(clipDirectory) is missing; pass --clip DIR", code: 66)
+            throw CLIError("the CLIP checkpoint folder \(clipDirectory) is missing; pass --clip DIR", code: .noInput)
         }
-        let encoder = try TextEncoder.load(directory: clipDirectory)
+        let encoder = try CLIP.TextEncoder(directory: URL(fileURLWithPath: clipDirectory))
         guard encoder.id == manifest.knowledgeEncoderSHA256 else {
-            throw CLIError("the CLIP at \(clipDirectory) has weights \(encoder.id.prefix(12)), but \(model) was trained with \(manifest.knowledgeEncoderSHA256.prefix(12))", code: 65)
+            throw CLIError("the CLIP at \(clipDirectory) has weights \(encoder.id.prefix(12)), but \(model) was trained with \(manifest.knowledgeEncoderSHA256.prefix(12))", code: .dataError)
         }
         let promptEncoder = try SSPA.PromptEncoder(textModel: encoder.model, tokenizer: encoder.tokenizer,
                                                    displayNames: manifest.displayNames, nCtx: manifest.model.nCtx)
         let sspa = try SSPA.Model(config: manifest.model, promptEncoder: promptEncoder, knowledge: checkpoint.knowledge)
         let predicted = try SSPA.Trainer.predictions(model: sspa, parameters: checkpoint.parameters, features: data, batchSize: batch)
         if let bad = SSPA.Finite.firstBad(predicted.probabilities) {
-            throw CLIError("\(model): the model gives \(bad.what) for image \(bad.index / manifest.labels.count + 1) of \(data.name); the checkpoint or the features are unusable", code: 65)
+            throw CLIError("\(model): the model gives \(bad.what) for image \(bad.index / manifest.labels.count + 1) of \(data.name); the checkpoint or the features are unusable", code: .dataError)
         }
         let report = try SSPA.Metrics.Report(SSPA.Metrics.Input(probabilities: predicted.scores, targets: data.allLabels()),
                                              labelNames: manifest.displayNames)
@@ -155,13 +152,13 @@ struct Evaluate: AsyncParsableCommand {
     }
 
     func evaluateZeroShot() throws {
-        guard let labelSet else { throw CLIError("--zero-shot needs --label-set", code: 64) }
+        guard let labelSet else { throw CLIError("--zero-shot needs --label-set", code: .usage) }
         let fm = FileManager.default
         let data = try loadFeatures(features, role: "test")
         // The encoder the knowledge must come from: the features', checked against --clip when it is given.
         var encoderID = data.encoderSHA256
         if let clip {
-            guard fm.fileExists(atPath: clip) else { throw CLIError("\(clip): no such CLIP checkpoint folder", code: 66) }
+            guard fm.fileExists(atPath: clip) else { throw CLIError("\(clip): no such CLIP checkpoint folder", code: .noInput) }
             encoderID = try CLIP.Checkpoint.identity(directory: URL(fileURLWithPath: clip)).id
         }
         let (store, set) = try openLabelSet(labelSet, in: knowledge,
@@ -169,12 +166,12 @@ struct Evaluate: AsyncParsableCommand {
         guard let (labels, matrix, runID) = try store.knowledgeMatrix(labelSet: labelSet, encoderID: encoderID, runID: knowledgeRun) else {
             let others = try store.encoders(labelSet: labelSet)
             let known = others.isEmpty ? "no encoder has encoded it yet" : "it is encoded for \(others.map { String($0.prefix(12)) }.joined(separator: ", "))"
-            throw CLIError("label set '\(labelSet)' in \(knowledge) has no knowledge vectors\(knowledgeRun.map { " of run \($0)" } ?? "") for encoder \(encoderID.prefix(12)); \(known). Run `sspa-knowledge encode --clip DIR --label-set \(labelSet) --db \(knowledge)` with the CLIP checkpoint the features came from.", code: 65)
+            throw CLIError("label set '\(labelSet)' in \(knowledge) has no knowledge vectors\(knowledgeRun.map { " of run \($0)" } ?? "") for encoder \(encoderID.prefix(12)); \(known). Run `sspa-knowledge encode --clip DIR --label-set \(labelSet) --db \(knowledge)` with the CLIP checkpoint the features came from.", code: .dataError)
         }
         let source = "\(knowledge) (label set \(labelSet))"
         try data.check(labelNames: labels, encoderID: encoderID, against: source, file: data.name)
         try SSPA.Finite.check(rows: matrix, names: labels) {
-            CLIError("\(source): \($0); encode the label set again with a sound CLIP checkpoint (`sspa-knowledge encode`)", code: 65)
+            CLIError("\(source): \($0); encode the label set again with a sound CLIP checkpoint (`sspa-knowledge encode`)", code: .dataError)
         }
         guard data.width == matrix.shape[1] else {
             throw SSPA.FeaturesError(file: data.name, message: "its features have width d = \(data.width), the knowledge of \(source) d = \(matrix.shape[1])")

@@ -31,8 +31,10 @@ struct Features: AsyncParsableCommand {
             """
     )
 
-    @Option(help: ArgumentHelp("The Hugging Face CLIP checkpoint folder.", valueName: "dir"))
-    var clip: String
+    @OptionGroup var inputs: KnowledgeInputs
+    var clip: String { inputs.clip ?? "" }
+    var knowledge: String { inputs.knowledge }
+    var labelSet: String { inputs.labelSet ?? "" }
 
     @Option(help: ArgumentHelp("The dataset manifest (.json or .csv).", valueName: "file"))
     var manifest: String
@@ -43,17 +45,11 @@ struct Features: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Extract only shard I of N contiguous slices of the manifest (I from 1), or auto/N to take I from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX (counted from 0).", valueName: "I/N|auto/N"))
     var shard: String?
 
-    @Option(help: ArgumentHelp("The knowledge store holding the label set.", valueName: "path"))
-    var knowledge = "knowledge.db"
-
-    @Option(name: .customLong("label-set"), help: ArgumentHelp("The label set the manifest's labels belong to.", valueName: "name"))
-    var labelSet: String
-
     @Flag(help: "Labels not listed for an image are unknown (-1) instead of negative.")
     var partial = false
 
     @Option(help: ArgumentHelp("Region features: patch (the patch tokens) or value (MaskCLIP's value path).", valueName: "mode"))
-    var regions = "patch"
+    var regions = RegionsArgument(.patch)
 
     @Option(help: ArgumentHelp("Images per forward pass (and per resumable batch).", valueName: "n"))
     var batch = 32
@@ -76,6 +72,7 @@ struct Features: AsyncParsableCommand {
     var assumeFreeBytes: Int64?
 
     func validate() throws {
+        try inputs.requireClipAndLabelSet(for: "features")
         try OptionBounds.validating {
             try OptionBounds.check(batch, "--batch", 1...Limits.imageBatch)
             try OptionBounds.check(maxImagePixels, "--max-image-pixels", 1...Images.Limits.largestMaxPixels)
@@ -93,29 +90,15 @@ struct Features: AsyncParsableCommand {
         try await reportingErrors { try extract() }
     }
 
-    /// The metadata key of a features file that records the SHA-256 of the inputs it was made from.
-    static let inputsKey = "sspa_inputs_sha256"
-
-    /// One finished batch's list of skipped images.
-    struct BatchRecord: Codable {
-        var skipped: [Skipped]
-        var written: Int
-    }
-
-    struct Skipped: Codable {
-        var path: String
-        var error: String
-    }
-
     func extract() throws {
-        let mode = try regionMode(regions)
+        let mode = regions.mode
         let fm = FileManager.default
         let shard = try self.shard.map { try SSPA.Shard(parsing: $0, environment: ProcessInfo.processInfo.environment) }
         // With --shard, --out is the folder and the shard's file lies in it.
         let out = shard.map { URL(fileURLWithPath: self.out).appendingPathComponent($0.fileName).path } ?? self.out
-        guard fm.fileExists(atPath: clip) else { throw CLIError("\(clip): no such CLIP checkpoint folder", code: 66) }
+        guard fm.fileExists(atPath: clip) else { throw CLIError("\(clip): no such CLIP checkpoint folder", code: .noInput) }
         guard fm.fileExists(atPath: knowledge) else {
-            throw CLIError("\(knowledge): no such knowledge store; build one with `sspa-knowledge build`", code: 66)
+            throw CLIError("\(knowledge): no such knowledge store; build one with `sspa-knowledge build`", code: .noInput)
         }
         var inputs = [OutputPath.Input("--manifest", manifest)] + OutputPath.storeInputs("--knowledge", knowledge)
             + OutputPath.checkpointInputs("--clip", clip)
@@ -123,20 +106,16 @@ struct Features: AsyncParsableCommand {
         var isDirectory: ObjCBool = false
         if shard != nil {
             if fm.fileExists(atPath: self.out, isDirectory: &isDirectory), !isDirectory.boolValue {
-                throw CLIError("--out \(self.out) is a file; with --shard, --out names the folder the shards are written to", code: 73)
+                throw CLIError("--out \(self.out) is a file; with --shard, --out names the folder the shards are written to", code: .cannotCreate)
             }
         } else if fm.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {
-            throw CLIError("--out \(out) is a folder; give the features file to write (or --shard I/N to write a shard into it)", code: 73)
+            throw CLIError("--out \(out) is a folder; give the features file to write (or --shard I/N to write a shard into it)", code: .cannotCreate)
         }
-        let store = try KnowledgeStore(path: knowledge, readOnly: true)
-        guard let set = try store.labelSet(named: labelSet) else {
-            let names = try store.labelSetNames()
-            throw CLIError("no label set '\(labelSet)' in \(knowledge); it holds: \(names.isEmpty ? "none" : names.joined(separator: ", "))", code: 65)
-        }
+        let (_, set) = try openLabelSet(labelSet, in: knowledge, missingStore: "; build one with `sspa-knowledge build`")
         let names = set.labels.map { SSPA.Manifest.LabelNames(raw: $0.rawName, display: $0.displayName, synonyms: $0.synonyms) }
         let dataset: SSPA.Manifest
         do { dataset = try SSPA.Manifest.load(path: manifest, labels: names, partial: partial) } catch let error as SSPA.ManifestError {
-            throw CLIError(error.message, code: fm.fileExists(atPath: manifest) ? 65 : 66)
+            throw CLIError(error.message, code: fm.fileExists(atPath: manifest) ? .dataError : .noInput)
         }
         // Nor may it be one of the images.
         inputs = dataset.entries.map { OutputPath.Input("the manifest's image", $0.path.path) }
@@ -145,7 +124,7 @@ struct Features: AsyncParsableCommand {
         if let shard {
             let batches = (dataset.entries.count + batch - 1) / batch
             guard shard.count <= batches else {
-                throw CLIError("--shard \(shard): the \(dataset.entries.count) images of \(manifest) make \(batches) batch(es) of --batch \(batch), fewer than \(shard.count) shards (shards are whole batches); use at most \(batches) shards or a smaller --batch", code: 64)
+                throw CLIError("--shard \(shard): the \(dataset.entries.count) images of \(manifest) make \(batches) batch(es) of --batch \(batch), fewer than \(shard.count) shards (shards are whole batches); use at most \(batches) shards or a smaller --batch", code: .usage)
             }
             entries = Array(dataset.entries[shard.range(of: dataset.entries.count, batch: batch)])
         } else {
@@ -153,125 +132,70 @@ struct Features: AsyncParsableCommand {
         }
         // The checkpoint identity alone: no need to load the text tower to learn it.
         let encoderID = try CLIP.Checkpoint.identity(directory: URL(fileURLWithPath: clip)).id
-        let vision = try ImageEncoder(directory: clip, mode: mode, maxPixels: maxImagePixels)
+        let vision = try SSPA.ImageEncoder(directory: clip, mode: mode, maxPixels: maxImagePixels)
         let rawNames = set.labels.map(\.rawName)
 
         // Enough room for the shards and the final file, which exist together at the end.
         let valueBytes: Int64 = f32 ? 4 : 2
-        let perImage = Int64(vision.grid * vision.grid + 1) * Int64(vision.model.config.projectionDim) * valueBytes + Int64(rawNames.count)
+        let perImage = Int64(vision.grid * vision.grid + 1) * Int64(vision.width) * valueBytes + Int64(rawNames.count)
         let needed = 2 * Int64(entries.count) * perImage
         if let free = assumeFreeBytes ?? OutputPath.freeBytes(near: shard == nil ? out : self.out), free < needed {
-            throw CLIError("not enough disk space for \(out): about \(OutputPath.describe(bytes: needed)) needed (the features of \(entries.count) images, written once in batches and once whole), \(OutputPath.describe(bytes: free)) free there; free some space or choose another --out", code: 74)
+            throw CLIError("not enough disk space for \(out): about \(OutputPath.describe(bytes: needed)) needed (the features of \(entries.count) images, written once in batches and once whole), \(OutputPath.describe(bytes: free)) free there; free some space or choose another --out", code: .ioError)
         }
 
-        // The partial output: continued only when made by this tool from the same inputs.
-        let outURL = URL(fileURLWithPath: out)
-        let partialURL = URL(fileURLWithPath: out + ".partial")
-        let work = SSPA.PartialFeatures(folder: partialURL)
-        SSPA.PartialFeatures.removeStaleTemporaries(beside: outURL)
-        let manifestData = fm.contents(atPath: manifest) ?? Data()
         let state = SSPA.PartialFeatures.Inputs(
-            manifest: OutputPath.resolved(manifest), manifestSHA256: SHA256.hex(manifestData), labelSet: labelSet,
+            manifest: OutputPath.resolved(manifest), manifestSHA256: SHA256.hex(fm.contents(atPath: manifest) ?? Data()), labelSet: labelSet,
             labels: rawNames, partial: partial, regions: mode.rawValue, encoder: encoderID, batch: batch,
             maxImagePixels: maxImagePixels, images: entries.map(\.path.path), shard: shard?.description)
+        let extractor = SSPA.FeatureExtractor(encoder: vision, entries: entries, labelNames: rawNames, inputs: state,
+                                              output: URL(fileURLWithPath: out), dtype: f32 ? .f32 : .f16, source: manifest,
+                                              write: { data, url in try OutputPath.write(data, to: url.path) })
         // A finished shard is never extracted again: its file records the inputs it was made from.
-        if let shard, fm.fileExists(atPath: out) {
-            let made = (try? SafeTensors(path: out))?.metadata[Self.inputsKey]
-            guard made == state.sha256 else {
-                throw CLIError("\(out) already holds shard \(shard) made from other inputs\(made == nil ? " (or by an older sspa)" : ""); delete it to extract this shard again", code: 73)
-            }
+        if let shard, try extractionStep({ try SSPA.FeatureExtractor.isFinished(extractor.output, inputs: state, what: "shard \(shard)") }) {
             Console.out("shard \(shard) is already extracted: \(out); nothing to do.")
             return
         }
         if shard != nil {
             do { try fm.createDirectory(atPath: self.out, withIntermediateDirectories: true) } catch {
-                throw CLIError("cannot create --out \(self.out): \((error as NSError).localizedFailureReason ?? "\(error)")", code: 73)
+                throw CLIError("cannot create --out \(self.out): \((error as NSError).localizedFailureReason ?? "\(error)")", code: .cannotCreate)
             }
         }
-        let resumed: Bool
-        do {
-            resumed = try work.open(for: state, command: "the same options") == .resumed
-        } catch let conflict as SSPA.PartialFeatures.Conflict {
-            throw CLIError(conflict.message, code: conflict.code)
-        } catch {
-            throw CLIError("cannot create \(partialURL.path): \((error as NSError).localizedFailureReason ?? "\(error)")", code: 73)
-        }
 
-        let batches = (entries.count + batch - 1) / batch
-        func batchFile(_ k: Int) -> URL { partialURL.appendingPathComponent(String(format: "batch-%06ld.safetensors", k)) }
-        func record(_ k: Int) -> URL { partialURL.appendingPathComponent(String(format: "batch-%06ld.json", k)) }
-        let done = (0..<batches).filter { fm.fileExists(atPath: record($0).path) }
-        if resumed && !done.isEmpty {
-            Console.out("resuming \(out): \(done.count) of \(batches) batches already done")
-        }
-        let dtype: SafeTensors.DType = f32 ? .f32 : .f16
         let interrupt = InterruptHandler(message: "stopping after this batch; finished batches are kept")
         defer { interrupt.restore() }
         let progress = ThroughputProgress(total: entries.count, quiet: quiet)
-        var finished = done.reduce(0) { $0 + min(batch, entries.count - $1 * batch) }
-        var fresh = 0
-        let doneSet = Set(done)
-        for k in 0..<batches where !doneSet.contains(k) {
-            if interrupt.fired || stopAfter.map({ fresh >= $0 * batch }) == true {
-                progress.clear()
-                throw CLIError("interrupted after \(finished) of \(entries.count) images; run the same command again to continue (kept in \(partialURL.path))", code: 130)
-            }
-            let slice = Array(entries[(k * batch)..<min(entries.count, (k + 1) * batch)])
-            let decoded = vision.decode(slice.map(\.path))
-            var skipped: [Skipped] = []
-            var good: [(SSPA.Manifest.Entry, Tensor)] = []
-            for (entry, d) in zip(slice, decoded) {
-                if let pixels = d.pixels { good.append((entry, pixels)) } else { skipped.append(Skipped(path: entry.path.path, error: d.error ?? "cannot decode")) }
-            }
-            if !good.isEmpty {
-                let output = vision.encode(good.map(\.1))
-                let labels = Tensor(good.flatMap { $0.0.labels.map { Float($0) } }, shape: [good.count, rawNames.count])
-                let part = try SSPA.Features(x0: output.x0, regions: output.regions, labels: labels, labelNames: rawNames,
-                                             encoderSHA256: encoderID, imagePaths: good.map { $0.0.path.path },
-                                             regionMode: mode.rawValue, file: batchFile(k).path)
-                try OutputPath.write(try part.serialized(dtype: dtype), to: batchFile(k).path)
-            }
-            try OutputPath.write(try JSONEncoder().encode(BatchRecord(skipped: skipped, written: good.count)), to: record(k).path)
-            finished += slice.count
-            fresh += slice.count
-            progress.update(done: finished, fresh: fresh)
-        }
-        progress.clear()
-
-        // Assemble.
-        var x0: [Tensor] = [], xs: [Tensor] = [], ys: [Tensor] = [], paths: [String] = [], skipped: [Skipped] = []
-        for k in 0..<batches {
-            guard let data = fm.contents(atPath: record(k).path), let r = try? JSONDecoder().decode(BatchRecord.self, from: data) else {
-                throw CLIError("\(record(k).path) is unreadable; delete \(partialURL.path) and run again", code: 74)
-            }
-            skipped += r.skipped
-            if r.written > 0 {
-                let part = try SSPA.Features(contentsOf: batchFile(k))
-                x0.append(part.x0)
-                xs.append(part.regions)
-                ys.append(part.labels)
-                paths += part.imagePaths
+        let summary = try extractionStep {
+            defer { progress.clear() }
+            return try extractor.run(shouldStop: { fresh in interrupt.fired || stopAfter.map { fresh >= $0 * batch } == true }) { event in
+                switch event {
+                case .resuming(let plan): Console.out("resuming \(out): \(plan.done.count) of \(plan.batchCount) batches already done")
+                case .progress(let done, let fresh): progress.update(done: done, fresh: fresh)
+                }
             }
         }
-        guard !x0.isEmpty else {
-            let list = skipped.prefix(10).map { "  \($0.error)" }.joined(separator: "\n")
-            throw CLIError("no image of \(manifest) could be decoded (\(skipped.count) skipped):\n\(list)", code: 65)
-        }
-        let all = try SSPA.Features(x0: Ops.concat(x0, axis: 0), regions: Ops.concat(xs, axis: 0), labels: Ops.concat(ys, axis: 0),
-                                    labelNames: rawNames, encoderSHA256: encoderID, imagePaths: paths,
-                                    regionMode: mode.rawValue, file: out)
-        try OutputPath.write(try all.serialized(dtype: dtype, extra: [Self.inputsKey: state.sha256]), to: outURL.path)
-        work.remove()
 
         let elapsed = Date().timeIntervalSince(progress.started)
         let slice = shard.map { $0.range(of: dataset.entries.count, batch: batch) }
         Console.out((shard.map { "shard \($0) (images \(slice!.lowerBound + 1)–\(slice!.upperBound) of \(dataset.entries.count)): " } ?? "")
             + String(format: "wrote %@: %ld images × %ld regions, d = %ld, %ld labels of '%@' (%@, %.1f images/s)",
-                           out, all.count, all.regionCount, all.width, rawNames.count, labelSet, f32 ? "f32" : "f16",
-                           elapsed > 0 ? Double(fresh) / elapsed : 0))
-        if !skipped.isEmpty {
-            Console.out("skipped \(skipped.count) image(s) that could not be decoded or were too large:")
-            for s in skipped { Console.out("  \(s.error)") }
+                           out, summary.images, summary.regionCount, summary.width, rawNames.count, labelSet, f32 ? "f32" : "f16",
+                           elapsed > 0 ? Double(summary.fresh) / elapsed : 0))
+        if !summary.skipped.isEmpty {
+            Console.out("skipped \(summary.skipped.count) image(s) that could not be decoded or were too large:")
+            for s in summary.skipped { Console.out("  \(s.error)") }
+        }
+    }
+
+    /// Runs `body`, turning the extractor's errors into the command's one-line errors and exit codes.
+    func extractionStep<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch let error as SSPA.FeatureExtractor.ExtractionError {
+            let code: ExitStatus = switch error.kind {
+            case .interrupted: .interrupted
+            case .unreadable: .ioError
+            case .nothingDecoded: .dataError
+            case .conflict, .cannotCreate: .cannotCreate
+            }
+            throw CLIError(error.message, code: code)
         }
     }
 }

@@ -36,17 +36,14 @@ struct Predict: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Write per-image heat maps of ω for the predicted labels into this folder.", valueName: "dir"))
     var explain: String?
 
-    @Option(name: .customLong("label-set"), help: ArgumentHelp("Predict this label set of --knowledge instead (zero-shot).", valueName: "name"))
-    var labelSet: String?
+    @OptionGroup var inputs: KnowledgeInputs
+    var clip: String? { inputs.clip }
+    var knowledge: String { inputs.knowledge }
+    var labelSet: String? { inputs.labelSet }
 
-    @Option(help: ArgumentHelp("The knowledge store for --label-set.", valueName: "path"))
-    var knowledge = "knowledge.db"
-
-    @Option(help: ArgumentHelp("The CLIP checkpoint folder (default: the one the checkpoint was trained with).", valueName: "dir"))
-    var clip: String?
 
     @Option(help: ArgumentHelp("Region features: patch or value (default: what the model's training features used, else patch).", valueName: "mode"))
-    var regions: String?
+    var regions: RegionsArgument?
 
     @Option(help: ArgumentHelp("Images per forward pass.", valueName: "n"))
     var batch = 16
@@ -75,7 +72,7 @@ struct Predict: AsyncParsableCommand {
         var urls: [URL] = []
         for input in images {
             var isDirectory: ObjCBool = false
-            guard fm.fileExists(atPath: input, isDirectory: &isDirectory) else { throw CLIError("\(input): no such image file or folder", code: 66) }
+            guard fm.fileExists(atPath: input, isDirectory: &isDirectory) else { throw CLIError("\(input): no such image file or folder", code: .noInput) }
             if isDirectory.boolValue {
                 let found = (fm.enumerator(atPath: input)?.allObjects as? [String] ?? [])
                     .filter { Self.imageExtensions.contains(URL(fileURLWithPath: $0).pathExtension.lowercased()) }
@@ -85,27 +82,27 @@ struct Predict: AsyncParsableCommand {
                 urls.append(URL(fileURLWithPath: input))
             }
         }
-        guard !urls.isEmpty else { throw CLIError("no images (JPEG or PNG) in \(images.joined(separator: ", "))", code: 66) }
+        guard !urls.isEmpty else { throw CLIError("no images (JPEG or PNG) in \(images.joined(separator: ", "))", code: .noInput) }
         return urls
     }
 
     func predict() throws {
-        guard batch >= 1 else { throw CLIError("--batch must be at least 1", code: 64) }
-        if let topK, topK < 1 { throw CLIError("--top-k must be at least 1", code: 64) }
-        guard threshold >= 0, threshold <= 1 else { throw CLIError("--threshold must be in [0, 1]", code: 64) }
+        guard batch >= 1 else { throw CLIError("--batch must be at least 1", code: .usage) }
+        if let topK, topK < 1 { throw CLIError("--top-k must be at least 1", code: .usage) }
+        guard threshold >= 0, threshold <= 1 else { throw CLIError("--threshold must be in [0, 1]", code: .usage) }
         let checkpoint = try SSPA.Checkpoint.load(from: URL(fileURLWithPath: model))
         let manifest = checkpoint.manifest
-        let mode = try regionMode(regions ?? manifest.regionMode ?? "patch")
+        let mode = try regions?.mode ?? regionMode(manifest.regionMode ?? "patch")
         if let trained = manifest.regionMode, mode.rawValue != trained {
             Console.error("note: \(model) was trained on --regions \(trained) features; predicting with --regions \(mode.rawValue) as asked")
         }
         let clipDirectory = clip ?? manifest.clipDirectory
         guard FileManager.default.fileExists(atPath: clipDirectory) else {
-            throw CLIError("the CLIP checkpoint folder \(clipDirectory) is missing; pass --clip DIR", code: 66)
+            throw CLIError("the CLIP checkpoint folder \(clipDirectory) is missing; pass --clip DIR", code: .noInput)
         }
-        let encoder = try TextEncoder.load(directory: clipDirectory)
+        let encoder = try CLIP.TextEncoder(directory: URL(fileURLWithPath: clipDirectory))
         guard encoder.id == manifest.knowledgeEncoderSHA256 else {
-            throw CLIError("the CLIP at \(clipDirectory) has weights \(encoder.id.prefix(12)), but \(model) was trained with \(manifest.knowledgeEncoderSHA256.prefix(12))", code: 65)
+            throw CLIError("the CLIP at \(clipDirectory) has weights \(encoder.id.prefix(12)), but \(model) was trained with \(manifest.knowledgeEncoderSHA256.prefix(12))", code: .dataError)
         }
 
         // The label set: the checkpoint's, or a new one zero-shot.
@@ -114,10 +111,10 @@ struct Predict: AsyncParsableCommand {
         if let labelSet {
             let (store, set) = try openLabelSet(labelSet, in: knowledge, missingStore: " (needed for --label-set)")
             guard let (raw, matrix, _) = try store.knowledgeMatrix(labelSet: labelSet, encoderID: encoder.id) else {
-                throw CLIError("label set '\(labelSet)' in \(knowledge) has no knowledge vectors for the CLIP at \(clipDirectory) (encoder \(encoder.id.prefix(12))). Run `sspa-knowledge encode --clip \(clipDirectory) --label-set \(labelSet) --db \(knowledge)` first.", code: 65)
+                throw CLIError("label set '\(labelSet)' in \(knowledge) has no knowledge vectors for the CLIP at \(clipDirectory) (encoder \(encoder.id.prefix(12))). Run `sspa-knowledge encode --clip \(clipDirectory) --label-set \(labelSet) --db \(knowledge)` first.", code: .dataError)
             }
             try SSPA.Finite.check(rows: matrix, names: raw) {
-                CLIError("\(knowledge) (label set \(labelSet)): \($0); encode the label set again with a sound CLIP checkpoint (`sspa-knowledge encode`)", code: 65)
+                CLIError("\(knowledge) (label set \(labelSet)): \($0); encode the label set again with a sound CLIP checkpoint (`sspa-knowledge encode`)", code: .dataError)
             }
             labels = raw
             displayNames = raw.map { set.label(named: $0)?.displayName ?? $0 }
@@ -127,10 +124,12 @@ struct Predict: AsyncParsableCommand {
         let promptEncoder = try SSPA.PromptEncoder(textModel: encoder.model, tokenizer: encoder.tokenizer,
                                                    displayNames: displayNames, nCtx: manifest.model.nCtx)
         let sspa = try SSPA.Model(config: manifest.model, promptEncoder: promptEncoder, knowledge: knowledgeMatrix)
-        let vision = try ImageEncoder(directory: clipDirectory, mode: mode, maxPixels: maxImagePixels)
-        guard vision.model.config.projectionDim == manifest.width else {
-            throw CLIError("the vision tower of \(clipDirectory) projects to \(vision.model.config.projectionDim), the checkpoint to d = \(manifest.width)", code: 65)
+        let vision = try SSPA.ImageEncoder(directory: clipDirectory, mode: mode, maxPixels: maxImagePixels)
+        guard vision.width == manifest.width else {
+            throw CLIError("the vision tower of \(clipDirectory) projects to \(vision.width), the checkpoint to d = \(manifest.width)", code: .dataError)
         }
+        let predictor = try SSPA.Predictor(model: sspa, parameters: checkpoint.parameters, encoder: vision, labelSet: setName,
+                                           labels: labels, displayNames: displayNames, source: model)
         let urls = try collectImages()
         let explainURL = explain.map { URL(fileURLWithPath: $0) }
         // The heat maps must never land on an input: an image, the checkpoint, the knowledge store.
@@ -140,10 +139,10 @@ struct Predict: AsyncParsableCommand {
         if let explain, let explainURL {
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: explain, isDirectory: &isDirectory), !isDirectory.boolValue {
-                throw CLIError("--explain \(explain) is a file; give a folder for the heat maps", code: 73)
+                throw CLIError("--explain \(explain) is a file; give a folder for the heat maps", code: .cannotCreate)
             }
             do { try FileManager.default.createDirectory(at: explainURL, withIntermediateDirectories: true) } catch {
-                throw CLIError("--explain \(explain): cannot create the folder (\((error as NSError).localizedFailureReason ?? error.localizedDescription))", code: 73)
+                throw CLIError("--explain \(explain): cannot create the folder (\((error as NSError).localizedFailureReason ?? error.localizedDescription))", code: .cannotCreate)
             }
         }
 
@@ -151,65 +150,37 @@ struct Predict: AsyncParsableCommand {
         var written = 0
         let jsonEncoder = JSONEncoder()
         jsonEncoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let selection: SSPA.Predictor.Selection = topK.map { .top($0) } ?? .threshold(threshold)
         var lo = 0
         while lo < urls.count {
             let hi = min(lo + batch, urls.count)
-            let chunk = Array(urls[lo..<hi])
-            let decoded = vision.decode(chunk, keepCrops: explainURL != nil)
-            var good: [(index: Int, url: URL, item: ImageEncoder.Decoded)] = []
-            for (i, (url, d)) in zip(chunk, decoded).enumerated() {
-                if d.pixels != nil { good.append((lo + i, url, d)) } else {
-                    let message = d.error ?? "\(url.path): cannot decode"
-                    failed.append(message)
-                    Console.error("skipped: \(message)")
-                }
+            let result = try predictor.predict(Array(urls[lo..<hi]), selection: selection, keepCrops: explainURL != nil)
+            for (_, message) in result.failed {
+                failed.append(message)
+                Console.error("skipped: \(message)")
             }
-            lo = hi
-            if good.isEmpty { continue }
-            let features = vision.encode(good.map { $0.item.pixels! })
-            let tape = Tape()
-            let out = sspa.forward(sspa.variables(checkpoint.parameters, on: tape, trainable: false), x0: features.x0,
-                                   regions: features.regions, labels: nil, on: tape)
-            let c = labels.count, m = features.regions.shape[1]
-            if let bad = SSPA.Finite.firstBad(out.probabilities) {
-                throw CLIError("\(model): the model gives \(bad.what) for \(good[bad.index / c].url.path) (label \(labels[bad.index % c])); the checkpoint, the knowledge or the CLIP weights hold non-finite values", code: 65)
-            }
-            let p = out.probabilities.scalars
-            let regional = Ops.sigmoid(out.regionLogits.value).scalars
-            let global = out.globalLogits.map { Ops.sigmoid($0.value).scalars }
-            let gates = out.labelGates?.scalars
-            let omega = out.omega.scalars // [B, M, C]
-            for (b, entry) in good.enumerated() {
-                let row = Array(p[(b * c)..<((b + 1) * c)])
-                let order = row.indices.sorted { row[$0] > row[$1] }
-                let chosen = topK.map { Array(order.prefix($0)) } ?? order.filter { row[$0] > threshold }
-                var prediction = Prediction(image: entry.url.path, labelSet: setName, labels: chosen.map { j in
-                    PredictedLabel(label: labels[j], display: displayNames[j], probability: Double(row[j]),
-                                   global: global.map { Double($0[b * c + j]) }, regional: Double(regional[b * c + j]),
-                                   gate: gates.map { Double($0[b * c + j]) })
-                })
-                if let explainURL, let crop = entry.item.crop {
-                    // Explain the predicted labels, or the most probable one when none passes the threshold.
-                    let explained = chosen.isEmpty ? [order[0]] : chosen
-                    let maps = explained.map { j in (0..<m).map { omega[(b * m + $0) * c + j] } }
-                    let name = String(format: "%04ld-", entry.index) + entry.url.deletingPathExtension().lastPathComponent + ".png"
+            for entry in result.predictions {
+                var prediction = Prediction(image: entry.image.path, labelSet: setName, labels: entry.labels)
+                if let explainURL, let crop = entry.crop {
+                    let name = String(format: "%04ld-", lo + entry.index) + entry.image.deletingPathExtension().lastPathComponent + ".png"
                     let file = explainURL.appendingPathComponent(name)
                     try OutputPath.refuseOverwriting(file.path, option: "--explain", inputs: inputs)
-                    try OutputPath.write(Images.PNGWriter.encode(HeatMap.render(crop, maps: maps, grid: vision.grid)), to: file.path)
+                    try OutputPath.write(Images.PNGWriter.encode(Images.HeatMap.render(crop, maps: entry.maps, grid: vision.grid)), to: file.path)
                     prediction.explanation = file.path
-                    prediction.explained = explained.map { labels[$0] }
+                    prediction.explained = entry.explained
                 }
                 guard let line = try? jsonEncoder.encode(prediction) else {
-                    throw CLIError("cannot print the prediction for \(entry.url.path): it holds a non-finite number", code: 65)
+                    throw CLIError("cannot print the prediction for \(entry.image.path): it holds a non-finite number", code: .dataError)
                 }
                 Console.out(String(decoding: line, as: UTF8.self))
                 written += 1
             }
+            lo = hi
         }
         if !failed.isEmpty {
             Console.error("predicted \(written) image(s); skipped \(failed.count) that could not be decoded:")
             for f in failed { Console.error("  \(f)") }
-            if written == 0 { throw ExitCode(65) }
+            if written == 0 { throw ExitStatus.dataError.exitCode }
         }
     }
 }
@@ -218,75 +189,11 @@ struct Predict: AsyncParsableCommand {
 struct Prediction: Codable {
     var image: String
     var labelSet: String
-    var labels: [PredictedLabel]
+    var labels: [SSPA.Predictor.Label]
     var explanation: String?
     var explained: [String]?
 
     enum CodingKeys: String, CodingKey {
         case image, labelSet = "label_set", labels, explanation, explained
-    }
-}
-
-struct PredictedLabel: Codable {
-    var label: String
-    var display: String
-    /// `p`.
-    var probability: Double
-    /// `sigmoid(s^G)` (absent with no-global).
-    var global: Double?
-    /// `sigmoid(s^R)`.
-    var regional: Double
-    /// The V→S GDMA gate `g_t` (absent with no-gdma).
-    var gate: Double?
-}
-
-/// Heat maps of region weights over an image.
-enum HeatMap {
-    /// One panel per map, side by side: the image (scaled to at least 128 px) with `map` (`grid × grid` region weights,
-    /// row-major as the patches) bilinearly upsampled, scaled to its own maximum and blended in as a blue→red colour
-    /// ramp (opacity growing with the weight), so the regions the aggregator relied on glow red.
-    static func render(_ image: Images.Image, maps: [[Float]], grid: Int) -> Images.Image {
-        let scale = max(1, (128 + max(image.width, image.height) - 1) / max(image.width, image.height))
-        let w = image.width * scale, h = image.height * scale
-        let gap = 4
-        let total = maps.count * w + (maps.count - 1) * gap
-        var pixels = [UInt8](repeating: 255, count: total * h * 3)
-        for (k, map) in maps.enumerated() {
-            let lo = map.min() ?? 0, hi = map.max() ?? 1
-            let span = hi - lo > 1e-12 ? hi - lo : 1
-            let x0 = k * (w + gap)
-            for y in 0..<h {
-                // The centre of pixel y in grid coordinates.
-                let gy = min(max((Float(y) + 0.5) / Float(h) * Float(grid) - 0.5, 0), Float(grid - 1))
-                let y0 = Int(gy), y1 = min(y0 + 1, grid - 1), fy = gy - Float(y0)
-                for x in 0..<w {
-                    let gx = min(max((Float(x) + 0.5) / Float(w) * Float(grid) - 0.5, 0), Float(grid - 1))
-                    let xa = Int(gx), xb = min(xa + 1, grid - 1), fx = gx - Float(xa)
-                    let v00 = map[y0 * grid + xa], v01 = map[y0 * grid + xb], v10 = map[y1 * grid + xa], v11 = map[y1 * grid + xb]
-                    let v = (v00 * (1 - fx) + v01 * fx) * (1 - fy) + (v10 * (1 - fx) + v11 * fx) * fy
-                    let t = min(max((v - lo) / span, 0), 1)
-                    let (r, g, b) = image[x / scale, y / scale]
-                    let heat = ramp(t)
-                    let alpha = 0.25 + 0.5 * t
-                    let i = (y * total + x0 + x) * 3
-                    pixels[i] = blend(r, heat.0, alpha)
-                    pixels[i + 1] = blend(g, heat.1, alpha)
-                    pixels[i + 2] = blend(b, heat.2, alpha)
-                }
-            }
-        }
-        return Images.Image(width: total, height: h, pixels: pixels)
-    }
-
-    /// Blue (0) → cyan → yellow → red (1).
-    static func ramp(_ t: Float) -> (Float, Float, Float) {
-        let r = min(max(2 * t - 0.5, 0), 1) * 255
-        let g = (t < 0.5 ? min(2 * t * 1.5, 1) : min(max((1 - t) * 2, 0), 1)) * 255
-        let b = min(max(1 - 2 * t, 0), 1) * 255
-        return (r, g, b)
-    }
-
-    static func blend(_ base: UInt8, _ heat: Float, _ alpha: Float) -> UInt8 {
-        UInt8(min(max(Float(base) * (1 - alpha) + heat * alpha, 0), 255).rounded())
     }
 }

@@ -27,17 +27,19 @@ enum Limits {
 }
 
 /// The message and exit code of the library errors `sspa` reports as one line.
-func sspaErrorReport(_ error: any Error) -> (message: String, code: Int32)? {
+func sspaErrorReport(_ error: any Error) -> (message: String, code: ExitStatus)? {
     switch error {
-    case let error as SSPA.FeaturesError: return ("\(error)", 65)
-    case let error as SSPA.CheckpointError: return ("\(error)", 65)
-    case let error as SSPA.ConfigError: return ("\(error)", 65)
-    case let error as SSPA.TrainingError: return ("\(error)", 65)
-    case let error as SSPA.ManifestError: return (error.message, 65)
-    case let error as SSPA.ShardError: return (error.message, 64)
-    case let error as SSPA.Metrics.InputError: return ("\(error)", 65)
-    case let error as StoreError: return (error.message, 74)
-    case let error as CheckpointError: return (error.message, 66)
+    case let error as SSPA.FeaturesError: return ("\(error)", .dataError)
+    case let error as SSPA.CheckpointError: return ("\(error)", .dataError)
+    case let error as SSPA.ConfigError: return ("\(error)", .dataError)
+    case let error as SSPA.TrainingError: return ("\(error)", .dataError)
+    case let error as SSPA.ManifestError: return (error.message, .dataError)
+    case let error as SSPA.ShardError: return (error.message, .usage)
+    case let error as SSPA.Metrics.InputError: return ("\(error)", .dataError)
+    case let error as SSPA.VisionError: return (error.message, .dataError)
+    case let error as SSPA.PredictionError: return (error.message, .dataError)
+    case let error as StoreError: return (error.message, .ioError)
+    case let error as CheckpointError: return (error.message, .noInput)
     default: return nil
     }
 }
@@ -106,30 +108,20 @@ func ablatedConfig(_ spec: String?) throws -> SSPA.Config {
         case "mean", "aggregator=mean": config.aggregator = .mean
         case "soft", "aggregator=soft": config.aggregator = .soft
         default:
-            throw CLIError("unknown ablation '\(item)'; use no-kap, no-cap, no-qsm, no-gdma, no-global, sharp, aggregator=max|mean|soft", code: 64)
+            throw CLIError("unknown ablation '\(item)'; use no-kap, no-cap, no-qsm, no-gdma, no-global, sharp, aggregator=max|mean|soft", code: .usage)
         }
     }
-    do { try config.validate() } catch { throw CLIError("--ablate \(spec): \(error)", code: 64) }
+    do { try config.validate() } catch { throw CLIError("--ablate \(spec): \(error)", code: .usage) }
     return config
 }
 
 /// The switches of `config` that differ from the defaults, as `--ablate` spells them.
-func ablationSummary(_ config: SSPA.Config) -> String {
-    var parts: [String] = []
-    if config.noKAP { parts.append("no-kap") }
-    if config.noCAP { parts.append("no-cap") }
-    if config.noQSM { parts.append("no-qsm") }
-    if config.noGDMA { parts.append("no-gdma") }
-    if config.noGlobal { parts.append("no-global") }
-    if config.sharp { parts.append("sharp") }
-    if config.aggregator != .soft { parts.append("aggregator=\(config.aggregator.rawValue)") }
-    return parts.isEmpty ? "full model" : parts.joined(separator: ",")
-}
+func ablationSummary(_ config: SSPA.Config) -> String { SSPA.TrainingPlan.summary(config) }
 
 /// The features files `paths` name (a folder stands for its shards), a missing path being exit code 66.
 func featuresFiles(_ paths: [String], role: String) throws -> [String] {
     for path in paths where !FileManager.default.fileExists(atPath: path) {
-        throw CLIError("\(path): no such \(role) features file or folder", code: 66)
+        throw CLIError("\(path): no such \(role) features file or folder", code: .noInput)
     }
     return try SSPA.FeaturesDataset.files(paths)
 }
@@ -151,12 +143,12 @@ let featuresHelp = """
 /// clear error (`missingStore` says how to make the store).
 func openLabelSet(_ labelSet: String, in knowledge: String, missingStore: String) throws -> (KnowledgeStore, LabelSet) {
     guard FileManager.default.fileExists(atPath: knowledge) else {
-        throw CLIError("\(knowledge): no such knowledge store\(missingStore)", code: 66)
+        throw CLIError("\(knowledge): no such knowledge store\(missingStore)", code: .noInput)
     }
     let store = try KnowledgeStore(path: knowledge, readOnly: true)
     guard let set = try store.labelSet(named: labelSet) else {
         let names = try store.labelSetNames()
-        throw CLIError("no label set '\(labelSet)' in \(knowledge); it holds: \(names.isEmpty ? "none" : names.joined(separator: ", "))", code: 65)
+        throw CLIError("no label set '\(labelSet)' in \(knowledge); it holds: \(names.isEmpty ? "none" : names.joined(separator: ", "))", code: .dataError)
     }
     return (store, set)
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLIP
 import CommandSupport
 import Foundation
 import Knowledge
@@ -36,17 +37,14 @@ struct Train: AsyncParsableCommand {
     @Option(parsing: .upToNextOption, help: ArgumentHelp("Validation features (files or a folder of shards); the validation mAP is printed after every epoch.", valueName: "file|dir"))
     var val: [String] = []
 
-    @Option(help: ArgumentHelp("The knowledge store.", valueName: "path"))
-    var knowledge = "knowledge.db"
-
-    @Option(name: .customLong("label-set"), help: ArgumentHelp("The label set in the store.", valueName: "name"))
-    var labelSet: String
+    @OptionGroup var inputs: KnowledgeInputs
+    var clip: String { inputs.clip ?? "" }
+    var knowledge: String { inputs.knowledge }
+    var labelSet: String { inputs.labelSet ?? "" }
 
     @Option(name: .customLong("knowledge-run"), help: ArgumentHelp("Use this run's knowledge vectors (default: the latest encoded).", valueName: "id"))
     var knowledgeRun: Int64?
 
-    @Option(help: ArgumentHelp("The Hugging Face CLIP checkpoint folder whose text tower encodes the prompts (the same one the features and the knowledge came from).", valueName: "dir"))
-    var clip: String
 
     @Option(help: ArgumentHelp("The checkpoint folder to write.", valueName: "dir"))
     var out: String
@@ -76,7 +74,7 @@ struct Train: AsyncParsableCommand {
     var maxSteps: Int?
 
     @Option(help: ArgumentHelp("Ablation switches, comma-separated: no-kap, no-cap, no-qsm, no-gdma, no-global, sharp, aggregator=max|mean|soft.", valueName: "list"))
-    var ablate: String?
+    var ablate: AblationArgument?
 
     @Flag(help: "Continue the checkpoint in --out.")
     var resume = false
@@ -85,6 +83,8 @@ struct Train: AsyncParsableCommand {
     var quiet = false
 
     func validate() throws {
+        try inputs.requireClipAndLabelSet(for: "train")
+        try ablate?.validate()
         try OptionBounds.validating {
             try OptionBounds.check(epochs, "--epochs", 1...Limits.epochs)
             try OptionBounds.check(batch, "--batch", 1...Limits.batch)
@@ -115,61 +115,39 @@ struct Train: AsyncParsableCommand {
             try OutputPath.refuseOverwriting(outURL.appendingPathComponent(name).path, option: "--out", inputs: inputs)
         }
         for input in inputs where OutputPath.resolved(input.path).hasPrefix(OutputPath.resolved(out) + "/") {
-            throw CLIError("\(input.option) \(input.path) lies inside --out \(out), which training rewrites; move it or choose another --out.", code: 64)
+            throw CLIError("\(input.option) \(input.path) lies inside --out \(out), which training rewrites; move it or choose another --out.", code: .usage)
         }
         let hasCheckpoint = fm.fileExists(atPath: outURL.appendingPathComponent("config.json").path)
         if hasCheckpoint && !resume {
-            throw CLIError("\(out) already holds a checkpoint; pass --resume to continue it, or choose another --out", code: 73)
+            throw CLIError("\(out) already holds a checkpoint; pass --resume to continue it, or choose another --out", code: .cannotCreate)
         }
-        if resume && !hasCheckpoint { throw CLIError("--resume: \(out) holds no checkpoint (no config.json)", code: 66) }
+        if resume && !hasCheckpoint { throw CLIError("--resume: \(out) holds no checkpoint (no config.json)", code: .noInput) }
         // One trainer per folder: a second one fails here at once.
         let lock = try FolderLock(folder: out, what: "`sspa train`")
         defer { withExtendedLifetime(lock) {} }
         SSPA.Checkpoint.removeStaleTemporaries(in: outURL)
         let checkpoint = resume ? try SSPA.Checkpoint.load(from: outURL, forTraining: true) : nil
 
-        // Switches and hyper-parameters.
-        var config = try ablatedConfig(ablate)
-        var options = SSPA.TrainingOptions()
-        if let checkpoint {
-            let saved = checkpoint.manifest
-            if ablate != nil && config != saved.model {
-                throw SSPA.CheckpointError(directory: out, message: "a checkpoint from another config: it was trained as \(ablationSummary(saved.model)), --ablate asks for \(ablationSummary(config))")
-            }
-            config = saved.model
-            options = saved.training
-            var conflicts: [String] = []
-            if let epochs, epochs != options.epochs { conflicts.append("--epochs \(epochs) (saved \(options.epochs))") }
-            if let batch, batch != options.batchSize { conflicts.append("--batch \(batch) (saved \(options.batchSize))") }
-            if let lr, lr != options.learningRate { conflicts.append("--lr \(lr) (saved \(options.learningRate))") }
-            if let weightDecay, weightDecay != options.weightDecay { conflicts.append("--weight-decay \(weightDecay) (saved \(options.weightDecay))") }
-            if let warmupEpochs, warmupEpochs != options.warmupEpochs { conflicts.append("--warmup-epochs \(warmupEpochs) (saved \(options.warmupEpochs))") }
-            if let seed, seed != options.seed { conflicts.append("--seed \(seed) (saved \(options.seed))") }
-            if let shuffleBlock, shuffleBlock != options.shuffleBlock { conflicts.append("--shuffle-block \(shuffleBlock) (saved \(options.shuffleBlock))") }
-            if saved.labelSet != labelSet { conflicts.append("--label-set \(labelSet) (saved \(saved.labelSet))") }
-            if !conflicts.isEmpty {
-                throw SSPA.CheckpointError(directory: out, message: "a checkpoint from another config; --resume keeps its settings, but these differ: \(conflicts.joined(separator: ", "))")
-            }
-        } else {
-            if let epochs { options.epochs = epochs }
-            if let batch { options.batchSize = batch }
-            if let lr { options.learningRate = lr }
-            if let weightDecay { options.weightDecay = weightDecay }
-            if let warmupEpochs { options.warmupEpochs = warmupEpochs }
-            if let seed { options.seed = seed }
-            if let shuffleBlock { options.shuffleBlock = shuffleBlock }
+        // Switches and hyper-parameters: the checkpoint's when resuming.
+        let request = SSPA.TrainingPlan.Request(
+            labelSet: labelSet, config: try ablate?.config(), epochs: epochs, batchSize: batch, learningRate: lr,
+            weightDecay: weightDecay, warmupEpochs: warmupEpochs, seed: seed, shuffleBlock: shuffleBlock)
+        let plan: SSPA.TrainingPlan
+        do { plan = try SSPA.TrainingPlan(request, resuming: checkpoint?.manifest) } catch let conflict as SSPA.TrainingPlan.Conflict {
+            throw SSPA.CheckpointError(directory: out, message: conflict.message)
         }
-        do { try options.validate() } catch { throw CLIError("\(error)", code: 64) }
+        let config = plan.config, options = plan.options
+        do { try options.validate() } catch { throw CLIError("\(error)", code: .usage) }
 
         // The text tower, the knowledge and the labels.
-        guard fm.fileExists(atPath: clip) else { throw CLIError("\(clip): no such CLIP checkpoint folder", code: 66) }
-        let encoder = try TextEncoder.load(directory: clip)
+        guard fm.fileExists(atPath: clip) else { throw CLIError("\(clip): no such CLIP checkpoint folder", code: .noInput) }
+        let encoder = try CLIP.TextEncoder(directory: URL(fileURLWithPath: clip))
         let (store, set) = try openLabelSet(labelSet, in: knowledge,
                                             missingStore: "; build one with `sspa-knowledge build` and `sspa-knowledge encode --clip DIR`")
         guard let (labels, matrix, runID) = try store.knowledgeMatrix(labelSet: labelSet, encoderID: encoder.id, runID: knowledgeRun) else {
             let others = try store.encoders(labelSet: labelSet)
             let known = others.isEmpty ? "no encoder has encoded it yet" : "it is encoded for \(others.map { String($0.prefix(12)) }.joined(separator: ", "))"
-            throw CLIError("label set '\(labelSet)' in \(knowledge) has no knowledge vectors\(knowledgeRun.map { " of run \($0)" } ?? "") for the CLIP at \(clip) (encoder \(encoder.id.prefix(12))); \(known). Run `sspa-knowledge encode --clip \(clip) --label-set \(labelSet) --db \(knowledge)` first.", code: 65)
+            throw CLIError("label set '\(labelSet)' in \(knowledge) has no knowledge vectors\(knowledgeRun.map { " of run \($0)" } ?? "") for the CLIP at \(clip) (encoder \(encoder.id.prefix(12))); \(known). Run `sspa-knowledge encode --clip \(clip) --label-set \(labelSet) --db \(knowledge)` first.", code: .dataError)
         }
         let source = "\(knowledge) (label set \(labelSet))"
         let knowledgeMatrix: Tensor
@@ -183,7 +161,7 @@ struct Train: AsyncParsableCommand {
             knowledgeMatrix = matrix
         }
         try SSPA.Finite.check(rows: knowledgeMatrix, names: labels) {
-            CLIError("\(checkpoint == nil ? knowledge : out + "/knowledge.safetensors") (label set \(labelSet)): \($0); encode the label set again with a sound CLIP checkpoint (`sspa-knowledge encode`)", code: 65)
+            CLIError("\(checkpoint == nil ? knowledge : out + "/knowledge.safetensors") (label set \(labelSet)): \($0); encode the label set again with a sound CLIP checkpoint (`sspa-knowledge encode`)", code: .dataError)
         }
         let displayNames = labels.map { set.label(named: $0)?.displayName ?? $0 }
 
@@ -221,13 +199,14 @@ struct Train: AsyncParsableCommand {
                                            optimizer: trainer.optimizer, state: trainer.state), to: outURL, io: checkpointIO)
         }
 
-        if trainer.state.epoch >= options.epochs {
+        switch plan.finished(at: trainer.state, maxSteps: maxSteps) {
+        case .allEpochs:
             Console.out("\(out) is already trained for \(options.epochs) epochs; nothing to do.")
             return
-        }
-        if let maxSteps, trainer.state.step >= maxSteps {
-            Console.out("\(out) is already at step \(trainer.state.step), not before --max-steps \(maxSteps); nothing to do.")
+        case .maxSteps:
+            Console.out("\(out) is already at step \(trainer.state.step), not before --max-steps \(maxSteps ?? 0); nothing to do.")
             return
+        case nil: break
         }
         let perEpoch = trainer.batchesPerEpoch(train.count)
         let total = perEpoch * options.epochs
@@ -261,23 +240,23 @@ struct Train: AsyncParsableCommand {
             progress.clear()
             let kept = checkpoint != nil || savedEpoch > 0
                 ? "the last finite checkpoint in \(out) (epoch \(savedEpoch)) is kept" : "no checkpoint was saved"
-            throw CLIError("\(error.message); \(kept). Lower --lr and train again.", code: 65)
+            throw CLIError("\(error.message); \(kept). Lower --lr and train again.", code: .dataError)
         }
         progress.clear()
         if let saveError {
             if let error = saveError as? CLIError { throw CLIError("cannot save the checkpoint to \(out): \(error.message)", code: error.code) }
-            throw CLIError("cannot save the checkpoint to \(out): \(saveError)", code: 74)
+            throw CLIError("cannot save the checkpoint to \(out): \(saveError)", code: .ioError)
         }
         if !finished {
             let reachedMaxSteps = !interrupt.fired && maxSteps.map { trainer.state.step >= $0 } == true
             do { try save() } catch {
-                throw CLIError("\(reachedMaxSteps ? "stopped at --max-steps" : "interrupted"), and the checkpoint could not be saved to \(out): \((error as? CLIError)?.message ?? "\(error)")", code: 74)
+                throw CLIError("\(reachedMaxSteps ? "stopped at --max-steps" : "interrupted"), and the checkpoint could not be saved to \(out): \((error as? CLIError)?.message ?? "\(error)")", code: .ioError)
             }
             if reachedMaxSteps {
                 Console.out("stopped after step \(trainer.state.step) of \(total) (--max-steps); saved \(out). Run the same command with --resume (and a larger or no --max-steps) to continue.")
                 return
             }
-            throw CLIError("interrupted at epoch \(trainer.state.epoch + 1), step \(trainer.state.step) of \(total); checkpoint saved to \(out). Run the same command with --resume to continue.", code: 130)
+            throw CLIError("interrupted at epoch \(trainer.state.epoch + 1), step \(trainer.state.step) of \(total); checkpoint saved to \(out). Run the same command with --resume to continue.", code: .interrupted)
         }
         Console.out("saved \(out)")
     }

@@ -145,7 +145,7 @@ struct BatchImportCommand: AsyncParsableCommand {
             for file in files {
                 let data: Data
                 do { data = try Data(contentsOf: URL(fileURLWithPath: file)) } catch {
-                    throw CLIError("\(file): cannot read it (\(error.localizedDescription)).", code: 66)
+                    throw CLIError("\(file): cannot read it (\(error.localizedDescription)).", code: .noInput)
                 }
                 let report = try await importer.importResults(data, file: file)
                 for problem in report.problems { Console.error("\(file):\(problem.line): \(problem.message)") }
@@ -159,7 +159,7 @@ struct BatchImportCommand: AsyncParsableCommand {
                     Console.error("labels short of usable descriptions are asked again (next seed) by the next `sspa-knowledge batch export` with the same options")
                 }
             }
-            if problems > 0 { throw CLIError("\(problems) line(s) could not be imported (see above); the rest were.", code: 65) }
+            if problems > 0 { throw CLIError("\(problems) line(s) could not be imported (see above); the rest were.", code: .dataError) }
         }
     }
 }
@@ -211,7 +211,7 @@ struct BatchResumeCommand: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors {
             guard FileManager.default.fileExists(atPath: store.db) else {
-                throw CLIError("\(store.db): no such knowledge store; pass the --db the build used.", code: 66)
+                throw CLIError("\(store.db): no such knowledge store; pass the --db the build used.", code: .noInput)
             }
             let lock = try BuildLock(path: store.db)
             defer { lock.release() }
@@ -223,7 +223,7 @@ struct BatchResumeCommand: AsyncParsableCommand {
             } else {
                 for id in ids {
                     guard let batch = try knowledgeStore.remoteBatch(id) else {
-                        throw CLIError("batch '\(id.prefix(80))' was not created from \(store.db); run `sspa-knowledge batch resume --db \(store.db)` without an id to collect every open batch.", code: 65)
+                        throw CLIError("batch '\(id.prefix(80))' was not created from \(store.db); run `sspa-knowledge batch resume --db \(store.db)` without an id to collect every open batch.", code: .dataError)
                     }
                     batches.append(batch)
                 }
@@ -250,7 +250,7 @@ struct BatchResumeCommand: AsyncParsableCommand {
                 let trip = BatchRoundTrip(store: knowledgeStore, api: api, importer: importer, poll: poll.policy) { display.handle($0) }
                 let run = try knowledgeStore.batchRun(runID)
                 guard let set = try knowledgeStore.labelSet(named: run.spec.labelSet) else {
-                    throw CLIError("run \(runID)'s label set '\(run.spec.labelSet)' is no longer in \(store.db).", code: 65)
+                    throw CLIError("run \(runID)'s label set '\(run.spec.labelSet)' is no longer in \(store.db).", code: .dataError)
                 }
                 let builder = KnowledgeBuilder(store: knowledgeStore, provider: .batch(model: run.spec.model, name: "openai-batch", endpoint: mine[0].endpoint),
                                                prompts: try prompts(run), sampling: run.spec.sampling, options: options,

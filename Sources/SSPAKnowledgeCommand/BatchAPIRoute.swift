@@ -26,7 +26,7 @@ func batchPrompts(override: String?, known: [PromptTemplate] = []) -> @Sendable 
         let spec = run.spec
         let template = try known.first { $0.sha256 == spec.templateSHA256 } ?? TemplateLocator.standard().load(override ?? spec.templateName)
         guard template.sha256 == spec.templateSHA256 else {
-            throw CLIError("the template '\(spec.templateName)' changed since run \(run.id) was exported (SHA-256 \(template.sha256.prefix(12)), was \(spec.templateSHA256.prefix(12))); restore it, or pass the one used with --template.", code: 65)
+            throw CLIError("the template '\(spec.templateName)' changed since run \(run.id) was exported (SHA-256 \(template.sha256.prefix(12)), was \(spec.templateSHA256.prefix(12))); restore it, or pass the one used with --template.", code: .dataError)
         }
         return PromptBuilder(template: template, demos: spec.demos, selection: spec.demoSelection,
                              seed: UInt64(bitPattern: Int64(spec.sampling.seed)), count: spec.descriptionsWanted)
@@ -86,10 +86,10 @@ func reportBatchRun(_ store: KnowledgeStore, runID: Int64, set: String) throws -
 func batchInterrupted(_ store: KnowledgeStore, db: String) -> CLIError {
     let open = (try? store.openRemoteBatches()) ?? []
     let dbFlag = db == "knowledge.db" ? "" : " --db \(db)"
-    guard !open.isEmpty else { return CLIError("interrupted; nothing runs remotely. Run the same command again to resume.", code: 130) }
+    guard !open.isEmpty else { return CLIError("interrupted; nothing runs remotely. Run the same command again to resume.", code: .interrupted) }
     for batch in open {
         Console.error("batch \(batch.id) (\(batch.requests) requests, \(batch.status)) keeps running at \(batch.endpoint)")
     }
     let ids = open.map(\.id).joined(separator: " ")
-    return CLIError("interrupted; collect the results later with `sspa-knowledge batch resume \(ids)\(dbFlag)` (or run the same build again).", code: 130)
+    return CLIError("interrupted; collect the results later with `sspa-knowledge batch resume \(ids)\(dbFlag)` (or run the same build again).", code: .interrupted)
 }

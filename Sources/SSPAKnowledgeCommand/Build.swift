@@ -136,10 +136,10 @@ struct Build: AsyncParsableCommand {
                 if summary.upToDate { upToDate.append(set.name) }
             } catch let stopped as BuildStopped {
                 progress.summary(stopped.summary, set: set.name, provider: provider)
-                if stopped.interrupted { throw CLIError(stopped.reason, code: 130) }
-                throw CLIError(stopped.reason, code: stopped.storeFailure ? 74 : 1)
+                if stopped.interrupted { throw CLIError(stopped.reason, code: .interrupted) }
+                throw CLIError(stopped.reason, code: stopped.storeFailure ? .ioError : .failure)
             }
-            if interrupt.fired { throw CLIError("interrupted; run the same command again to resume.", code: 130) }
+            if interrupt.fired { throw CLIError("interrupted; run the same command again to resume.", code: .interrupted) }
         }
         if failures > 0 { throw CLIError("\(failures) label set(s) have failed labels; run the same command again to retry them.") }
         if let example = upToDate.first, !quiet {
@@ -150,15 +150,15 @@ struct Build: AsyncParsableCommand {
 
     /// `--provider openai-batch`: rounds of upload, batch, poll and import for every set (BatchRoundTrip).
     func buildThroughBatchAPI(sets: [LabelSet], templates: [PromptTemplate], progress: ProgressDisplay) async throws {
-        guard let base = endpoint.resolvedEndpoint else { throw CLIError("--provider openai-batch needs --endpoint URL.", code: 64) }
-        if force || resampleShort { throw CLIError("--force and --resample-short are not available with --provider openai-batch yet; start a new store, or use --provider openai.", code: 64) }
+        guard let base = endpoint.resolvedEndpoint else { throw CLIError("--provider openai-batch needs --endpoint URL.", code: .usage) }
+        if force || resampleShort { throw CLIError("--force and --resample-short are not available with --provider openai-batch yet; start a new store, or use --provider openai.", code: .usage) }
         let key = ProcessInfo.processInfo.environment[endpoint.apiKeyEnv].flatMap { $0.isEmpty ? nil : $0 }
         let http = HTTPClient.live(timeout: endpoint.timeout, connections: 4)
         let api: BatchAPIClient
         do {
             api = try BatchAPIClient(baseURL: base, apiKey: key, http: http, timeout: endpoint.timeout, retry: RetryPolicy(maxRetries: endpoint.retries),
                                      onRetry: { what, error, wait in progress.retry(label: what, error: error.message, wait: wait) })
-        } catch let error as ProviderError { throw CLIError(error.message, code: 64) }
+        } catch let error as ProviderError { throw CLIError(error.message, code: .usage) }
         let model: String
         if let named = endpoint.model ?? ProcessInfo.processInfo.environment["SSPA_LLM_MODEL"] {
             model = named
@@ -206,7 +206,7 @@ struct Build: AsyncParsableCommand {
         let kind = endpoint.resolvedProvider
         if kind == .wordnet { return try .wordnet(directory: endpoint.wordnetDirectory) }
         guard let base = endpoint.resolvedEndpoint else {
-            throw CLIError("--provider \(kind.rawValue) needs --endpoint URL (or SSPA_LLM_URL).", code: 64)
+            throw CLIError("--provider \(kind.rawValue) needs --endpoint URL (or SSPA_LLM_URL).", code: .usage)
         }
         let key = ProcessInfo.processInfo.environment[endpoint.apiKeyEnv].flatMap { $0.isEmpty ? nil : $0 }
         let http = HTTPClient.live(timeout: endpoint.timeout, connections: jobs + 2)
@@ -225,10 +225,10 @@ struct Build: AsyncParsableCommand {
 
     /// Asks an OpenAI-compatible server for its models and takes the only one; more than one needs --model.
     func discoverModel(base: String, kind: EndpointOptions.ProviderName, key: String?, http: HTTPClient) async throws -> String {
-        guard kind == .openai else { throw CLIError("pass --model NAME (the model the Ollama server should run).", code: 64) }
+        guard kind == .openai else { throw CLIError("pass --model NAME (the model the Ollama server should run).", code: .usage) }
         let endpointURL: EndpointURL
-        do { endpointURL = try EndpointURL(base).stripping(suffix: "/v1") } catch let error as ProviderError { throw CLIError(error.message, code: 64) }
-        guard let url = endpointURL.requestURL(path: "/v1/models") else { throw CLIError("\(endpointURL.display) is not a valid URL.", code: 64) }
+        do { endpointURL = try EndpointURL(base).stripping(suffix: "/v1") } catch let error as ProviderError { throw CLIError(error.message, code: .usage) }
+        guard let url = endpointURL.requestURL(path: "/v1/models") else { throw CLIError("\(endpointURL.display) is not a valid URL.", code: .usage) }
         let shown = EndpointURL.shown(url)
         var request = URLRequest(url: url, timeoutInterval: min(endpoint.timeout, 30))
         if let key {
@@ -250,10 +250,10 @@ struct Build: AsyncParsableCommand {
             failure = error.localizedDescription
         }
         guard let names else {
-            throw CLIError("pass --model NAME: could not list the server's models at \(shown) (\(failure.map(endpointURL.redact) ?? "no answer")).", code: 64)
+            throw CLIError("pass --model NAME: could not list the server's models at \(shown) (\(failure.map(endpointURL.redact) ?? "no answer")).", code: .usage)
         }
         guard names.count == 1 else {
-            throw CLIError("pass --model NAME: the server offers \(names.isEmpty ? "no models" : names.joined(separator: ", ")).", code: 64)
+            throw CLIError("pass --model NAME: the server offers \(names.isEmpty ? "no models" : names.joined(separator: ", ")).", code: .usage)
         }
         return names[0]
     }

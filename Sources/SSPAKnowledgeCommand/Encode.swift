@@ -3,6 +3,7 @@ import CLIP
 import CommandSupport
 import Foundation
 import Knowledge
+import KnowledgeCLIP
 import Tensor
 
 struct Encode: AsyncParsableCommand {
@@ -57,13 +58,14 @@ struct Encode: AsyncParsableCommand {
                 throw CLIError("no label set '\(set)' in \(store.db); it holds: \(try knowledgeStore.labelSetNames().joined(separator: ", ")).")
             }
             let started = Date()
-            let encoder: TextEncoder
-            do { encoder = try TextEncoder.load(directory: clip) } catch let error as CheckpointError {
+            let embedder: CLIPTextEmbedder
+            do { embedder = try CLIPTextEmbedder(directory: clip) } catch let error as CheckpointError {
                 // A folder that lacks a checkpoint file is missing input (66); a damaged or degenerate one is bad data (65).
                 let has = { (name: String) in FileManager.default.fileExists(atPath: (clip as NSString).appendingPathComponent(name)) }
                 let complete = ["config.json", "vocab.json", "merges.txt"].allSatisfy(has) && (has("model.safetensors") || has("model.safetensors.index.json"))
-                throw CLIError(error.message, code: complete ? 65 : 66)
+                throw CLIError(error.message, code: complete ? .dataError : .noInput)
             }
+            let encoder = embedder.encoder
             if !quiet { Console.error("encoder \(encoder.id.prefix(12)) (\(clip)): width \(encoder.model.config.hiddenSize), \(encoder.model.config.numHiddenLayers) layers, embedding \(encoder.model.config.projectionDim); loaded in \(String(format: "%.1f", Date().timeIntervalSince(started))) s") }
 
             let interrupt = InterruptHandler()
@@ -73,7 +75,7 @@ struct Encode: AsyncParsableCommand {
                 guard let chosen = run.flatMap({ id in runs.first { $0.id == id } }) ?? (run == nil ? runs.first : nil) else {
                     throw CLIError("label set '\(set)' has no run\(run.map { " \($0)" } ?? ""); build it first.")
                 }
-                let worker = KnowledgeEncoder(store: knowledgeStore, encoder: encoder, batchSize: batch, force: force, keepFlagged: keepFlagged)
+                let worker = KnowledgeEncoder(store: knowledgeStore, encoder: embedder, batchSize: batch, force: force, keepFlagged: keepFlagged)
                 let quiet = self.quiet
                 let progress = CountProgress(title: set, unit: "texts", quiet: quiet)
                 let task = Task.detached {
@@ -98,7 +100,7 @@ struct Encode: AsyncParsableCommand {
                     }
                     Console.error("\(set): \(summary.labels) knowledge vectors from \(summary.texts) texts (\(summary.encoded) encoded, \(summary.reused) reused) in \(String(format: "%.1f", summary.seconds)) s" + (summary.truncated > 0 ? "; \(summary.truncated) texts were over 77 tokens and truncated (see validate --clip)" : ""))
                 } catch is CancellationError {
-                    throw CLIError("interrupted; finished batches are saved. Run the same command again to continue.", code: 130)
+                    throw CLIError("interrupted; finished batches are saved. Run the same command again to continue.", code: .interrupted)
                 }
             }
         }

@@ -114,7 +114,7 @@ struct Show: AsyncParsableCommand {
             if let labelSet {
                 let names = try knowledgeStore.labelSetNames()
                 guard names.contains(labelSet) else {
-                    throw CLIError("no label set '\(labelSet)' in \(store.db); " + (names.isEmpty ? "it holds none yet. Run `sspa-knowledge build --labels FILE`." : "it holds: \(names.joined(separator: ", "))."), code: 66)
+                    throw CLIError("no label set '\(labelSet)' in \(store.db); " + (names.isEmpty ? "it holds none yet. Run `sspa-knowledge build --labels FILE`." : "it holds: \(names.joined(separator: ", "))."), code: .noInput)
                 }
             }
             let sets = try labelSet.map { [$0] } ?? knowledgeStore.labelSets(containing: label)
@@ -179,12 +179,12 @@ struct Validate: AsyncParsableCommand {
         try await reportingErrors {
             let knowledgeStore = try store.open(readOnly: true)
             let tokenizer: CLIP.Tokenizer?
-            do { tokenizer = try clip.map { try CLIP.Tokenizer(directory: URL(fileURLWithPath: $0)) } } catch { throw CLIError("\(error)", code: 66) }
+            do { tokenizer = try clip.map { try CLIP.Tokenizer(directory: URL(fileURLWithPath: $0)) } } catch { throw CLIError("\(error)", code: .noInput) }
             let integrity = try knowledgeStore.integrityCheck()
             if integrity != ["ok"] { throw CLIError("\(store.db) failed PRAGMA integrity_check: \(integrity.prefix(3).joined(separator: "; "))") }
             let names = try knowledgeStore.labelSetNames()
             if let labelSet, !names.contains(labelSet) {
-                throw CLIError("no label set '\(labelSet)' in \(store.db); " + (names.isEmpty ? "it holds none yet." : "it holds: \(names.joined(separator: ", "))."), code: 66)
+                throw CLIError("no label set '\(labelSet)' in \(store.db); " + (names.isEmpty ? "it holds none yet." : "it holds: \(names.joined(separator: ", "))."), code: .noInput)
             }
             let sets = labelSet.map { [$0] } ?? names
             guard !sets.isEmpty else { throw CLIError("\(store.db) holds no label sets.") }
@@ -251,7 +251,7 @@ struct Validate: AsyncParsableCommand {
                 let object = try JSONSerialization.jsonObject(with: try JSONValue.array(reports).data())
                 print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
             }
-            if failures > 0 { throw CLIError("validation found \(failures) failure(s).", code: 1) }
+            if failures > 0 { throw CLIError("validation found \(failures) failure(s).", code: .failure) }
         }
     }
 }
@@ -331,7 +331,7 @@ struct Export: AsyncParsableCommand {
             }
             if format == .safetensors {
                 let encoderID = try resolveEncoder(store: knowledgeStore, set: set)
-                guard let output else { throw CLIError("safetensors is binary: pass -o FILE.safetensors.", code: 64) }
+                guard let output else { throw CLIError("safetensors is binary: pass -o FILE.safetensors.", code: .usage) }
                 let data = try KnowledgeExporter.safetensors(store: knowledgeStore, labelSet: set, encoderID: encoderID, runID: run)
                 try OutputPath.write(data, to: output)
                 return

@@ -45,21 +45,21 @@ extension ParsableCommand {
 }
 
 /// The message and exit code of the library errors `sspa-knowledge` reports as one line.
-func knowledgeErrorReport(_ error: any Error) -> (message: String, code: Int32)? {
+func knowledgeErrorReport(_ error: any Error) -> (message: String, code: ExitStatus)? {
     switch error {
-    case let error as LabelFileError: return ("\(error)", 65)
-    case let error as TemplateError: return ("\(error)", 65)
-    case let error as WordNetError: return (error.message, 69)
-    case let error as ProviderError: return (error.message, error.kind == .configuration ? 64 : 69)
-    case let error as CheckpointError: return (error.message, 65)
-    case let error as EncodeError: return (error.message, 65)
+    case let error as LabelFileError: return ("\(error)", .dataError)
+    case let error as TemplateError: return ("\(error)", .dataError)
+    case let error as WordNetError: return (error.message, .unavailable)
+    case let error as ProviderError: return (error.message, error.kind == .configuration ? .usage : .unavailable)
+    case let error as CheckpointError: return (error.message, .dataError)
+    case let error as EncodeError: return (error.message, .dataError)
     default:
         guard let error = KnowledgeStore.explain(error, path: StoreOptions.lastOpened) else { return nil }
         switch error.kind {
-        case .missing: return (error.message, 66)
-        case .cannotCreate: return (error.message, 73)
-        case .notAStore, .newerSchema: return (error.message, 65)
-        case .io: return (error.message, 74)
+        case .missing: return (error.message, .noInput)
+        case .cannotCreate: return (error.message, .cannotCreate)
+        case .notAStore, .newerSchema: return (error.message, .dataError)
+        case .io: return (error.message, .ioError)
         }
     }
 }

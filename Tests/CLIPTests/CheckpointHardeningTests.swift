@@ -81,6 +81,28 @@ struct CheckpointHardeningTests {
         #expect(seen.insert(try CLIP.Checkpoint.identity(directory: dir).id).inserted, "model.safetensors")
     }
 
+    @Test("the identity covers preprocessor_config.json when present, by content, and is the same from every path")
+    func identityCoversImagePreprocessing() throws {
+        let dir = try copy()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let without = try CLIP.Checkpoint.identity(directory: dir)
+        #expect(without.files[CLIP.Checkpoint.preprocessorConfigName] == nil)
+        let url = dir.appendingPathComponent(CLIP.Checkpoint.preprocessorConfigName)
+        try Data(#"{"crop_size": 32, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25]}"#.utf8).write(to: url)
+        let with = try CLIP.Checkpoint.identity(directory: dir)
+        #expect(with.files[CLIP.Checkpoint.preprocessorConfigName] != nil)
+        #expect(with.id != without.id, "another preprocessing makes other image features")
+        // Key order and provenance keys change no output, so they change no id.
+        try Data(#"{"image_std": [0.25, 0.25, 0.25], "crop_size": 32, "image_mean": [0.5, 0.5, 0.5], "transformers_version": "9"}"#.utf8).write(to: url)
+        #expect(try CLIP.Checkpoint.identity(directory: dir).id == with.id)
+        try Data(#"{"crop_size": 32, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}"#.utf8).write(to: url)
+        #expect(try CLIP.Checkpoint.identity(directory: dir).id != with.id)
+        // The loaded checkpoint says the same as the folder.
+        #expect(try CLIP.Checkpoint(directory: dir).identity() == (try CLIP.Checkpoint.identity(directory: dir)))
+        try Data("{not json".utf8).write(to: url)
+        #expect(throws: CheckpointError.self) { try CLIP.Checkpoint.identity(directory: dir) }
+    }
+
     @Test("D11/C8: degenerate text configs are refused naming the key", arguments: [
         ("num_hidden_layers", 0, "text_config.num_hidden_layers is 0"),
         ("num_hidden_layers", -1, "text_config.num_hidden_layers is -1"),
@@ -195,6 +217,28 @@ struct CheckpointHardeningTests {
             } throws: { error in
                 "\(error)".contains("merges.txt: no merges")
             }
+        }
+    }
+}
+
+@Suite("CLIP hidden_act")
+struct ActivationTests {
+    @Test func everySupportedNameIsOneActivation() {
+        #expect(CLIP.TextConfig.supportedActivations == ["quick_gelu", "gelu", "gelu_new", "gelu_pytorch_tanh"])
+        let x = Tensor([-2, -0.5, 0, 0.5, 2], shape: [5])
+        for name in CLIP.TextConfig.supportedActivations {
+            let activation = try! #require(CLIP.Activation(rawValue: name))
+            var inPlace = x
+            activation.apply(&inPlace)
+            let tape = Tape()
+            let onTape = activation.apply(tape.constant(x)).value
+            #expect(inPlace == onTape, "\(name): the tower and the tape differ")
+            let expected = switch name {
+            case "quick_gelu": Ops.quickGELU(x)
+            case "gelu": Ops.gelu(x, approximation: .exact)
+            default: Ops.gelu(x, approximation: .tanh)
+            }
+            #expect(inPlace == expected, "\(name)")
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Tensor
 
 @testable import CLIP
 
@@ -88,7 +89,7 @@ struct TokenizerTests {
 
     @Test("random Unicode never crashes, stays in the vocabulary, and loses no character")
     func randomUnicode() {
-        var generator = TokenizerTestRandom(seed: 0x5EED_C11B)
+        var generator = SplitMix64(seed: 0x5EED_C11B)
         let pools: [ClosedRange<UInt32>] = [
             0x20...0x7E, 0xA0...0x17F, 0x300...0x36F, 0x370...0x3FF, 0x400...0x4FF, 0x590...0x6FF, 0x900...0x97F,
             0xE00...0xE7F, 0x1100...0x11FF, 0x2000...0x206F, 0x3040...0x30FF, 0x4E00...0x9FFF, 0xAC00...0xD7A3,
@@ -138,23 +139,6 @@ struct TokenizerTests {
         #expect(CLIP.Tokenizer.clean("\u{39F}\u{394}\u{39F}\u{3A3}") == "\u{3BF}\u{3B4}\u{3BF}\u{3C2}")
         #expect(CLIP.Tokenizer.clean("İ") == "i\u{307}")
         #expect(CLIP.Tokenizer.clean("cafe\u{301}").unicodeScalars.map(\.value) == [0x63, 0x61, 0x66, 0xE9])
-    }
-}
-
-/// A small deterministic generator, so the random test is the same on every run.
-struct TokenizerTestRandom: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

@@ -1,6 +1,7 @@
 import CLIP
 import Foundation
 import GRDB
+import KnowledgeCLIP
 import Tensor
 import Testing
 @testable import Knowledge
@@ -25,7 +26,7 @@ struct EncodeTests {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = try await builtStore(dir)
-        let encoder = try TextEncoder.load(directory: Self.checkpoint)
+        let encoder = try CLIPTextEmbedder(directory: Self.checkpoint)
         #expect(encoder.id == (try CLIP.Checkpoint.identity(directory: URL(fileURLWithPath: Self.checkpoint)).id))
         let run = try #require(try store.latestRun(labelSet: "pets")).id
         let first = try KnowledgeEncoder(store: store, encoder: encoder, batchSize: 5).encode(labelSet: "pets", runID: run) { _ in }
@@ -40,7 +41,7 @@ struct EncodeTests {
         let knowledge = try store.knowledge(labelSet: "pets", runID: run)
         for (row, entry) in knowledge.enumerated() {
             let texts = entry.descriptions + ["a photo of a \(entry.displayName)."]
-            let e = encoder.model.encode(texts.map { encoder.tokenizer.tokenize($0) }).embeddings
+            let e = encoder.encoder.model.encode(texts.map { encoder.encoder.tokenizer.tokenize($0) }).embeddings
             let expected = Ops.l2Normalize(Ops.mean(Ops.l2Normalize(e), axis: 0, keepDims: true))
             let got = Ops.slice(matrix, axis: 0, range: row..<(row + 1))
             let diff = zip(got.scalars, expected.scalars).map { abs($0 - $1) }.max() ?? 1
@@ -55,7 +56,7 @@ struct EncodeTests {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = try await builtStore(dir)
-        let encoder = try TextEncoder.load(directory: Self.checkpoint)
+        let encoder = try CLIPTextEmbedder(directory: Self.checkpoint)
         let run = try #require(try store.latestRun(labelSet: "pets")).id
         _ = try KnowledgeEncoder(store: store, encoder: encoder).encode(labelSet: "pets", runID: run) { _ in }
         let data = try KnowledgeExporter.safetensors(store: store, labelSet: "pets", encoderID: encoder.id)
@@ -74,7 +75,7 @@ struct EncodeTests {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = try await builtStore(dir)
-        let encoder = try TextEncoder.load(directory: Self.checkpoint)
+        let encoder = try CLIPTextEmbedder(directory: Self.checkpoint)
         let run = try #require(try store.latestRun(labelSet: "pets")).id
         // Flag the dog's first description as copied, and its second as too long by a wrong estimate.
         let dog = try #require(try store.knowledge(labelSet: "pets", runID: run).first { $0.label == "dog" })
@@ -89,7 +90,7 @@ struct EncodeTests {
             return (summary, Array(Ops.slice(matrix, axis: 0, range: 0..<1).scalars))
         }
         func expected(_ texts: [String]) -> [Float] {
-            let e = encoder.model.encode(texts.map { encoder.tokenizer.tokenize($0) }).embeddings
+            let e = encoder.encoder.model.encode(texts.map { encoder.encoder.tokenizer.tokenize($0) }).embeddings
             return Ops.l2Normalize(Ops.mean(Ops.l2Normalize(e), axis: 0, keepDims: true)).scalars
         }
         // The tokenizer counts the second one short, so only the copied one is left out.
@@ -97,7 +98,7 @@ struct EncodeTests {
         #expect(summary.excludedDescriptions == 1 && summary.excluded == [.copied: 1])
         let used = Array(dog.descriptions.dropFirst()) + ["a photo of a dog."]
         #expect(zip(left, expected(used)).map { abs($0 - $1) }.max()! < 1e-5)
-        let recounted = try await store.queue.read { try Row.fetchOne($0, sql: "SELECT flags, quality FROM descriptions WHERE id = ?", arguments: [dog.ids[1]]) }
+        let recounted = try store.queue.read { try Row.fetchOne($0, sql: "SELECT flags, quality FROM descriptions WHERE id = ?", arguments: [dog.ids[1]]) }
         #expect(recounted?["flags"] as String? == "")
         #expect((recounted?["quality"] as String?)?.contains("clip-tokenizer") == true)
         // --keep-flagged uses every description.
@@ -127,7 +128,7 @@ struct EncodeInterruptionTests {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = try await EncodeTests().builtStore(dir)
-        let encoder = try TextEncoder.load(directory: EncodeTests.checkpoint)
+        let encoder = try CLIPTextEmbedder(directory: EncodeTests.checkpoint)
         let run = try #require(try store.latestRun(labelSet: "pets")).id
         let worker = KnowledgeEncoder(store: store, encoder: encoder, batchSize: 4)
         // Cancel the task as soon as the first batch is saved, as Ctrl-C does.
@@ -166,10 +167,10 @@ struct EncodeInterruptionTests {
         try second.write(to: dir.appendingPathComponent("model-00002-of-00002.safetensors"))
         try JSONValue.object(["metadata": .object([:]), "weight_map": .object(map)]).data()
             .write(to: dir.appendingPathComponent("model.safetensors.index.json"))
-        let sharded = try TextEncoder.load(directory: dir.path)
-        let single = try TextEncoder.load(directory: source)
-        let ids = [single.tokenizer.tokenize("a photo of a dog."), single.tokenizer.tokenize("A traffic light is tall.")]
-        #expect(sharded.model.encode(ids).embeddings == single.model.encode(ids).embeddings)
+        let sharded = try CLIPTextEmbedder(directory: dir.path)
+        let single = try CLIPTextEmbedder(directory: source)
+        let ids = [single.encoder.tokenizer.tokenize("a photo of a dog."), single.encoder.tokenizer.tokenize("A traffic light is tall.")]
+        #expect(sharded.encoder.model.encode(ids).embeddings == single.encoder.model.encode(ids).embeddings)
         #expect(sharded.id != single.id, "the encoder id hashes the weight files as they are")
     }
 }
@@ -181,7 +182,7 @@ extension EncodeTests {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = try await builtStore(dir)
-        let encoder = try TextEncoder.load(directory: Self.checkpoint)
+        let encoder = try CLIPTextEmbedder(directory: Self.checkpoint)
         let run = try #require(try store.latestRun(labelSet: "pets")).id
         // A store made by the old version: the same texts under the weights-only id, with wrong vectors.
         var old = encoder
@@ -202,7 +203,7 @@ extension EncodeTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = try await builtStore(dir)
         let run = try #require(try store.latestRun(labelSet: "pets")).id
-        let encoder = try TextEncoder.load(directory: Self.checkpoint)
+        let encoder = try CLIPTextEmbedder(directory: Self.checkpoint)
         _ = try KnowledgeEncoder(store: store, encoder: encoder).encode(labelSet: "pets", runID: run) { _ in }
         #expect(try store.nonFiniteVectors(labelSet: "pets", runID: run).isEmpty)
         // As an old version stored it: t^ka of 'cat' all NaN.

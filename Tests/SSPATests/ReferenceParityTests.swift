@@ -140,8 +140,7 @@ struct ReferenceParityTests {
             if SSPA.Config.logitScales.contains(parameter) { clamped += 1 }
         }
         #expect(clamped == 1, "\(name): the fixture should start one logit scale above ln 100")
-        var gradients: [String: Tensor] = [:]
-        for parameter in parameters.names { gradients[parameter] = try file.tensor("grad.\(parameter)") }
+        var gradients = try parameters.map { key, _ in try file.tensor("grad.\(key.rawValue)") }
         var after = before
         var optimizer = SSPA.AdamW(weightDecay: meta.step.weight_decay)
         SSPA.AdamW.clipGradientNorm(&gradients, maxNorm: meta.step.max_grad_norm)

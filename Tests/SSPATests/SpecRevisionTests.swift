@@ -65,7 +65,9 @@ struct SpecRevisionTests {
         #expect(SSPA.Config().kappaMax == 100)
         let old = try JSONDecoder().decode(SSPA.Config.self, from: Data(#"{"aggregator": "soft"}"#.utf8))
         #expect(old.kappaMax == 100)
-        var p = SSPA.Parameters(tensors: ["region.log_kappa": Tensor([5], shape: [1]), "global.log_kappa": Tensor([1], shape: [1])])
+        var p = try SSPA.Parameters(tensors: ["region.log_kappa": Tensor([5], shape: [1]), "global.log_kappa": Tensor([1], shape: [1]),
+                                              "region.bias": Tensor([0], shape: [1]), "global.bias": Tensor([0], shape: [1]),
+                                              "prompt.global_context": Tensor([0], shape: [1, 1])])
         p.clampLogitScales(kappaMax: 50)
         #expect(p["region.log_kappa"]!.scalars == [logf(50)] && p["global.log_kappa"]!.scalars == [1])
     }

@@ -87,18 +87,19 @@ struct TrainerTests {
         #expect(s.rate(at: 11) < s.rate(at: 10) && s.rate(at: 12) == 0)
     }
 
-    @Test func adamWDecaysOnlyMatrices() {
+    @Test func adamWDecaysOnlyMatrices() throws {
         #expect(SSPA.AdamW.decays("dsf.W_f") && SSPA.AdamW.decays("qsm.layer1.W_r") && SSPA.AdamW.decays("gdma.v2s.Wo"))
         for name in ["prompt.cap_context", "prompt.global_context", "qsm.gamma", "agg.log_tau", "global.log_kappa",
                      "region.bias", "gdma.s2v.beta", "gdma.v2s.w_gate"] {
             #expect(!SSPA.AdamW.decays(name), "\(name)")
         }
         // Zero gradient: only decoupled decay moves a matrix, nothing moves a scalar.
-        var p = SSPA.Parameters(tensors: ["dsf.W_f": Tensor([1, 2], shape: [1, 2]), "region.bias": Tensor([3], shape: [1])])
+        var p = try SSPA.Parameters(tensors: ["prompt.cap_context": Tensor([1, 2], shape: [1, 2]), "dsf.W_f": Tensor([1, 2], shape: [1, 2]),
+                                              "region.log_kappa": Tensor([2], shape: [1]), "region.bias": Tensor([3], shape: [1])])
         var opt = SSPA.AdamW(weightDecay: 0.5)
-        opt.update(&p, gradients: ["dsf.W_f": Tensor(zeros: [1, 2]), "region.bias": Tensor(zeros: [1])], lr: 0.1)
+        opt.update(&p, gradients: p.map { Tensor(zeros: $1.shape) }, lr: 0.1)
         #expect(p["dsf.W_f"]!.scalars == [0.95, 1.9])
-        #expect(p["region.bias"]!.scalars == [3])
+        #expect(p["region.bias"]!.scalars == [3] && p["prompt.cap_context"]!.scalars == [1, 2])
         var g = ["a": Tensor([3, 4], shape: [2])]
         #expect(SSPA.AdamW.clipGradientNorm(&g, maxNorm: 1) == 5)
         #expect(abs(g["a"]!.scalars[0] - 0.6) < 1e-5)

@@ -29,7 +29,7 @@ final class TrainingSafetyTests {
         precondition(build.status == 0, "\(build)")
         let encode = try SSPABinary.run(SSPABinary.knowledge, ["encode", "--clip", clip, "--label-set", "syn", "--db", db, "--quiet"])
         precondition(encode.status == 0, "\(encode)")
-        encoderID = try TextEncoder.load(directory: clip).id
+        encoderID = try CLIP.Checkpoint.identity(directory: URL(fileURLWithPath: clip)).id
     }
 
     deinit { try? FileManager.default.removeItem(at: dir) }

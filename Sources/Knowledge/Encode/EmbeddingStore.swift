@@ -1,4 +1,3 @@
-import CLIP
 import Foundation
 import GRDB
 import Tensor
@@ -20,14 +19,14 @@ extension KnowledgeStore {
         }
     }
 
-    func saveEncoder(_ encoder: TextEncoder) throws {
-        let config = String(decoding: try JSONEncoder().encode(encoder.model.config), as: UTF8.self)
+    func saveEncoder(_ encoder: any TextEmbedder) throws {
+        let provenance = encoder.provenance
         try queue.write { db in
             try db.execute(sql: """
                 INSERT INTO encoders (id, path, config, dim, identity, files, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (id) DO NOTHING
-                """, arguments: [encoder.id, encoder.path, config, encoder.model.config.projectionDim,
-                                 CLIP.Checkpoint.Identity.scheme, Self.json(encoder.files), Self.now()])
+                """, arguments: [encoder.id, provenance.path, provenance.config, encoder.width,
+                                 provenance.scheme, Self.json(provenance.files), Self.now()])
         }
     }
 

@@ -1,33 +1,6 @@
-import CLIP
 import Foundation
 import GRDB
 import Tensor
-
-/// A text encoder and its identity in the store.
-public struct TextEncoder: Sendable {
-    /// The checkpoint's identity (`CLIP.Checkpoint.Identity`): weights, config, vocabulary and merges. Two encoders
-    /// are the same exactly when every file that changes an embedding is.
-    public var id: String
-    /// Each file that went into `id`, with its SHA-256.
-    public var files: [String: String]
-    public var path: String
-    public var model: CLIP.TextModel
-    public var tokenizer: CLIP.Tokenizer
-
-    /// Loads a Hugging Face CLIP checkpoint folder and computes its identity.
-    public static func load(directory: String) throws -> TextEncoder {
-        let url = URL(fileURLWithPath: directory)
-        let checkpoint = try CLIP.Checkpoint(directory: url)
-        let model = try CLIP.TextModel(config: CLIP.loadTextConfig(directory: url), checkpoint: checkpoint)
-        let tokenizer: CLIP.Tokenizer
-        do { tokenizer = try CLIP.Tokenizer(directory: url) } catch { throw CheckpointError("\(error)") }
-        guard tokenizer.vocabularySize == model.config.vocabSize else {
-            throw CheckpointError("\(url.path): vocab.json holds \(tokenizer.vocabularySize) tokens, but config.json's vocab_size is \(model.config.vocabSize). Use the vocab.json of this checkpoint.")
-        }
-        let identity = try checkpoint.identity()
-        return TextEncoder(id: identity.id, files: identity.files, path: url.standardized.path, model: model, tokenizer: tokenizer)
-    }
-}
 
 /// Embeddings that cannot be right: a NaN or an infinity, from broken weights or config. Nothing of them is stored.
 public struct EncodeError: Error, CustomStringConvertible, Sendable {
@@ -55,21 +28,22 @@ public struct EncodeSummary: Sendable {
     public var seconds = 0.0
 }
 
-/// Stage 4: turns a run's descriptions into CLIP text embeddings and the per-label knowledge vectors `t^ka`.
+/// Stage 4: turns a run's descriptions into text embeddings (CLIP's, through a `TextEmbedder`) and the per-label
+/// knowledge vectors `t^ka`.
 ///
 /// `t^ka_c = norm(mean over s in D_c ∪ {"a photo of a {display name}."} of norm(E_t(s)))` (SSPA-SPEC.md). Each text
 /// is encoded once per encoder: a re-run encodes only what is new. Batches are saved as they finish, so Ctrl-C
 /// loses at most the batch in flight.
 public struct KnowledgeEncoder: Sendable {
     public var store: KnowledgeStore
-    public var encoder: TextEncoder
+    public var encoder: any TextEmbedder
     public var batchSize: Int
     /// Encode every text again, replacing what the store holds for this encoder.
     public var force: Bool
     /// Use flagged descriptions too (copied, duplicate, off-topic, incomplete, too long), which are left out by default.
     public var keepFlagged: Bool
 
-    public init(store: KnowledgeStore, encoder: TextEncoder, batchSize: Int = 64, force: Bool = false, keepFlagged: Bool = false) {
+    public init(store: KnowledgeStore, encoder: any TextEmbedder, batchSize: Int = 64, force: Bool = false, keepFlagged: Bool = false) {
         self.store = store
         self.encoder = encoder
         self.batchSize = batchSize
@@ -83,11 +57,11 @@ public struct KnowledgeEncoder: Sendable {
         let started = ContinuousClock.now
         var knowledge = try store.knowledge(labelSet: labelSet, runID: runID)
         var summary = EncodeSummary(labelSet: labelSet, runID: runID)
-        // The tokenizer is at hand: `too-long` is judged on its count, not the build's word-count estimate.
+        // The encoder's tokenizer is at hand: `too-long` is judged on its count, not the build's word-count estimate.
         var counts: [(id: Int64, tokens: Int)] = []
         for index in knowledge.indices {
             for (position, text) in knowledge[index].descriptions.enumerated() {
-                let tokens = encoder.tokenizer.tokenCount(text)
+                let tokens = encoder.tokenCount(text)
                 counts.append((knowledge[index].ids[position], tokens))
                 var flags = Set(knowledge[index].flags[position])
                 if tokens > DescriptionQuality.tokenLimit { flags.insert(.tooLong) } else { flags.remove(.tooLong) }
@@ -122,14 +96,16 @@ public struct KnowledgeEncoder: Sendable {
         while start < missing.count {
             if Task.isCancelled { throw CancellationError() }
             let chunk = Array(missing[start..<(start + min(batchSize, missing.count - start))])
-            let tokens = chunk.map { encoder.tokenizer.tokenize($0) }
-            let fullLengths = chunk.map { encoder.tokenizer.tokenCount($0) }
-            let output = encoder.model.encode(tokens, batchSize: batchSize)
-            if let row = Self.firstNonFiniteRow(output.embeddings) {
-                let text = chunk[row]
-                throw EncodeError(message: "the embedding of '\(text.prefix(60))\(text.count > 60 ? "…" : "")' (label '\(owner[text] ?? "?")') is NaN or infinite, so the checkpoint at \(encoder.path) is broken (its weights or config.json, e.g. layer_norm_eps); nothing of this batch was stored. Fix the checkpoint and run encode again.")
+            let fullLengths = chunk.map { encoder.tokenCount($0) }
+            let embeddings = try encoder.embed(chunk)
+            guard embeddings.shape == [chunk.count, encoder.width] else {
+                throw EncodeError(message: "the encoder at \(encoder.provenance.path) gave embeddings of shape \(embeddings.shape) for \(chunk.count) texts of width \(encoder.width); nothing of this batch was stored.")
             }
-            try store.saveEmbeddings(encoderID: encoder.id, texts: chunk, vectors: output.embeddings, tokens: fullLengths)
+            if let row = Self.firstNonFiniteRow(embeddings) {
+                let text = chunk[row]
+                throw EncodeError(message: "the embedding of '\(text.prefix(60))\(text.count > 60 ? "…" : "")' (label '\(owner[text] ?? "?")') is NaN or infinite, so the checkpoint at \(encoder.provenance.path) is broken (its weights or config.json, e.g. layer_norm_eps); nothing of this batch was stored. Fix the checkpoint and run encode again.")
+            }
+            try store.saveEmbeddings(encoderID: encoder.id, texts: chunk, vectors: embeddings, tokens: fullLengths)
             done += chunk.count
             start += chunk.count
             events(.batch(done: done, total: missing.count))
@@ -138,7 +114,7 @@ public struct KnowledgeEncoder: Sendable {
 
         // t^ka per label, from the stored vectors.
         let vectors = try store.embeddings(encoderID: encoder.id, texts: texts)
-        let dim = encoder.model.config.projectionDim
+        let dim = encoder.width
         var rows: [(label: String, vector: [Float], count: Int)] = []
         for entry in knowledge {
             let sources = entry.used(keepFlagged: keepFlagged) + [Self.classPrompt(entry.displayName)]
