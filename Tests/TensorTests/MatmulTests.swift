@@ -142,7 +142,7 @@ struct MatmulTests {
             let split = Self.paddedProduct(m: m, n: n, k: k, transA: transA, transB: transB, beta: beta, a: a, b: b, pad: pad)
             let again = Self.paddedProduct(m: m, n: n, k: k, transA: transA, transB: transB, beta: beta, a: a, b: b, pad: pad)
             // The split is fixed by the shapes and the thread count, never by which thread ran which panel. (It is not
-            // bit-equal to the 1-thread product: OpenBLAS's edge tiles sum in another order, as its own threads did.)
+            // bit-equal to the whole product on one thread: OpenBLAS sums a panel's edge tiles in another order.)
             let same = zip(split, again).allSatisfy { $0.bitPattern == $1.bitPattern || ($0.isNaN && $1.isNaN) }
             #expect(same, "transA \(transA) transB \(transB) beta \(beta)")
             Tensor.threads = 1
