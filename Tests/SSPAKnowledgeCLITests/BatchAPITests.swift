@@ -11,25 +11,7 @@ final class BatchAPIDouble: @unchecked Sendable {
     var base: String { "http://127.0.0.1:\(port)" }
 
     init(upstream: String, _ extra: [String] = []) throws {
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", Repo.path("Tests/Support/batch_api.py"), "--port", "0", "--upstream", upstream] + extra
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        var line = Data()
-        while !line.contains(0x0A) {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            line += chunk
-        }
-        let text = String(decoding: line, as: UTF8.self)
-        guard text.hasPrefix("PORT "), let port = Int(text.dropFirst(5).trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            process.terminate()
-            throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "batch API double did not start: \(text)"])
-        }
-        self.port = port
+        (process, port) = try startLoopbackServer("Tests/Support/batch_api.py", ["--upstream", upstream] + extra)
     }
 
     /// What the double saw: uploads, 429s, polls, downloads, and every batch as it stands.

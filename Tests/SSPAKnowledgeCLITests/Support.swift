@@ -53,6 +53,30 @@ enum LLM {
     static var available: Bool { url != nil }
 }
 
+/// Starts one of the Python test servers in Tests/Support on a free loopback port (`--port 0`) and returns it with
+/// the port from the one line, "PORT <n>", it prints once it listens.
+func startLoopbackServer(_ script: String, _ arguments: [String]) throws -> (Process, Int) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", Repo.path(script), "--port", "0"] + arguments
+    let out = Pipe()
+    process.standardOutput = out
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    var line = Data()
+    while !line.contains(0x0A) {
+        let chunk = out.fileHandleForReading.availableData
+        if chunk.isEmpty { break }
+        line += chunk
+    }
+    let text = String(decoding: line, as: UTF8.self)
+    guard text.hasPrefix("PORT "), let port = Int(text.dropFirst(5).trimmingCharacters(in: .whitespacesAndNewlines)) else {
+        process.terminate()
+        throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "\(script) did not start: \(text)"])
+    }
+    return (process, port)
+}
+
 /// The fault-injecting HTTP server (Tests/Support/fault_server.py), started per suite on a free loopback port.
 final class FaultServer: @unchecked Sendable {
     let process: Process
@@ -60,27 +84,8 @@ final class FaultServer: @unchecked Sendable {
     var base: String { "http://127.0.0.1:\(port)" }
 
     init(upstream: String? = nil, extra: [String] = []) throws {
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", Repo.path("Tests/Support/fault_server.py"), "--port", "0", "--hang-seconds", "20"]
-            + (upstream.map { ["--upstream", $0] } ?? []) + extra
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        // The server prints exactly one line, "PORT <n>", once it listens.
-        var line = Data()
-        while !line.contains(0x0A) {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            line += chunk
-        }
-        let text = String(decoding: line, as: UTF8.self)
-        guard text.hasPrefix("PORT "), let port = Int(text.dropFirst(5).trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            process.terminate()
-            throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "fault server did not start: \(text)"])
-        }
-        self.port = port
+        (process, port) = try startLoopbackServer("Tests/Support/fault_server.py",
+                                                  ["--hang-seconds", "20"] + (upstream.map { ["--upstream", $0] } ?? []) + extra)
     }
 
     /// A base URL for one scenario, tagged so tests that run at once keep separate counters.
