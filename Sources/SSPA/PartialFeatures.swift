@@ -83,10 +83,10 @@ extension SSPA {
             case resumed
         }
 
-        /// The folder cannot be used; `code` is the sysexits code the command exits with.
+        /// The folder cannot be used (someone else's folder, or batches of other inputs); the message names the
+        /// folder and what to do. `FeatureExtractor` reports it as `ExtractionError.Kind.conflict`.
         public struct Conflict: Error, CustomStringConvertible, Sendable {
             public var message: String
-            public var code: Int32
             public var description: String { message }
         }
 
@@ -109,7 +109,7 @@ extension SSPA {
             var isDirectory: ObjCBool = false
             if fm.fileExists(atPath: folder.path, isDirectory: &isDirectory) {
                 guard isDirectory.boolValue, isOurs else {
-                    throw Conflict(message: "\(folder.path) exists but was not made by `sspa features` (it has no \(Self.markerName) marker), so it is left alone; move or delete it yourself, or choose another --out", code: 73)
+                    throw Conflict(message: "\(folder.path) exists but was not made by `sspa features` (it has no \(Self.markerName) marker), so it is left alone; move or delete it yourself, or choose another --out")
                 }
                 if let data = fm.contents(atPath: stateURL.path), let saved = try? JSONDecoder().decode(Inputs.self, from: data) {
                     let differences = inputs.differences(from: saved)
@@ -117,7 +117,7 @@ extension SSPA {
                         Self.removeTemporaries(in: folder, prefix: ".")
                         return .resumed
                     }
-                    throw Conflict(message: "\(folder.path) holds batches made from other inputs: \(differences.joined(separator: "; ")). Its features would be stale, so it is not continued: run the original command to finish it, or delete it (rm -r \(folder.path)) to start again with \(command)", code: 73)
+                    throw Conflict(message: "\(folder.path) holds batches made from other inputs: \(differences.joined(separator: "; ")). Its features would be stale, so it is not continued: run the original command to finish it, or delete it (rm -r \(folder.path)) to start again with \(command)")
                 }
                 try fm.removeItem(at: folder)
             }
@@ -132,7 +132,7 @@ extension SSPA {
             try AtomicFolder.create(folder, staging: staging, fill: { staging in
                 try Data(Self.markerContent.utf8).write(to: staging.appendingPathComponent(Self.markerName))
                 try JSONEncoder().encode(inputs).write(to: staging.appendingPathComponent("state.json"))
-            }, renameFailure: { Conflict(message: "cannot create \(folder.path): \($0)", code: 73) })
+            }, renameFailure: { Conflict(message: "cannot create \(folder.path): \($0)") })
         }
 
         /// Removes hidden temporary files (`PREFIX….tmp`) that a killed run left in `folder`: files written

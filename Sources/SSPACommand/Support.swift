@@ -33,6 +33,7 @@ func sspaErrorReport(_ error: any Error) -> (message: String, code: ExitStatus)?
     case let error as SSPA.CheckpointError: return ("\(error)", .dataError)
     case let error as SSPA.ConfigError: return ("\(error)", .dataError)
     case let error as SSPA.TrainingError: return ("\(error)", .dataError)
+    case let error as SSPA.TrainingRun.KnowledgeError: return (error.message, .dataError)
     case let error as SSPA.ManifestError: return (error.message, .dataError)
     case let error as SSPA.ShardError: return (error.message, .usage)
     case let error as SSPA.Metrics.InputError: return ("\(error)", .dataError)

@@ -150,79 +150,35 @@ struct Train: AsyncParsableCommand {
             throw CLIError("label set '\(labelSet)' in \(knowledge) has no knowledge vectors\(knowledgeRun.map { " of run \($0)" } ?? "") for the CLIP at \(clip) (encoder \(encoder.id.prefix(12))); \(known). Run `sspa-knowledge encode --clip \(clip) --label-set \(labelSet) --db \(knowledge)` first.", code: .dataError)
         }
         let source = "\(knowledge) (label set \(labelSet))"
-        let knowledgeMatrix: Tensor
-        if let checkpoint {
-            let saved = checkpoint.manifest
-            guard saved.labels == labels, saved.knowledgeEncoderSHA256 == encoder.id else {
-                throw SSPA.CheckpointError(directory: out, message: "a checkpoint from another config: it was trained on \(saved.labels.count) labels of '\(saved.labelSet)' with encoder \(saved.knowledgeEncoderSHA256.prefix(12)); now \(labels.count) labels with encoder \(encoder.id.prefix(12))")
-            }
-            knowledgeMatrix = checkpoint.knowledge
-        } else {
-            knowledgeMatrix = matrix
-        }
-        try SSPA.Finite.check(rows: knowledgeMatrix, names: labels) {
-            CLIError("\(checkpoint == nil ? knowledge : out + "/knowledge.safetensors") (label set \(labelSet)): \($0); encode the label set again with a sound CLIP checkpoint (`sspa-knowledge encode`)", code: .dataError)
-        }
         let displayNames = labels.map { set.label(named: $0)?.displayName ?? $0 }
-
-        // Features.
         let train = try loadFeatures(features, role: "training")
-        try train.check(labelNames: labels, encoderID: encoder.id, against: source, file: train.name)
         let validation = val.isEmpty ? nil : try loadFeatures(val, role: "validation")
-        if let validation {
-            try validation.check(labelNames: labels, encoderID: encoder.id, against: source, file: validation.name)
-            try validation.check(regionMode: train.regionMode, of: "the training features \(train.name)", file: validation.name)
-        }
-        if !train.hasKnownLabel {
-            throw SSPA.FeaturesError(file: train.name, message: "every label of every image is unknown (-1), so there is nothing to learn; list at least some labels per image in the manifest (or extract without --partial) and run `sspa features` again")
-        }
-        if let saved = checkpoint?.manifest {
-            try train.check(regionMode: saved.regionMode, of: "the checkpoint being resumed (\(out))", file: train.name)
-        }
-        for data in [train] + (validation.map { [$0] } ?? []) where data.width != knowledgeMatrix.shape[1] {
-            throw SSPA.FeaturesError(file: data.name, message: "its features have width d = \(data.width), but the CLIP at \(clip) projects to d = \(knowledgeMatrix.shape[1])")
-        }
+        let run = try SSPA.TrainingRun(
+            folder: outURL, resuming: checkpoint, plan: plan, encoder: encoder, clipDirectory: URL(fileURLWithPath: clip),
+            knowledge: .init(labelSet: labelSet, labels: labels, displayNames: displayNames, matrix: matrix, runID: runID, source: source),
+            train: train, validation: validation, maxSteps: maxSteps, io: checkpointIO)
 
-        // Model and trainer.
-        let promptEncoder = try SSPA.PromptEncoder(textModel: encoder.model, tokenizer: encoder.tokenizer, displayNames: displayNames, nCtx: config.nCtx)
-        let model = try SSPA.Model(config: config, promptEncoder: promptEncoder, knowledge: knowledgeMatrix)
-        let parameters = try checkpoint?.parameters ?? SSPA.Trainer.initialParameters(model: model, tokenizer: encoder.tokenizer, seed: options.seed)
-        let trainer = try SSPA.Trainer(model: model, options: options, parameters: parameters,
-                                       optimizer: checkpoint?.optimizer, state: checkpoint?.state)
-        let manifest = SSPA.Checkpoint.Manifest(
-            model: config, training: options, labelSet: labelSet, labels: labels, displayNames: displayNames,
-            knowledgeEncoderSHA256: encoder.id, knowledgeRunID: checkpoint?.manifest.knowledgeRunID ?? runID,
-            clipDirectory: URL(fileURLWithPath: clip).standardizedFileURL.path, width: model.width,
-            contextWidth: encoder.model.config.hiddenSize, regionMode: train.regionMode ?? checkpoint?.manifest.regionMode)
-        func save() throws {
-            try SSPA.Checkpoint.save(.init(manifest: manifest, parameters: trainer.parameters, knowledge: knowledgeMatrix,
-                                           optimizer: trainer.optimizer, state: trainer.state), to: outURL, io: checkpointIO)
-        }
-
-        switch plan.finished(at: trainer.state, maxSteps: maxSteps) {
+        switch run.nothingLeft {
         case .allEpochs:
             Console.out("\(out) is already trained for \(options.epochs) epochs; nothing to do.")
             return
         case .maxSteps:
-            Console.out("\(out) is already at step \(trainer.state.step), not before --max-steps \(maxSteps ?? 0); nothing to do.")
+            Console.out("\(out) is already at step \(run.trainer.state.step), not before --max-steps \(maxSteps ?? 0); nothing to do.")
             return
         case nil: break
         }
-        let perEpoch = trainer.batchesPerEpoch(train.count)
-        let total = perEpoch * options.epochs
-        let resumedAt = checkpoint.map { _ in " (resuming at epoch \(trainer.state.epoch + 1), step \(trainer.state.step + 1))" } ?? ""
+        let state = run.trainer.state
+        let resumedAt = run.resumed ? " (resuming at epoch \(state.epoch + 1), step \(state.step + 1))" : ""
         Console.out("training SSPA (\(ablationSummary(config))) on \(train.count) images × \(train.regionCount) regions, d = \(train.width), \(labels.count) labels of '\(labelSet)'"
-            + (validation.map { ", validating on \($0.count)" } ?? "") + "; \(options.epochs) epochs × \(perEpoch) steps of \(options.batchSize)\(resumedAt)")
+            + (validation.map { ", validating on \($0.count)" } ?? "") + "; \(options.epochs) epochs × \(run.stepsPerEpoch) steps of \(options.batchSize)\(resumedAt)")
 
         let interrupt = InterruptHandler(message: "saving a checkpoint after this step")
         defer { interrupt.restore() }
         let progress = TrainingProgress(quiet: quiet)
-        progress.stepsAtStart = trainer.state.step
-        var saveError: Error?
-        var savedEpoch = trainer.state.epoch
-        let finished: Bool
+        progress.stepsAtStart = state.step
+        let outcome: SSPA.TrainingRun.Outcome
         do {
-            finished = try trainer.run(train: train, validation: validation, maxSteps: maxSteps, shouldStop: { interrupt.fired || saveError != nil }) { event in
+            outcome = try run.run(shouldStop: { interrupt.fired }) { event in
                 switch event {
                 case .step(let epoch, let batch, let batches, let step, let totalSteps, let loss, _):
                     progress.step(epoch: epoch, epochs: options.epochs, batch: batch, batches: batches, step: step, total: totalSteps, loss: loss)
@@ -230,34 +186,32 @@ struct Train: AsyncParsableCommand {
                     progress.clear()
                     let map = record.validationMAP.map { String(format: "  val mAP %.2f", $0 * 100) } ?? ""
                     Console.out("epoch \(record.epoch)/\(options.epochs)  train loss " + String(format: "%.4f%@  (%.1f s)", record.trainLoss, map, record.seconds))
-                    do {
-                        try save()
-                        savedEpoch = record.epoch
-                    } catch { saveError = error }
                 }
             }
-        } catch let error as SSPA.TrainingError {
+        } catch let error as SSPA.TrainingRun.Diverged {
             progress.clear()
-            let kept = checkpoint != nil || savedEpoch > 0
-                ? "the last finite checkpoint in \(out) (epoch \(savedEpoch)) is kept" : "no checkpoint was saved"
+            let kept = error.keptEpoch.map { "the last finite checkpoint in \(out) (epoch \($0)) is kept" } ?? "no checkpoint was saved"
             throw CLIError("\(error.message); \(kept). Lower --lr and train again.", code: .dataError)
+        } catch let error as SSPA.TrainingRun.SaveFailed {
+            progress.clear()
+            let message = (error.underlying as? CLIError)?.message ?? "\(error.underlying)"
+            switch error.stop {
+            case nil:
+                throw CLIError("cannot save the checkpoint to \(out): \(message)", code: (error.underlying as? CLIError)?.code ?? .ioError)
+            case .maxSteps?:
+                throw CLIError("stopped at --max-steps, and the checkpoint could not be saved to \(out): \(message)", code: .ioError)
+            case .interrupted?:
+                throw CLIError("interrupted, and the checkpoint could not be saved to \(out): \(message)", code: .ioError)
+            }
         }
         progress.clear()
-        if let saveError {
-            if let error = saveError as? CLIError { throw CLIError("cannot save the checkpoint to \(out): \(error.message)", code: error.code) }
-            throw CLIError("cannot save the checkpoint to \(out): \(saveError)", code: .ioError)
+        switch outcome {
+        case .nothingToDo, .finished:
+            Console.out("saved \(out)")
+        case .stopped(.maxSteps):
+            Console.out("stopped after step \(run.trainer.state.step) of \(run.totalSteps) (--max-steps); saved \(out). Run the same command with --resume (and a larger or no --max-steps) to continue.")
+        case .stopped(.interrupted):
+            throw CLIError("interrupted at epoch \(run.trainer.state.epoch + 1), step \(run.trainer.state.step) of \(run.totalSteps); checkpoint saved to \(out). Run the same command with --resume to continue.", code: .interrupted)
         }
-        if !finished {
-            let reachedMaxSteps = !interrupt.fired && maxSteps.map { trainer.state.step >= $0 } == true
-            do { try save() } catch {
-                throw CLIError("\(reachedMaxSteps ? "stopped at --max-steps" : "interrupted"), and the checkpoint could not be saved to \(out): \((error as? CLIError)?.message ?? "\(error)")", code: .ioError)
-            }
-            if reachedMaxSteps {
-                Console.out("stopped after step \(trainer.state.step) of \(total) (--max-steps); saved \(out). Run the same command with --resume (and a larger or no --max-steps) to continue.")
-                return
-            }
-            throw CLIError("interrupted at epoch \(trainer.state.epoch + 1), step \(trainer.state.step) of \(total); checkpoint saved to \(out). Run the same command with --resume to continue.", code: .interrupted)
-        }
-        Console.out("saved \(out)")
     }
 }
