@@ -163,16 +163,9 @@ struct Evaluate: AsyncParsableCommand {
         }
         let (store, set) = try openLabelSet(labelSet, in: knowledge,
                                             missingStore: "; build one with `sspa-knowledge build` and `sspa-knowledge encode --clip DIR`")
-        guard let (labels, matrix, runID) = try store.knowledgeMatrix(labelSet: labelSet, encoderID: encoderID, runID: knowledgeRun) else {
-            let others = try store.encoders(labelSet: labelSet)
-            let known = others.isEmpty ? "no encoder has encoded it yet" : "it is encoded for \(others.map { String($0.prefix(12)) }.joined(separator: ", "))"
-            throw CLIError("label set '\(labelSet)' in \(knowledge) has no knowledge vectors\(knowledgeRun.map { " of run \($0)" } ?? "") for encoder \(encoderID.prefix(12)); \(known). Run `sspa-knowledge encode --clip DIR --label-set \(labelSet) --db \(knowledge)` with the CLIP checkpoint the features came from.", code: .dataError)
-        }
+        let (labels, matrix, runID) = try knowledgeVectors(store, labelSet: labelSet, in: knowledge, encoderID: encoderID, runID: knowledgeRun, clip: clip)
         let source = "\(knowledge) (label set \(labelSet))"
         try data.check(labelNames: labels, encoderID: encoderID, against: source, file: data.name)
-        try SSPA.Finite.check(rows: matrix, names: labels) {
-            CLIError("\(source): \($0); encode the label set again with a sound CLIP checkpoint (`sspa-knowledge encode`)", code: .dataError)
-        }
         guard data.width == matrix.shape[1] else {
             throw SSPA.FeaturesError(file: data.name, message: "its features have width d = \(data.width), the knowledge of \(source) d = \(matrix.shape[1])")
         }

@@ -110,12 +110,7 @@ struct Predict: AsyncParsableCommand {
         var setName = manifest.labelSet
         if let labelSet {
             let (store, set) = try openLabelSet(labelSet, in: knowledge, missingStore: " (needed for --label-set)")
-            guard let (raw, matrix, _) = try store.knowledgeMatrix(labelSet: labelSet, encoderID: encoder.id) else {
-                throw CLIError("label set '\(labelSet)' in \(knowledge) has no knowledge vectors for the CLIP at \(clipDirectory) (encoder \(encoder.id.prefix(12))). Run `sspa-knowledge encode --clip \(clipDirectory) --label-set \(labelSet) --db \(knowledge)` first.", code: .dataError)
-            }
-            try SSPA.Finite.check(rows: matrix, names: raw) {
-                CLIError("\(knowledge) (label set \(labelSet)): \($0); encode the label set again with a sound CLIP checkpoint (`sspa-knowledge encode`)", code: .dataError)
-            }
+            let (raw, matrix, _) = try knowledgeVectors(store, labelSet: labelSet, in: knowledge, encoderID: encoder.id, clip: clipDirectory)
             labels = raw
             displayNames = raw.map { set.label(named: $0)?.displayName ?? $0 }
             knowledgeMatrix = matrix

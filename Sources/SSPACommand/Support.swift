@@ -153,3 +153,24 @@ func openLabelSet(_ labelSet: String, in knowledge: String, missingStore: String
     }
     return (store, set)
 }
+
+/// The knowledge vectors `T^ka` of `labelSet` in the store `knowledge` for the encoder `encoderID` (of run `runID`;
+/// the newest encoded when nil), checked finite unless `checkFinite` is false. A set without them is a clear error
+/// naming the encoders it has and the `sspa-knowledge encode` command that makes them (`clip`: the CLIP folder to
+/// name in it, when known).
+func knowledgeVectors(_ store: KnowledgeStore, labelSet: String, in knowledge: String, encoderID: String,
+                      runID: Int64? = nil, clip: String?, checkFinite: Bool = true) throws -> (labels: [String], matrix: Tensor, runID: Int64) {
+    guard let found = try store.knowledgeMatrix(labelSet: labelSet, encoderID: encoderID, runID: runID) else {
+        let others = try store.encoders(labelSet: labelSet)
+        let known = others.isEmpty ? "no encoder has encoded it yet" : "it is encoded for \(others.map { String($0.prefix(12)) }.joined(separator: ", "))"
+        let encoder = clip.map { "the CLIP at \($0) (encoder \(encoderID.prefix(12)))" } ?? "encoder \(encoderID.prefix(12))"
+        let command = "`sspa-knowledge encode --clip \(clip ?? "DIR") --label-set \(labelSet) --db \(knowledge)`"
+        throw CLIError("label set '\(labelSet)' in \(knowledge) has no knowledge vectors\(runID.map { " of run \($0)" } ?? "") for \(encoder); \(known). Run \(command)\(clip == nil ? " with the CLIP checkpoint the features came from" : " first").", code: .dataError)
+    }
+    if checkFinite {
+        try SSPA.Finite.check(rows: found.matrix, names: found.labels) {
+            CLIError("\(knowledge) (label set \(labelSet)): \($0); encode the label set again with a sound CLIP checkpoint (`sspa-knowledge encode`)", code: .dataError)
+        }
+    }
+    return found
+}

@@ -144,11 +144,8 @@ struct Train: AsyncParsableCommand {
         let encoder = try CLIP.TextEncoder(directory: URL(fileURLWithPath: clip))
         let (store, set) = try openLabelSet(labelSet, in: knowledge,
                                             missingStore: "; build one with `sspa-knowledge build` and `sspa-knowledge encode --clip DIR`")
-        guard let (labels, matrix, runID) = try store.knowledgeMatrix(labelSet: labelSet, encoderID: encoder.id, runID: knowledgeRun) else {
-            let others = try store.encoders(labelSet: labelSet)
-            let known = others.isEmpty ? "no encoder has encoded it yet" : "it is encoded for \(others.map { String($0.prefix(12)) }.joined(separator: ", "))"
-            throw CLIError("label set '\(labelSet)' in \(knowledge) has no knowledge vectors\(knowledgeRun.map { " of run \($0)" } ?? "") for the CLIP at \(clip) (encoder \(encoder.id.prefix(12))); \(known). Run `sspa-knowledge encode --clip \(clip) --label-set \(labelSet) --db \(knowledge)` first.", code: .dataError)
-        }
+        let (labels, matrix, runID) = try knowledgeVectors(store, labelSet: labelSet, in: knowledge, encoderID: encoder.id, runID: knowledgeRun, clip: clip,
+                                                       checkFinite: false)  // TrainingRun checks the matrix it trains with
         let source = "\(knowledge) (label set \(labelSet))"
         let displayNames = labels.map { set.label(named: $0)?.displayName ?? $0 }
         let train = try loadFeatures(features, role: "training")
