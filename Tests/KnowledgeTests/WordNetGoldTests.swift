@@ -19,7 +19,7 @@ struct WordNetGoldTests {
 
     /// Right answers required per file (of its label count).
     static let floors: [String: Int] = [
-        "voc": 20, "coco": 79, "coco-zsl-unseen17": 16, "nuswide": 80, "pa100k": 26, "rapv1": 50, "peta": 34,
+        "voc": 20, "coco": 79, "coco-zsl-unseen17": 17, "nuswide": 80, "pa100k": 26, "rapv1": 51, "peta": 34,
         "mlrsnet": 59, "multiscene-clean": 36, "ucm-aid-multilabel": 17,
     ]
 
@@ -78,6 +78,17 @@ struct WordNetGoldTests {
         let set = ["donut", "cake", "pizza", "sandwich"].map { Label(rawName: $0) }
         let cake = try #require(knowledge.sense(for: set[1], in: set, domain: "natural images"))
         #expect(cake.synset.lexFile == 13, "cake among foods chose \(cake.synset.definition)")
+    }
+
+    @Test func theSenseThatNamesManyKindsIsTheEverydayOne() throws {
+        let knowledge = WordNetKnowledge(database: try WordNetDatabase(directory: wordnetDirectory))
+        // Alone, with no food in the set, "cake" is the baked good (cheesecake, cupcake, birthday cake… are kinds of
+        // it) although WordNet tags the block of soap twice and the baked good never.
+        let cake = try #require(knowledge.sense(for: Label(rawName: "cake"), in: [Label(rawName: "cake"), Label(rawName: "kite")], domain: "natural images"))
+        #expect(cake.synset.lexFile == 13, "cake alone chose \(cake.synset.definition)")
+        // The garment (miniskirt, hoopskirt…), not the part of a dress below the waist.
+        let skirt = try #require(knowledge.sense(for: Label(rawName: "Skirt"), domain: "pedestrian surveillance images"))
+        #expect(skirt.synset.definition.contains("garment hanging from the waist"), "skirt chose \(skirt.synset.definition)")
     }
 
     @Test func aPinnedSenseWinsAndIsRecordedAsPinned() async throws {

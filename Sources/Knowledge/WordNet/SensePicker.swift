@@ -11,6 +11,9 @@ import Foundation
 ///   plants, natural objects; the pedestrian domain only about artifacts, the body and kinds of people);
 /// - agreement: several of the label's names reaching the same synset; the label's other words in the gloss or in
 ///   the lemma ("leather shoes" → a shoe "with a flexible upper of leather");
+/// - compound kinds: how many of the sense's direct kinds WordNet names with a compound ending in the word
+///   ("cheesecake", "birthday cake" under the baked good; none under the block of soap), the sense people use the
+///   word in;
 /// - coherence with the rest of the set: another label is a kind of this sense (cake ← donut), or shares a specific
 ///   ancestor with it (measured by how few synsets lie under the shared ancestor), capped so it cannot beat a
 ///   clear tag-count winner alone.
@@ -73,7 +76,7 @@ public struct SensePicker: Sendable {
     }
 
     /// The version of this algorithm; part of a WordNet run's identity, so a store built by an older one is redone.
-    public static let algorithmVersion = "senses-3"
+    public static let algorithmVersion = "senses-4"
 
     public let database: WordNetDatabase
 
@@ -210,6 +213,7 @@ public struct SensePicker: Sendable {
             // A pedestrian label names a whole garment or thing, not a part of one ("skirt" the garment, not the part of a dress).
             if domain.strict, !synset.targets("#p").isEmpty { score -= 1 }
             score -= Self.usagePenalty(synset.gloss)
+            score += Self.compoundKindsWeight(count: compoundKinds(of: synset, lemma: candidate.lemma))
             let lemmaWords = Set(Self.letterWords(candidate.lemma.replacingOccurrences(of: "_", with: " ")).map(Self.stem)).subtracting(genericStems)
             score += Double(content.subtracting(own).intersection(lemmaWords).count)
             if var previous = scored[candidate.offset] {
@@ -238,6 +242,27 @@ public struct SensePicker: Sendable {
             if !primaryLemmas.isEmpty, entry.agreeing.isDisjoint(with: primaryLemmas) { entry.score -= 1 }
             return entry
         }
+    }
+
+    /// How many direct kinds of `synset` WordNet names with a compound ending in `lemma` ("cheesecake", "birthday cake",
+    /// "cupcake" under the baked good; none under the block of soap): the sense in which a word makes compounds is
+    /// the one people use it in.
+    func compoundKinds(of synset: WordNetDatabase.Synset, lemma: String) -> Int {
+        let key = lemma.replacingOccurrences(of: "_", with: "")
+        guard key.count >= 3 else { return 0 }
+        return synset.targets("~").reduce(0) { count, offset in
+            guard let kind = database.synset(at: offset) else { return count }
+            let compound = kind.words.contains { word in
+                let joined = word.word.lowercased().replacingOccurrences(of: "_", with: "").replacingOccurrences(of: "-", with: "")
+                return joined != key && joined.hasSuffix(key)
+            }
+            return count + (compound ? 1 : 0)
+        }
+    }
+
+    /// What `count` compound kinds add to a sense: half a point per doubling, at most 2.5 (20 kinds or more).
+    static func compoundKindsWeight(count: Int) -> Double {
+        min(2.5, 0.5 * log2(1 + Double(count)))
     }
 
     /// How much another label's sense `other` supports `offset` as this label's sense.
@@ -322,7 +347,7 @@ public struct SensePicker: Sendable {
            words.contains(where: { $0 == "depicting" || $0 == "of" || $0 == "showing" }) {
             penalty += 5
         }
-        if words.contains(where: { ["organization", "organisation", "company", "enterprise", "institution"].contains($0) }) { penalty += 1.5 }
+        if words.contains(where: { ["organization", "organisation", "company", "enterprise", "institution"].contains($0) }) { penalty += 2.5 }
         return penalty
     }
 
