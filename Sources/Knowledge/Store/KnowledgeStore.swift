@@ -160,12 +160,14 @@ extension KnowledgeStore {
             var ids: [Int64] = []
             for (position, label) in set.labels.enumerated() {
                 let synonyms = Self.json(label.synonyms)
-                try db.execute(sql: """
+                // Cached statements: prepared once per set, not twice per label.
+                try db.cachedStatement(sql: """
                     INSERT INTO labels (label_set_id, position, raw_name, display_name, synonyms) VALUES (?, ?, ?, ?, ?)
                     ON CONFLICT (label_set_id, raw_name) DO UPDATE SET position = excluded.position,
                         display_name = excluded.display_name, synonyms = excluded.synonyms
-                    """, arguments: [setID, position, label.rawName, label.displayName, synonyms])
-                let id = try Int64.fetchOne(db, sql: "SELECT id FROM labels WHERE label_set_id = ? AND raw_name = ?", arguments: [setID, label.rawName])!
+                    """).execute(arguments: [setID, position, label.rawName, label.displayName, synonyms])
+                let id = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM labels WHERE label_set_id = ? AND raw_name = ?"),
+                                            arguments: [setID, label.rawName])!
                 ids.append(id)
             }
             return (setID, ids)
