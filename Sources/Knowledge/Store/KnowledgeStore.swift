@@ -6,7 +6,8 @@ import GRDB
 ///
 /// It uses SQLite's write-ahead log with `synchronous=NORMAL`: readers never block a build, commits cost no fsync,
 /// and a commit is atomic, so `kill -9` never leaves half a label (the log is folded back into the one file when the
-/// last connection closes, and recovered on the next open after a crash). Each label is written in one transaction.
+/// last connection closes, and recovered on the next open after a crash). A label is always written whole, in one
+/// transaction, alone or with the other labels of its group (`saveOutcomes`, the build's group commit).
 public final class KnowledgeStore: Sendable {
     public let path: String
     let queue: DatabaseQueue
