@@ -2,6 +2,11 @@
 #define SSPA_CCURL_SHIM_H
 
 #include <curl/curl.h>
+#include <errno.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 // curl_easy_setopt and curl_easy_getinfo are variadic, which Swift cannot call; these fix the argument type.
 
@@ -37,6 +42,77 @@ static inline CURLcode sspa_curl_getinfo_pointer(CURL *handle, CURLINFO info, vo
 
 static inline CURLMcode sspa_curl_multi_setopt_long(CURLM *multi, CURLMoption option, long value) {
     return curl_multi_setopt(multi, option, value);
+}
+
+// The multi_socket interface: libcurl says which sockets to watch (socket callback) and when to call it back
+// (timer callback), so each event runs only the transfer it concerns, where curl_multi_perform runs every transfer
+// and polls each one's socket.
+
+typedef int (*sspa_curl_socket_callback)(void *easy, int socket, int what, void *userp, void *socketp);
+typedef int (*sspa_curl_timer_callback)(void *multi, long timeout_ms, void *userp);
+
+static inline CURLMcode sspa_curl_multi_set_callbacks(CURLM *multi, sspa_curl_socket_callback socket_callback,
+                                                      sspa_curl_timer_callback timer_callback, void *userp) {
+    CURLMcode code = curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, (curl_socket_callback)socket_callback);
+    if (code == CURLM_OK) code = curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, userp);
+    if (code == CURLM_OK) code = curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, (curl_multi_timer_callback)timer_callback);
+    if (code == CURLM_OK) code = curl_multi_setopt(multi, CURLMOPT_TIMERDATA, userp);
+    return code;
+}
+
+static inline CURLMcode sspa_curl_multi_socket_action(CURLM *multi, int socket, int mask, int *running) {
+    return curl_multi_socket_action(multi, (curl_socket_t)socket, mask, running);
+}
+
+static inline int sspa_curl_socket_timeout(void) { return (int)CURL_SOCKET_TIMEOUT; }
+
+// epoll and eventfd, in C: glibc's struct epoll_event is packed on x86-64, which Swift does not import faithfully.
+
+static inline int sspa_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+/// Watches `fd` for `readable` / `writable` (adding it, or changing what is watched); 0 or -1 with errno.
+static inline int sspa_epoll_watch(int epfd, int fd, int readable, int writable) {
+    struct epoll_event event = {0};
+    event.events = (readable ? EPOLLIN : 0) | (writable ? EPOLLOUT : 0);
+    event.data.fd = fd;
+    if (epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &event) == 0) return 0;
+    if (errno != ENOENT) return -1;
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event);
+}
+
+static inline void sspa_epoll_forget(int epfd, int fd) {
+    struct epoll_event event = {0};
+    (void)epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &event);
+}
+
+/// Waits up to `timeout_ms` for at most `max` events (max <= 256); fills `fds` and `masks` (CURL_CSELECT_* bits).
+static inline int sspa_epoll_wait(int epfd, int *fds, int *masks, int max, int timeout_ms) {
+    struct epoll_event events[256];
+    if (max > 256) max = 256;
+    int n = epoll_wait(epfd, events, max, timeout_ms);
+    for (int i = 0; i < n; i++) {
+        fds[i] = events[i].data.fd;
+        int mask = 0;
+        if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)) mask |= CURL_CSELECT_IN;
+        if (events[i].events & EPOLLOUT) mask |= CURL_CSELECT_OUT;
+        if (events[i].events & EPOLLERR) mask |= CURL_CSELECT_ERR;
+        masks[i] = mask;
+    }
+    return n;
+}
+
+static inline int sspa_eventfd_create(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
+
+static inline void sspa_eventfd_signal(int fd) {
+    uint64_t one = 1;
+    ssize_t written = write(fd, &one, sizeof one);
+    (void)written;  // a full counter (EAGAIN) is already a pending wake-up
+}
+
+static inline void sspa_eventfd_drain(int fd) {
+    uint64_t value;
+    ssize_t got = read(fd, &value, sizeof value);
+    (void)got;
 }
 
 #endif

@@ -126,8 +126,13 @@ public enum BLASRuntime {
     /// every start of `sspa-knowledge`, a quarter of a 200-label build's CPU. The project's own pool does the
     /// splitting (`Parallel`), so OpenBLAS never needs them. Looked up at run time: an OpenMP build has no such
     /// function, and then nothing is done.
+    ///
+    /// `Parallel.configure()` makes its one `openblas_set_num_threads(1)` call here, before the shutdown: OpenBLAS
+    /// 0.3.21 starts its pool again on any later call of that function (its lazy re-start after a fork), and
+    /// `--version`'s text, which argument parsing builds on every start, used to make that first call after the
+    /// shutdown, so a new worker spun for 0.1 s of a core at every start anyway.
     static func stopIdleWorkers() {
-        openblas_set_num_threads(1)
+        Parallel.configure()
         typealias Shutdown = @convention(c) () -> Int32
         guard let program = dlopen(nil, RTLD_LAZY), let symbol = dlsym(program, "blas_thread_shutdown_") else { return }
         _ = unsafeBitCast(symbol, to: Shutdown.self)()

@@ -70,3 +70,60 @@ extension FastPathTests {
         }
     }
 }
+
+/// The quality checks' shortcuts (issue 12 §1, client CPU): each gives what the plain computation gives.
+extension FastPathTests {
+    static func shippedLabels() throws -> [Label] {
+        let folder = Repo.path("labels")
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".txt") }.sorted()
+        return try files.flatMap { try LabelFile.load(folder + "/" + $0).labels }
+    }
+
+    @Test func namedLabelsArePrunedByPrefixWithoutLosingAny() throws {
+        let labels = try Self.shippedLabels()
+        #expect(labels.count > 100)
+        let names = DescriptionQuality.NameIndex(labels)
+        let texts = try Self.committedDescriptions() + Self.samples + ["the dining table beside a potted plant and a tv monitor", "a traffic light"]
+        var found = 0
+        for (index, text) in texts.enumerated() {
+            let context = DescriptionQuality.Context(label: labels[index % labels.count], names: names)
+            let words = DescriptionQuality.masked(text, names: context.label.allNames)
+            let pruned = DescriptionQuality.otherLabelsNamed(words, context)
+            #expect(pruned == DescriptionQuality.otherLabelsNamed(words, context, pruned: false), "\(text)")
+            found += pruned.count
+        }
+        #expect(found > 0, "the texts name other labels, so the comparison means something")
+    }
+
+    @Test func duplicateCheckOnWordSetsEqualsUnionAndIntersection() throws {
+        let texts = Array(try Self.committedDescriptions().prefix(300)) + ["A dog runs.", "a DOG runs!", "Dogs run", ""]
+        let context = DescriptionQuality.Context(label: Label(rawName: "dog"), in: [Label(rawName: "dog")])
+        let shown = DescriptionQuality.Shown([])
+        for (index, text) in texts.enumerated() {
+            let other = texts[(index * 7 + 3) % texts.count]
+            let a = DescriptionQuality.wordSet(text), b = DescriptionQuality.wordSet(other)
+            let union = a.union(b).count
+            let plain = union > 0 && Double(a.intersection(b).count) / Double(union) >= DescriptionQuality.duplicateOverlap
+            let verdict = DescriptionQuality.assess(text, context: context, shown: shown, earlier: [other], answerOnTopic: true, cutOff: false)
+            #expect((verdict.duplicateOf != nil) == plain, "\(text) / \(other)")
+        }
+    }
+
+    @Test func incompleteWithTheCallersWordsEqualsWithout() throws {
+        for text in try Self.committedDescriptions() + Self.samples + ["A dog with", "Three words,", "A dog (brown", "  padded text.  "] {
+            for cutOff in [false, true] {
+                #expect(DescriptionQuality.isIncomplete(text, cutOff: cutOff, words: ResponseParser.wordsOf(text))
+                        == DescriptionQuality.isIncomplete(text, cutOff: cutOff), "\(text)")
+            }
+        }
+    }
+
+    @Test func removingCharactersEqualsFiltering() throws {
+        let texts = try Self.committedDescriptions() + Self.samples + ["`code` and **bold**", "varia \u{1FEF} is `", "e\u{301}`", "*"]
+        for text in texts {
+            for set: Set<Character> in [["`"], ["*"], ["`", "*"], ["é"]] {
+                #expect(FastText.removing(set, from: text) == String(text.filter { !set.contains($0) }), "\(text.debugDescription)")
+            }
+        }
+    }
+}

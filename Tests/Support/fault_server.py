@@ -118,6 +118,9 @@ import argparse
 import collections
 import datetime
 import email.utils
+import functools
+import itertools
+import os
 import json
 import math
 import re
@@ -129,7 +132,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 FORBIDDEN_PORT = 8765
@@ -248,8 +250,22 @@ def error_reply(status: int, message: str, ollama: bool, err_type: str | None = 
     return Reply(status, {"error": err}, headers=headers)
 
 
+TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+
+
+# Cached: the system message and the demonstrations come back in every request of a build.
+@functools.lru_cache(maxsize=4096)
 def rough_tokens(text: str) -> int:
-    return max(1, len(re.findall(r"\w+|[^\w\s]", text)))
+    return max(1, len(TOKEN_RE.findall(text)))
+
+
+# Completion ids: a random prefix per process and a counter, as unique as uuid4 ids without a getrandom call each.
+ID_PREFIX = os.urandom(8).hex()
+ID_COUNTER = itertools.count(1)
+
+
+def completion_id() -> str:
+    return f"chatcmpl-{ID_PREFIX}{next(ID_COUNTER):016x}"
 
 
 def message_text(message) -> str:
@@ -282,7 +298,7 @@ def openai_completion(req, contents: list[str], finish_reason: str = "stop") -> 
     completion_tokens = sum(rough_tokens(c) if c else 0 for c in contents)
     p = prompt_tokens(req)
     return {
-        "id": "chatcmpl-" + uuid.uuid4().hex,
+        "id": completion_id(),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
@@ -572,6 +588,89 @@ def run_scenario(handler: "Handler", scenario: str, req, raw: bytes, ollama: boo
 
 # --------------------------------------------------------------------------- HTTP
 
+MAX_HEADER_LINE = 65536  # http.client's limits, which the stock parser applies
+MAX_HEADERS = 100
+
+
+class Headers:
+    """Request headers as http.server's email.message.Message gives them (names as sent, values after the colon with
+    leading blanks and the line end dropped, folded lines joined, get() case-insensitive and first match), read
+    without the email package, whose parser cost more than the rest of a request put together."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        self._items = items
+
+    def get(self, name: str, default=None):
+        name = name.lower()
+        for k, v in self._items:
+            if k.lower() == name:
+                return v
+        return default
+
+    def __getitem__(self, name: str):
+        return self.get(name)
+
+    def __contains__(self, name: str) -> bool:
+        return self.get(name) is not None
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._items)
+
+    def keys(self) -> list[str]:
+        return [k for k, _ in self._items]
+
+    def get_all(self, name: str, failobj=None):
+        name = name.lower()
+        values = [v for k, v in self._items if k.lower() == name]
+        return values or failobj
+
+    def __str__(self) -> str:
+        return "".join(f"{k}: {v}\n" for k, v in self._items) + "\n"
+
+
+class HeaderError(Exception):
+    pass
+
+
+# email.feedparser's test for a header line: a name of printable ASCII but ':', then ':'; or a continuation line.
+HEADER_LINE_RE = re.compile(r"^(From |[\041-\071\073-\176]*:|[\t ])")
+
+
+def read_headers(rfile) -> Headers:
+    """Header lines up to the blank line, as http.client.parse_headers reads and email.feedparser (compat32) parses
+    them: at most MAX_HEADERS lines of at most MAX_HEADER_LINE bytes, decoded as ISO-8859-1; headers end at the first
+    line that is not one; a name-less line or a continuation without a header before it is skipped."""
+    lines: list[str] = []
+    while True:
+        line = rfile.readline(MAX_HEADER_LINE + 1)
+        if len(line) > MAX_HEADER_LINE:
+            raise HeaderError("Line too long", f"got more than {MAX_HEADER_LINE} bytes when reading header line")
+        lines.append(line.decode("iso-8859-1"))
+        if len(lines) > MAX_HEADERS:
+            raise HeaderError("Too many headers", f"got more than {MAX_HEADERS} headers")
+        if line in (b"\r\n", b"\n", b""):
+            break
+    groups: list[list[str]] = []  # each header's source lines, line ends kept
+    for line in lines:
+        if line in ("\r\n", "\n", "") or not HEADER_LINE_RE.match(line):
+            break
+        if line[0] in " \t":
+            if groups:
+                groups[-1].append(line)
+            continue
+        if line.startswith("From "):
+            continue
+        if line.find(":") <= 0:
+            continue
+        groups.append([line])
+    items = []
+    for source in groups:
+        name, value = source[0].split(":", 1)
+        items.append((name, (value.lstrip(" \t") + "".join(source[1:])).rstrip("\r\n")))
+    return Headers(items)
+
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -584,7 +683,84 @@ class Handler(BaseHTTPRequestHandler):
         return self.server_version
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002
-        log(f"{self.address_string()} {format % args}")
+        if CONFIG.verbose:
+            log(f"{self.address_string()} {format % args}")
+
+    _date: tuple[int, str] = (0, "")
+
+    def date_time_string(self, timestamp=None) -> str:
+        """The Date header, formatted once a second rather than once a request."""
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        now = int(time.time())
+        cached = Handler._date
+        if cached[0] != now:
+            cached = (now, email.utils.formatdate(now, usegmt=True))
+            Handler._date = cached
+        return cached[1]
+
+    def parse_request(self) -> bool:
+        """BaseHTTPRequestHandler.parse_request (Python 3.11) with `read_headers` in place of the email parser: the
+        same request-line checks, keep-alive rules, header limits and 100-continue."""
+        self.command = None
+        self.request_version = version = self.default_request_version
+        self.close_connection = True
+        requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        self.requestline = requestline
+        words = requestline.split()
+        if len(words) == 0:
+            return False
+        if len(words) >= 3:
+            version = words[-1]
+            try:
+                if not version.startswith("HTTP/"):
+                    raise ValueError
+                base_version_number = version.split("/", 1)[1]
+                version_number = base_version_number.split(".")
+                if len(version_number) != 2:
+                    raise ValueError
+                if any(not component.isdigit() for component in version_number):
+                    raise ValueError("non digit in http version")
+                if any(len(component) > 10 for component in version_number):
+                    raise ValueError("unreasonable length http version")
+                version_number = int(version_number[0]), int(version_number[1])
+            except (ValueError, IndexError):
+                self.send_error(400, "Bad request version (%r)" % version)
+                return False
+            if version_number >= (1, 1) and self.protocol_version >= "HTTP/1.1":
+                self.close_connection = False
+            if version_number >= (2, 0):
+                self.send_error(505, "Invalid HTTP version (%s)" % base_version_number)
+                return False
+            self.request_version = version
+        if not 2 <= len(words) <= 3:
+            self.send_error(400, "Bad request syntax (%r)" % requestline)
+            return False
+        command, path = words[:2]
+        if len(words) == 2:
+            self.close_connection = True
+            if command != "GET":
+                self.send_error(400, "Bad HTTP/0.9 request type (%r)" % command)
+                return False
+        self.command, self.path = command, path
+        if self.path.startswith("//"):
+            self.path = "/" + self.path.lstrip("/")
+        try:
+            self.headers = read_headers(self.rfile)
+        except HeaderError as err:
+            self.send_error(431, err.args[0], err.args[1])
+            return False
+        conntype = self.headers.get("Connection", "")
+        if conntype.lower() == "close":
+            self.close_connection = True
+        elif conntype.lower() == "keep-alive" and self.protocol_version >= "HTTP/1.1":
+            self.close_connection = False
+        expect = self.headers.get("Expect", "")
+        if (expect.lower() == "100-continue" and self.protocol_version >= "HTTP/1.1"
+                and self.request_version >= "HTTP/1.1"):
+            if not self.handle_expect_100():
+                return False
+        return True
 
     # -- plumbing
 
@@ -625,13 +801,15 @@ class Handler(BaseHTTPRequestHandler):
         return data if len(data) == n else None
 
     def send(self, reply: Reply) -> None:
+        """Status line, headers and body in one write (one system call, one packet for a small answer)."""
         self.send_response(reply.status)
         for k, v in reply.headers.items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
+        self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD":
-            self.wfile.write(reply.body)
+            self._headers_buffer.append(reply.body)
+        self.flush_headers()
         self.wfile.flush()
 
     def hang(self) -> None:

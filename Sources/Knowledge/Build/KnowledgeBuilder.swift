@@ -137,6 +137,16 @@ public struct KnowledgeBuilder: Sendable {
         let names = DescriptionQuality.NameIndex(set.labels)
         let positions = Dictionary(set.labels.enumerated().map { ($1.rawName, $0) }, uniquingKeysWith: { a, _ in a })
         let jobs = provider.kind == .offline ? 1 : max(options.jobs, 1)
+        // Finished labels are stored beside the loop, a group per transaction; each counts and is reported once stored.
+        let counted = SummaryBox(summary)
+        let writer = OutcomeWriter(store: store, runID: runID) { outcome in
+            counted.add(outcome)
+            events(.labelFinished(outcome))
+        }
+        let path = store.path
+        func storeFailure(_ error: Error) -> BuildStop {
+            .storeFailure(KnowledgeStore.explain(error, path: path)?.message ?? "cannot write to \(path): \(error)")
+        }
         await withTaskGroup(of: LabelOutcome?.self) { group in
             var next = 0
             func launch() {
@@ -154,15 +164,12 @@ public struct KnowledgeBuilder: Sendable {
                 // Cancelled (Ctrl-C): in-flight labels finish being cancelled; nothing new starts.
                 guard let outcome = finished else { halt(.interrupted); continue }
                 if let index = positions[outcome.label.rawName] {
-                    do {
-                        try store.saveOutcome(outcome, runID: runID, labelID: labelIDs[index])
-                    } catch {
-                        halt(.storeFailure(KnowledgeStore.explain(error, path: store.path)?.message ?? "cannot write to \(store.path): \(error)"))
-                        continue
-                    }
+                    writer.submit(outcome, labelID: labelIDs[index])
+                } else {
+                    counted.add(outcome)
+                    events(.labelFinished(outcome))
                 }
-                summary.add(outcome)
-                events(.labelFinished(outcome))
+                if let error = writer.error { halt(storeFailure(error)); continue }
                 if let fatal = outcome.fatalError { halt(.failed(fatal)); continue }
                 consecutiveFailures = outcome.state == .failed ? consecutiveFailures + 1 : 0
                 if consecutiveFailures >= options.maxConsecutiveFailures {
@@ -173,6 +180,8 @@ public struct KnowledgeBuilder: Sendable {
                 launch()
             }
         }
+        if let error = await writer.drain(), stop == nil { stop = storeFailure(error) }
+        summary = counted.value
         if Task.isCancelled, stop == nil { stop = .interrupted }
         summary.seconds = JSONPoster.seconds(ContinuousClock.now - started)
         switch stop {
@@ -204,6 +213,18 @@ public struct KnowledgeBuilder: Sendable {
         LabelWorker(provider: provider, prompts: prompts, sampling: sampling,
                     maxAttempts: provider.kind == .offline ? 1 : options.maxAttempts, wordnet: wordnet)
     }
+}
+
+/// The summary a build's writer adds stored labels to.
+private final class SummaryBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var summary: BuildSummary
+
+    init(_ summary: BuildSummary) { self.summary = summary }
+
+    func add(_ outcome: LabelOutcome) { lock.withLock { summary.add(outcome) } }
+
+    var value: BuildSummary { lock.withLock { summary } }
 }
 
 extension LabelOutcome {

@@ -49,6 +49,8 @@ public struct LabelWorker: Sendable {
         }
         var outcome = LabelOutcome(label: label, requests: [], descriptions: [], state: .failed, wanted: wanted)
         var seen = Set<String>()
+        /// The kept descriptions' word sets, for the duplicate check (each description split once).
+        var earlierWords: [Set<String>] = []
         var lastError: String?
         var anyAnswer = false
         var usable = 0
@@ -57,13 +59,14 @@ public struct LabelWorker: Sendable {
         func keep(_ answer: [String], onTopic: Bool, cutOff: Bool) {
             for (index, text) in answer.enumerated() where seen.insert(text.lowercased()).inserted {
                 let verdict = DescriptionQuality.assess(
-                    text, context: context, shown: shown, earlier: outcome.descriptions.map(\.text),
+                    text, context: context, shown: shown, earlierWords: earlierWords,
                     answerOnTopic: onTopic, cutOff: cutOff && index == answer.count - 1)
                 if verdict.usable {
                     guard usable < wanted else { continue }
                     usable += 1
                 }
                 outcome.descriptions.append((outcome.requests.count, text, verdict))
+                earlierWords.append(DescriptionQuality.wordSet(text))
             }
         }
 

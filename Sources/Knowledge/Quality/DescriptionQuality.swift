@@ -79,9 +79,13 @@ public enum DescriptionQuality {
         let phrases: [String: [String]]
         /// Words in the longest phrase.
         let longest: Int
+        /// Every phrase's leading word sequences ("dine", "dine table"): a scan stops at the first sequence no name
+        /// starts with, so most words cost one lookup.
+        let prefixes: Set<String>
 
         public init(_ labels: [Label]) {
             var phrases: [String: [String]] = [:]
+            var prefixes = Set<String>()
             var longest = 0
             for label in labels {
                 for name in label.allNames {
@@ -89,10 +93,12 @@ public enum DescriptionQuality {
                     guard !words.isEmpty else { continue }
                     let phrase = words.joined(separator: " ")
                     if phrases[phrase]?.contains(label.rawName) != true { phrases[phrase, default: []].append(label.rawName) }
+                    for count in 1...words.count { prefixes.insert(words.prefix(count).joined(separator: " ")) }
                     longest = max(longest, words.count)
                 }
             }
             self.phrases = phrases
+            self.prefixes = prefixes
             self.longest = longest
         }
     }
@@ -150,21 +156,38 @@ public enum DescriptionQuality {
     public static func assess(
         _ text: String, context: Context, shown: Shown, earlier: [String], answerOnTopic: Bool, cutOff: Bool, tokens: Int? = nil
     ) -> QualityVerdict {
+        assess(text, context: context, shown: shown, earlierWords: earlier.map(wordSet), answerOnTopic: answerOnTopic, cutOff: cutOff,
+               tokens: tokens)
+    }
+
+    /// The stemmed word set the duplicate check compares: `wordSet` of each earlier description, kept by a caller
+    /// that judges many sentences of one label so that each is split once, not once per later sentence.
+    public static func wordSet(_ text: String) -> Set<String> {
+        Set(ResponseParser.wordsOf(text).map(ResponseParser.stem))
+    }
+
+    /// `assess` with the earlier descriptions given as their `wordSet`s.
+    public static func assess(
+        _ text: String, context: Context, shown: Shown, earlierWords: [Set<String>], answerOnTopic: Bool, cutOff: Bool, tokens: Int? = nil
+    ) -> QualityVerdict {
         var verdict = QualityVerdict()
         var flags: [DescriptionFlag] = []
 
         // The words once: stemmed, and with the label's own names masked.
-        let stems = ResponseParser.wordsOf(text).map(ResponseParser.stem)
+        let plain = ResponseParser.wordsOf(text)
+        let stems = plain.map(ResponseParser.stem)
         let maskedWords = mask(stems, context.ownPatterns)
         let share = copiedShare(maskedWords, shown: shown)
         verdict.copiedShare = share
         if share >= copiedShare { flags.append(.copied) }
 
         let words = Set(stems)
-        for (index, other) in earlier.enumerated() {
-            let otherWords = Set(ResponseParser.wordsOf(other).map(ResponseParser.stem))
-            let union = words.union(otherWords).count
-            if union > 0, Double(words.intersection(otherWords).count) / Double(union) >= duplicateOverlap {
+        for (index, otherWords) in earlierWords.enumerated() {
+            // |A ∪ B| = |A| + |B| - |A ∩ B|: no union set built.
+            let common = words.count <= otherWords.count ? words.reduce(0) { $0 + (otherWords.contains($1) ? 1 : 0) }
+                : otherWords.reduce(0) { $0 + (words.contains($1) ? 1 : 0) }
+            let union = words.count + otherWords.count - common
+            if union > 0, Double(common) / Double(union) >= duplicateOverlap {
                 verdict.duplicateOf = index + 1
                 flags.append(.duplicate)
                 break
@@ -176,7 +199,7 @@ public enum DescriptionQuality {
         verdict.otherLabels = otherLabelsNamed(maskedWords, context)
         if !verdict.otherLabels.isEmpty { flags.append(.namesOtherLabel) }
 
-        if isIncomplete(text, cutOff: cutOff) { flags.append(.incomplete) }
+        if isIncomplete(text, cutOff: cutOff, words: plain) { flags.append(.incomplete) }
 
         verdict.tokens = tokens ?? estimatedTokens(text)
         verdict.tokensCounted = tokens != nil
@@ -261,7 +284,7 @@ public enum DescriptionQuality {
     /// Other labels of the set whose name (as a whole phrase) the text uses, once the label's own names are taken
     /// out ("sports ball" does not name "ball"). A sentence that contrasts ("unlike a cat, …", "smaller than a bus")
     /// names them on purpose and is not flagged.
-    static func otherLabelsNamed(_ words: [String], _ context: Context) -> [String] {
+    static func otherLabelsNamed(_ words: [String], _ context: Context, pruned: Bool = true) -> [String] {
         if words.contains(where: contrastWords.contains) { return [] }
         let own = context.ownPhrases
         var named: [String] = []
@@ -271,6 +294,8 @@ public enum DescriptionQuality {
                 let word = words[start + length - 1]
                 if word == "\u{1}" { break }
                 phrase += (length == 1 ? "" : " ") + word
+                // No name starts with these words, so no longer phrase from `start` is a name either.
+                if pruned, !context.names.prefixes.contains(phrase) { break }
                 guard !own.contains(phrase), let labels = context.names.phrases[phrase] else { continue }
                 for raw in labels where raw != context.label.rawName && !named.contains(raw) { named.append(raw) }
             }
@@ -285,9 +310,10 @@ public enum DescriptionQuality {
         "its", "their", "that", "which", "such", "like", "very", "into", "onto", "than",
     ]
 
-    static func isIncomplete(_ text: String, cutOff: Bool) -> Bool {
+    /// - Parameter words: `ResponseParser.wordsOf(text)` when the caller has it (trimming white space changes no word).
+    static func isIncomplete(_ text: String, cutOff: Bool, words: [String]? = nil) -> Bool {
         let trimmed = FastText.trimmed(text)
-        let words = ResponseParser.wordsOf(trimmed)
+        let words = words ?? ResponseParser.wordsOf(trimmed)
         if words.count < 3 { return true }
         guard let last = trimmed.last else { return true }
         if ",;:-–(".contains(last) { return true }

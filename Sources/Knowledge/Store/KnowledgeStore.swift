@@ -6,7 +6,8 @@ import GRDB
 ///
 /// It uses SQLite's write-ahead log with `synchronous=NORMAL`: readers never block a build, commits cost no fsync,
 /// and a commit is atomic, so `kill -9` never leaves half a label (the log is folded back into the one file when the
-/// last connection closes, and recovered on the next open after a crash). Each label is written in one transaction.
+/// last connection closes, and recovered on the next open after a crash). A label is always written whole, in one
+/// transaction, alone or with the other labels of its group (`saveOutcomes`, the build's group commit).
 public final class KnowledgeStore: Sendable {
     public let path: String
     let queue: DatabaseQueue
@@ -160,12 +161,14 @@ extension KnowledgeStore {
             var ids: [Int64] = []
             for (position, label) in set.labels.enumerated() {
                 let synonyms = Self.json(label.synonyms)
-                try db.execute(sql: """
+                // Cached statements: prepared once per set, not twice per label.
+                try db.cachedStatement(sql: """
                     INSERT INTO labels (label_set_id, position, raw_name, display_name, synonyms) VALUES (?, ?, ?, ?, ?)
                     ON CONFLICT (label_set_id, raw_name) DO UPDATE SET position = excluded.position,
                         display_name = excluded.display_name, synonyms = excluded.synonyms
-                    """, arguments: [setID, position, label.rawName, label.displayName, synonyms])
-                let id = try Int64.fetchOne(db, sql: "SELECT id FROM labels WHERE label_set_id = ? AND raw_name = ?", arguments: [setID, label.rawName])!
+                    """).execute(arguments: [setID, position, label.rawName, label.displayName, synonyms])
+                let id = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM labels WHERE label_set_id = ? AND raw_name = ?"),
+                                            arguments: [setID, label.rawName])!
                 ids.append(id)
             }
             return (setID, ids)

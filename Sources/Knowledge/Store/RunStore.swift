@@ -123,50 +123,61 @@ extension KnowledgeStore {
 
     /// Writes one label's requests, descriptions and state in one transaction, replacing what the run held for it.
     public func saveOutcome(_ outcome: LabelOutcome, runID: Int64, labelID: Int64) throws {
+        try saveOutcomes([(outcome, labelID)], runID: runID)
+    }
+
+    /// Writes several labels in one transaction (each as `saveOutcome` writes it): one commit for a group of labels
+    /// that finished together. All or none of them are stored, so no label is ever half-written.
+    public func saveOutcomes(_ outcomes: [(outcome: LabelOutcome, labelID: Int64)], runID: Int64) throws {
+        guard !outcomes.isEmpty else { return }
         try queue.write { db in
             let now = Self.now()
-            try db.cachedStatement(sql: "DELETE FROM descriptions WHERE run_id = ? AND label_id = ?").execute(arguments: [runID, labelID])
-            try db.cachedStatement(sql: "DELETE FROM requests WHERE run_id = ? AND label_id = ?").execute(arguments: [runID, labelID])
-            var requestIDs: [Int64] = []
-            for request in outcome.requests {
-                let response = request.response
-                let params = JSONValue.object([
-                    "temperature": .double(request.sampling.temperature), "seed": .int(request.sampling.seed),
-                    "n": .int(request.sampling.n), "max_tokens": .int(request.sampling.maxTokens),
-                ])
-                let finish = response?.choices.compactMap(\.finishReason).joined(separator: ",")
-                // Cached statements: preparing (and authorizing) each statement anew was a tenth of the CPU per label.
-                try db.cachedStatement(sql: """
-                    INSERT INTO requests (run_id, label_id, attempt, prompt, demonstrations, params, raw_response, http_status,
-                        finish_reason, prompt_tokens, completion_tokens, latency_ms, system_fingerprint, metadata, parse_format,
-                        flag, error, created_at)
-                    VALUES (?, ?, ?, ?, ?, json(?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """).execute(arguments: [
-                        runID, labelID, request.attempt, request.sourceInput ?? request.prompt.json,
-                        String(decoding: try JSONValue.array((request.sourceInput == nil ? request.prompt.demonstrations : []).map(JSONValue.string)).data(), as: UTF8.self),
-                        String(decoding: try params.data(), as: UTF8.self),
-                        response?.raw ?? request.errorBody, response?.httpStatus ?? request.errorStatus,
-                        finish?.isEmpty == false ? finish : nil, response?.promptTokens, response?.completionTokens,
-                        response.map { $0.latency * 1000 }, response?.systemFingerprint, String(decoding: try JSONValue.object((response?.metadata ?? [:]).mapValues(JSONValue.string)).data(), as: UTF8.self),
-                        request.parseFormat, request.flag, request.error, now,
-                    ])
-                requestIDs.append(db.lastInsertedRowID)
-            }
-            for (position, description) in outcome.descriptions.enumerated() {
-                try db.cachedStatement(
-                    sql: "INSERT INTO descriptions (run_id, label_id, request_id, position, text, flags, quality, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                ).execute(arguments: [runID, labelID, requestIDs[description.request], position, description.text,
-                                      DescriptionFlag.column(description.verdict.flags), description.verdict.json, now])
-            }
-            try db.cachedStatement(sql: """
-                INSERT INTO label_status (run_id, label_id, state, descriptions, wanted, attempts, message, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (run_id, label_id) DO UPDATE SET state = excluded.state, descriptions = excluded.descriptions,
-                    wanted = excluded.wanted, attempts = excluded.attempts, message = excluded.message, updated_at = excluded.updated_at
-                """).execute(arguments: [runID, labelID, outcome.state.rawValue, outcome.usable, outcome.wanted,
-                                 outcome.requests.count, outcome.message, now])
+            for (outcome, labelID) in outcomes { try Self.write(outcome, runID: runID, labelID: labelID, now: now, db) }
             try db.cachedStatement(sql: "UPDATE runs SET updated_at = ? WHERE id = ?").execute(arguments: [now, runID])
         }
+    }
+
+    private static func write(_ outcome: LabelOutcome, runID: Int64, labelID: Int64, now: String, _ db: Database) throws {
+        try db.cachedStatement(sql: "DELETE FROM descriptions WHERE run_id = ? AND label_id = ?").execute(arguments: [runID, labelID])
+        try db.cachedStatement(sql: "DELETE FROM requests WHERE run_id = ? AND label_id = ?").execute(arguments: [runID, labelID])
+        var requestIDs: [Int64] = []
+        for request in outcome.requests {
+            let response = request.response
+            let params = JSONValue.object([
+                "temperature": .double(request.sampling.temperature), "seed": .int(request.sampling.seed),
+                "n": .int(request.sampling.n), "max_tokens": .int(request.sampling.maxTokens),
+            ])
+            let finish = response?.choices.compactMap(\.finishReason).joined(separator: ",")
+            // Cached statements: preparing (and authorizing) each statement anew was a tenth of the CPU per label.
+            try db.cachedStatement(sql: """
+                INSERT INTO requests (run_id, label_id, attempt, prompt, demonstrations, params, raw_response, http_status,
+                    finish_reason, prompt_tokens, completion_tokens, latency_ms, system_fingerprint, metadata, parse_format,
+                    flag, error, created_at)
+                VALUES (?, ?, ?, ?, ?, json(?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """).execute(arguments: [
+                    runID, labelID, request.attempt, request.sourceInput ?? request.prompt.json,
+                    String(decoding: try JSONValue.array((request.sourceInput == nil ? request.prompt.demonstrations : []).map(JSONValue.string)).data(), as: UTF8.self),
+                    String(decoding: try params.data(), as: UTF8.self),
+                    response?.raw ?? request.errorBody, response?.httpStatus ?? request.errorStatus,
+                    finish?.isEmpty == false ? finish : nil, response?.promptTokens, response?.completionTokens,
+                    response.map { $0.latency * 1000 }, response?.systemFingerprint, String(decoding: try JSONValue.object((response?.metadata ?? [:]).mapValues(JSONValue.string)).data(), as: UTF8.self),
+                    request.parseFormat, request.flag, request.error, now,
+                ])
+            requestIDs.append(db.lastInsertedRowID)
+        }
+        for (position, description) in outcome.descriptions.enumerated() {
+            try db.cachedStatement(
+                sql: "INSERT INTO descriptions (run_id, label_id, request_id, position, text, flags, quality, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            ).execute(arguments: [runID, labelID, requestIDs[description.request], position, description.text,
+                                  DescriptionFlag.column(description.verdict.flags), description.verdict.json, now])
+        }
+        try db.cachedStatement(sql: """
+            INSERT INTO label_status (run_id, label_id, state, descriptions, wanted, attempts, message, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (run_id, label_id) DO UPDATE SET state = excluded.state, descriptions = excluded.descriptions,
+                wanted = excluded.wanted, attempts = excluded.attempts, message = excluded.message, updated_at = excluded.updated_at
+            """).execute(arguments: [runID, labelID, outcome.state.rawValue, outcome.usable, outcome.wanted,
+                             outcome.requests.count, outcome.message, now])
     }
 
     public func finishRun(_ runID: Int64, status: RunStatus, message: String? = nil) throws {

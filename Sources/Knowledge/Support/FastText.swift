@@ -71,6 +71,15 @@ enum FastText {
 
     /// `text` with every occurrence of the characters in `set` removed.
     static func removing(_ set: Set<Character>, from text: String) -> String {
+        // In ASCII text every character is one byte, so an ASCII character of `set` can only be where its byte is
+        // (non-ASCII text takes the general path: U+1FEF is canonically equal to "`").
+        if set.allSatisfy({ $0.isASCII && $0.utf8.count == 1 }) {
+            var text = text
+            let absent = text.withUTF8 { bytes in
+                bytes.allSatisfy { byte in byte < 0x80 && !set.contains(where: { $0.utf8.first! == byte }) }
+            }
+            if absent { return text }
+        }
         guard text.contains(where: set.contains) else { return text }
         return String(text.filter { !set.contains($0) })
     }
