@@ -79,6 +79,14 @@ extension SSPA {
         /// The work folder beside the output.
         public var workFolder: URL { URL(fileURLWithPath: output.path + ".partial") }
 
+        /// The disk space a run needs at most: the features of every image, written once in batches and once whole
+        /// (both exist at the end). Per image: `(M + 1) × d` values of `dtype` and one byte per label.
+        public var bytesNeeded: Int64 {
+            let valueBytes: Int64 = dtype == .f32 ? 4 : 2
+            let perImage = Int64(encoder.grid * encoder.grid + 1) * Int64(encoder.width) * valueBytes + Int64(labelNames.count)
+            return 2 * Int64(entries.count) * perImage
+        }
+
         /// Whether `output` already holds the features of these inputs (a finished shard); throws a conflict when it
         /// holds features made from other inputs.
         public static func isFinished(_ output: URL, inputs: PartialFeatures.Inputs, what: String) throws -> Bool {

@@ -79,6 +79,17 @@ extension SSPA {
             return min(images, lo * batch)..<min(images, hi * batch)
         }
 
+        /// The images of this shard among the `images` of `source` (named in the message), extracted `batch` at a
+        /// time. Shards are whole batches, so a manifest of fewer batches than shards is an error that says how many
+        /// shards it allows.
+        public func slice(of images: Int, batch: Int, source: String) throws -> Range<Int> {
+            let batches = (images + batch - 1) / batch
+            guard count <= batches else {
+                throw ShardError("--shard \(self): the \(images) images of \(source) make \(batches) batch(es) of --batch \(batch), fewer than \(count) shards (shards are whole batches); use at most \(batches) shards or a smaller --batch")
+            }
+            return range(of: images, batch: batch)
+        }
+
         /// The shard's file in its folder: `shard-00003-of-00016.safetensors`.
         public var fileName: String { String(format: "shard-%05ld-of-%05ld.safetensors", index, count) }
 

@@ -120,28 +120,12 @@ struct Features: AsyncParsableCommand {
         // Nor may it be one of the images.
         inputs = dataset.entries.map { OutputPath.Input("the manifest's image", $0.path.path) }
         try OutputPath.refuseOverwriting(out, option: "--out", inputs: inputs)
-        let entries: [SSPA.Manifest.Entry]
-        if let shard {
-            let batches = (dataset.entries.count + batch - 1) / batch
-            guard shard.count <= batches else {
-                throw CLIError("--shard \(shard): the \(dataset.entries.count) images of \(manifest) make \(batches) batch(es) of --batch \(batch), fewer than \(shard.count) shards (shards are whole batches); use at most \(batches) shards or a smaller --batch", code: .usage)
-            }
-            entries = Array(dataset.entries[shard.range(of: dataset.entries.count, batch: batch)])
-        } else {
-            entries = dataset.entries
-        }
+        let slice = try shard?.slice(of: dataset.entries.count, batch: batch, source: manifest)
+        let entries = slice.map { Array(dataset.entries[$0]) } ?? dataset.entries
         // The checkpoint identity alone: no need to load the text tower to learn it.
         let encoderID = try CLIP.Checkpoint.identity(directory: URL(fileURLWithPath: clip)).id
         let vision = try SSPA.ImageEncoder(directory: clip, mode: mode, maxPixels: maxImagePixels)
         let rawNames = set.labels.map(\.rawName)
-
-        // Enough room for the shards and the final file, which exist together at the end.
-        let valueBytes: Int64 = f32 ? 4 : 2
-        let perImage = Int64(vision.grid * vision.grid + 1) * Int64(vision.width) * valueBytes + Int64(rawNames.count)
-        let needed = 2 * Int64(entries.count) * perImage
-        if let free = assumeFreeBytes ?? OutputPath.freeBytes(near: shard == nil ? out : self.out), free < needed {
-            throw CLIError("not enough disk space for \(out): about \(OutputPath.describe(bytes: needed)) needed (the features of \(entries.count) images, written once in batches and once whole), \(OutputPath.describe(bytes: free)) free there; free some space or choose another --out", code: .ioError)
-        }
 
         let state = SSPA.PartialFeatures.Inputs(
             manifest: OutputPath.resolved(manifest), manifestSHA256: SHA256.hex(fm.contents(atPath: manifest) ?? Data()), labelSet: labelSet,
@@ -150,6 +134,11 @@ struct Features: AsyncParsableCommand {
         let extractor = SSPA.FeatureExtractor(encoder: vision, entries: entries, labelNames: rawNames, inputs: state,
                                               output: URL(fileURLWithPath: out), dtype: f32 ? .f32 : .f16, source: manifest,
                                               write: { data, url in try OutputPath.write(data, to: url.path) })
+        // Enough room for the shards and the final file, which exist together at the end.
+        let needed = extractor.bytesNeeded
+        if let free = assumeFreeBytes ?? OutputPath.freeBytes(near: shard == nil ? out : self.out), free < needed {
+            throw CLIError("not enough disk space for \(out): about \(OutputPath.describe(bytes: needed)) needed (the features of \(entries.count) images, written once in batches and once whole), \(OutputPath.describe(bytes: free)) free there; free some space or choose another --out", code: .ioError)
+        }
         // A finished shard is never extracted again: its file records the inputs it was made from.
         if let shard, try extractionStep({ try SSPA.FeatureExtractor.isFinished(extractor.output, inputs: state, what: "shard \(shard)") }) {
             Console.out("shard \(shard) is already extracted: \(out); nothing to do.")
@@ -175,7 +164,6 @@ struct Features: AsyncParsableCommand {
         }
 
         let elapsed = Date().timeIntervalSince(progress.started)
-        let slice = shard.map { $0.range(of: dataset.entries.count, batch: batch) }
         Console.out((shard.map { "shard \($0) (images \(slice!.lowerBound + 1)–\(slice!.upperBound) of \(dataset.entries.count)): " } ?? "")
             + String(format: "wrote %@: %ld images × %ld regions, d = %ld, %ld labels of '%@' (%@, %.1f images/s)",
                            out, summary.images, summary.regionCount, summary.width, rawNames.count, labelSet, f32 ? "f32" : "f16",

@@ -67,6 +67,10 @@ struct FeatureExtractorTests {
         let whole = Self.extractor(encoder, entries, output: dir.appendingPathComponent("whole.safetensors"))
         _ = try whole.run()
         #expect(try Data(contentsOf: resumed.output) == (try Data(contentsOf: whole.output)), "resuming changes no byte")
+        // The disk estimate is exact: the features' bytes twice (the batches and the whole file), the header aside.
+        let file = try Data(contentsOf: whole.output)
+        let headerLength = file.prefix(8).withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
+        #expect(whole.bytesNeeded == 2 * Int64(file.count - 8 - headerLength), "estimate \(whole.bytesNeeded), file \(file.count)")
         #expect(try SSPA.FeatureExtractor.isFinished(whole.output, inputs: whole.inputs, what: "it"))
         var other = whole.inputs
         other.batch = 3

@@ -212,6 +212,10 @@ final class StreamingTests {
         }
         #expect((1...4).map { SSPA.Shard(index: $0, count: 4).range(of: 10) } == [0..<2, 2..<5, 5..<7, 7..<10])
         #expect((1...4).map { SSPA.Shard(index: $0, count: 4).range(of: 10, batch: 2) } == [0..<2, 2..<4, 4..<6, 6..<10])
+        // Shards are whole batches: a manifest of fewer batches than shards is refused with what it allows.
+        #expect(try SSPA.Shard(index: 2, count: 4).slice(of: 10, batch: 2, source: "m.csv") == 2..<4)
+        let tooMany = #expect(throws: SSPA.ShardError.self) { try SSPA.Shard(index: 1, count: 4).slice(of: 3, batch: 2, source: "m.csv") }
+        #expect(tooMany?.message.contains("the 3 images of m.csv make 2 batch(es) of --batch 2, fewer than 4 shards") == true)
         let shard = try SSPA.Shard(parsing: "3/16", environment: [:])
         #expect(shard == SSPA.Shard(index: 3, count: 16) && shard.fileName == "shard-00003-of-00016.safetensors")
         #expect(SSPA.Shard(fileName: shard.fileName) == shard)
