@@ -114,6 +114,10 @@ struct LLMBuildTests {
         #expect(try sqlite(db, "select status from runs") == "interrupted")
         let done = Int(try sqlite(db, "select count(*) from label_status")) ?? 0
         #expect(done >= 1 && done < 12)
+        // What the build reports as done is what the store holds: labels are written as a group beside the loop,
+        // and a stop waits for the write in progress.
+        let reported = run.stderr.firstMatch(of: /interrupted after (\d+) of 12 labels/).flatMap { Int($0.1) }
+        #expect(reported == done, "reported \(reported.map(String.init) ?? "nothing"), stored \(done): \(run.stderr)")
         #expect(try sqlite(db, "pragma integrity_check") == "ok")
     }
 
