@@ -38,6 +38,10 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
 fi
 [[ -x "$BIN" ]] || { echo "missing $BIN" >&2; exit 1; }
 
+# One timed run of each side at C classes and T threads; prints its JSON result line.
+swift_run() { "$BIN" --d 512 --m 196 --c "$C" --b 32 --threads "$T" --steps "$STEPS" --warmup "$WARMUP" 2>/dev/null | tail -1; }
+pytorch_run() { python3 scripts/sspa_reference.py --bench --classes "$C" --threads "$T" --iters "$STEPS" 2>/dev/null | tail -1; }
+
 if [[ "${LOAD:-0}" == 1 ]]; then
     CLASSES="${CLASSES_USER:-20}"
     T="${LOAD_THREADS:-2}"
@@ -55,10 +59,10 @@ if [[ "${LOAD:-0}" == 1 ]]; then
             for cond in quiet loaded; do
                 if [[ $cond == loaded ]]; then load_start; fi
                 echo "C=$C threads=$T round $r/$ROUNDS $cond: swift ... (load $(cut -d' ' -f1 /proc/loadavg))" >&2
-                s=$("$BIN" --d 512 --m 196 --c "$C" --b 32 --threads "$T" --steps "$STEPS" --warmup "$WARMUP" 2>/dev/null | tail -1)
+                s=$(swift_run)
                 echo "{\"side\": \"swift\", \"cond\": \"$cond\", \"round\": $r, \"result\": $s}" >> "$OUT"
                 echo "C=$C threads=$T round $r/$ROUNDS $cond: pytorch ..." >&2
-                p=$(python3 scripts/sspa_reference.py --bench --classes "$C" --threads "$T" --iters "$STEPS" 2>/dev/null | tail -1)
+                p=$(pytorch_run)
                 echo "{\"side\": \"pytorch\", \"cond\": \"$cond\", \"round\": $r, \"result\": $p}" >> "$OUT"
                 if [[ $cond == loaded ]]; then load_stop; fi
             done
@@ -99,10 +103,10 @@ for C in $CLASSES; do
     for T in $THREADS; do
         export SSPA_THREADS=$T OPENBLAS_NUM_THREADS=$T OMP_NUM_THREADS=$T MKL_NUM_THREADS=$T
         echo "C=$C threads=$T: swift ... (load $(cut -d' ' -f1 /proc/loadavg))" >&2
-        s=$("$BIN" --d 512 --m 196 --c "$C" --b 32 --threads "$T" --steps "$STEPS" --warmup "$WARMUP" 2>/dev/null | tail -1)
+        s=$(swift_run)
         echo "{\"side\": \"swift\", \"load\": $(cut -d' ' -f1 /proc/loadavg), \"result\": $s}" >> "$OUT"
         echo "C=$C threads=$T: pytorch ... (load $(cut -d' ' -f1 /proc/loadavg))" >&2
-        p=$(python3 scripts/sspa_reference.py --bench --classes "$C" --threads "$T" --iters "$STEPS" 2>/dev/null | tail -1)
+        p=$(pytorch_run)
         echo "{\"side\": \"pytorch\", \"load\": $(cut -d' ' -f1 /proc/loadavg), \"result\": $p}" >> "$OUT"
     done
 done

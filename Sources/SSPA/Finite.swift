@@ -29,5 +29,20 @@ extension SSPA {
             let name = row < names.count ? "'\(names[row])'" : "\(row)"
             throw error("the knowledge vector of label \(name) holds \(bad.what)")
         }
+
+        /// Throws `KnowledgeError` naming `source` (e.g. "knowledge.db (label set voc)") and the first label of
+        /// `matrix` `[C, d]` holding a non-finite value.
+        public static func checkKnowledge(_ matrix: Tensor, labels: [String], source: String) throws {
+            try check(rows: matrix, names: labels) {
+                KnowledgeError(message: "\(source): \($0); encode the label set again with a sound CLIP checkpoint (`sspa-knowledge encode`)")
+            }
+        }
+    }
+
+    /// Knowledge vectors `T^ka` that cannot be used (a non-finite value); the message names where they came from,
+    /// the label, and what to redo.
+    public struct KnowledgeError: Error, CustomStringConvertible, Sendable {
+        public var message: String
+        public var description: String { message }
     }
 }

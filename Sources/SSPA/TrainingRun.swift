@@ -31,13 +31,6 @@ extension SSPA {
             }
         }
 
-        /// The knowledge vectors cannot be trained with (a non-finite value); the message names the label and what
-        /// to redo.
-        public struct KnowledgeError: Error, CustomStringConvertible, Sendable {
-            public var message: String
-            public var description: String { message }
-        }
-
         /// Training diverged (a non-finite loss, gradient or parameter). `keptEpoch` is the epoch of the checkpoint
         /// left in the folder (nil when there is none).
         public struct Diverged: Error, CustomStringConvertible, Sendable {
@@ -100,17 +93,18 @@ extension SSPA {
             try options.validate()
             let labels = knowledge.labels
             let matrix: Tensor
-            if let saved = checkpoint?.manifest {
+            if let checkpoint {
+                let saved = checkpoint.manifest
                 guard saved.labels == labels, saved.knowledgeEncoderSHA256 == encoder.id else {
                     throw CheckpointError(directory: folder.path, message: "a checkpoint from another config: it was trained on \(saved.labels.count) labels of '\(saved.labelSet)' with encoder \(saved.knowledgeEncoderSHA256.prefix(12)); now \(labels.count) labels with encoder \(encoder.id.prefix(12))")
                 }
-                matrix = checkpoint!.knowledge
+                matrix = checkpoint.knowledge
             } else {
                 matrix = knowledge.matrix
             }
-            try Finite.check(rows: matrix, names: labels) {
-                KnowledgeError(message: "\(checkpoint == nil ? knowledge.source : folder.appendingPathComponent("knowledge.safetensors").path + " (label set \(knowledge.labelSet))"): \($0); encode the label set again with a sound CLIP checkpoint (`sspa-knowledge encode`)")
-            }
+            let source = checkpoint == nil ? knowledge.source
+                : folder.appendingPathComponent("knowledge.safetensors").path + " (label set \(knowledge.labelSet))"
+            try Finite.checkKnowledge(matrix, labels: labels, source: source)
 
             try train.check(labelNames: labels, encoderID: encoder.id, against: knowledge.source, file: train.name)
             if let validation {

@@ -33,7 +33,7 @@ func sspaErrorReport(_ error: any Error) -> (message: String, code: ExitStatus)?
     case let error as SSPA.CheckpointError: return ("\(error)", .dataError)
     case let error as SSPA.ConfigError: return ("\(error)", .dataError)
     case let error as SSPA.TrainingError: return ("\(error)", .dataError)
-    case let error as SSPA.TrainingRun.KnowledgeError: return (error.message, .dataError)
+    case let error as SSPA.KnowledgeError: return (error.message, .dataError)
     case let error as SSPA.ManifestError: return (error.message, .dataError)
     case let error as SSPA.ShardError: return (error.message, .usage)
     case let error as SSPA.Metrics.InputError: return ("\(error)", .dataError)
@@ -168,9 +168,7 @@ func knowledgeVectors(_ store: KnowledgeStore, labelSet: String, in knowledge: S
         throw CLIError("label set '\(labelSet)' in \(knowledge) has no knowledge vectors\(runID.map { " of run \($0)" } ?? "") for \(encoder); \(known). Run \(command)\(clip == nil ? " with the CLIP checkpoint the features came from" : " first").", code: .dataError)
     }
     if checkFinite {
-        try SSPA.Finite.check(rows: found.matrix, names: found.labels) {
-            CLIError("\(knowledge) (label set \(labelSet)): \($0); encode the label set again with a sound CLIP checkpoint (`sspa-knowledge encode`)", code: .dataError)
-        }
+        try SSPA.Finite.checkKnowledge(found.matrix, labels: found.labels, source: "\(knowledge) (label set \(labelSet))")
     }
     return found
 }

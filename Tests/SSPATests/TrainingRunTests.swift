@@ -181,7 +181,7 @@ final class TrainingRunTests {
         scalars[16 * 1 + 3] = .nan
         broken.matrix = Tensor(scalars, shape: broken.matrix.shape)
         #expect { try self.run(self.folder("nan"), knowledge: broken) } throws: { error in
-            (error as? SSPA.TrainingRun.KnowledgeError).map {
+            (error as? SSPA.KnowledgeError).map {
                 $0.message.contains("test.db (label set synthetic)") && $0.message.contains("'cat' holds NaN")
             } ?? false
         }

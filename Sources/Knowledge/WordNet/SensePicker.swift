@@ -248,13 +248,17 @@ public struct SensePicker: Sendable {
     /// "cupcake" under the baked good; none under the block of soap): the sense in which a word makes compounds is
     /// the one people use it in.
     func compoundKinds(of synset: WordNetDatabase.Synset, lemma: String) -> Int {
-        let key = lemma.replacingOccurrences(of: "_", with: "")
+        // Written together, whatever the joints: "birthday_cake", "cup-cake" and "cupcake" all end in "cake".
+        func joined(_ word: String) -> String {
+            word.lowercased().replacingOccurrences(of: "_", with: "").replacingOccurrences(of: "-", with: "")
+        }
+        let key = joined(lemma)
         guard key.count >= 3 else { return 0 }
         return synset.targets("~").reduce(0) { count, offset in
             guard let kind = database.synset(at: offset) else { return count }
             let compound = kind.words.contains { word in
-                let joined = word.word.lowercased().replacingOccurrences(of: "_", with: "").replacingOccurrences(of: "-", with: "")
-                return joined != key && joined.hasSuffix(key)
+                let name = joined(word.word)
+                return name != key && name.hasSuffix(key)
             }
             return count + (compound ? 1 : 0)
         }
