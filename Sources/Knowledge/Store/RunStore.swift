@@ -231,7 +231,7 @@ extension KnowledgeStore {
     }
 
     /// The models (sources) of earlier runs of `labelSet` by `provider` whose identity differs from `spec`: why a
-    /// build starts afresh ("built by wordnet 3.0, now wordnet 3.0, senses-4").
+    /// build starts afresh ("built by wordnet 3.0, now wordnet 3.0, senses-5").
     public func otherModels(labelSet: String, spec: RunSpec) throws -> [String] {
         try queue.read { db in
             try String.fetchAll(db, sql: """

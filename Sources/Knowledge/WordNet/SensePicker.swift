@@ -14,6 +14,9 @@ import Foundation
 /// - compound kinds: how many of the sense's direct kinds WordNet names with a compound ending in the word
 ///   ("cheesecake", "birthday cake" under the baked good; none under the block of soap), the sense people use the
 ///   word in;
+/// - a kind the label names: one of the sense's hypernyms (up to two steps up) is a noun of the label other than what
+///   its names reach as a whole ("thin-striped clothing | pinstripes": the pinstripe that is a kind of stripe, not
+///   the pinstripe suit);
 /// - coherence with the rest of the set: another label is a kind of this sense (cake ← donut), or shares a specific
 ///   ancestor with it (measured by how few synsets lie under the shared ancestor), capped so it cannot beat a
 ///   clear tag-count winner alone.
@@ -76,7 +79,7 @@ public struct SensePicker: Sendable {
     }
 
     /// The version of this algorithm; part of a WordNet run's identity, so a store built by an older one is redone.
-    public static let algorithmVersion = "senses-4"
+    public static let algorithmVersion = "senses-5"
 
     public let database: WordNetDatabase
 
@@ -197,6 +200,9 @@ public struct SensePicker: Sendable {
         let words = Set(Self.names(of: label).flatMap { Self.letterWords($0.text) })
         let content = Set(words.filter { $0.count >= 4 && !Self.stopWords.contains($0) }.map(Self.stem))
         let genericStems = Set(domain.generic.map(Self.stem))
+        // Words of the label that name a kind, other than what its names reach as a whole ("motorcycle | motorbike"
+        // does not make the minibike, a kind of motorcycle, named).
+        let labelNouns = nouns(in: Self.names(of: label).map(\.text), excluding: domain.generic).subtracting(candidates.map(\.lemma))
         var order: [Int] = []
         var scored: [Int: Scored] = [:]
         for candidate in candidates {
@@ -214,6 +220,7 @@ public struct SensePicker: Sendable {
             if domain.strict, !synset.targets("#p").isEmpty { score -= 1 }
             score -= Self.usagePenalty(synset.gloss)
             score += Self.compoundKindsWeight(count: compoundKinds(of: synset, lemma: candidate.lemma))
+            if namedKind(of: synset, by: labelNouns, except: candidate.name) { score += Self.namedKindWeight }
             let lemmaWords = Set(Self.letterWords(candidate.lemma.replacingOccurrences(of: "_", with: " ")).map(Self.stem)).subtracting(genericStems)
             score += Double(content.subtracting(own).intersection(lemmaWords).count)
             if var previous = scored[candidate.offset] {
@@ -261,6 +268,32 @@ public struct SensePicker: Sendable {
                 return name != key && name.hasSuffix(key)
             }
             return count + (compound ? 1 : 0)
+        }
+    }
+
+    /// What a sense gains when the label itself names its kind.
+    static let namedKindWeight = 3.0
+
+    /// The nouns among a label's words, as WordNet lemmas ("thin stripes" → thin, stripe), leaving out the domain's
+    /// generic words.
+    func nouns(in names: [String], excluding generic: Set<String>) -> Set<String> {
+        var result = Set<String>()
+        for word in names.flatMap(Self.letterWords) where word.count >= 3 && !Self.stopWords.contains(word) && !generic.contains(word) {
+            for lemma in database.lemmas(for: word) where !generic.contains(lemma) { result.insert(lemma) }
+        }
+        return result
+    }
+
+    /// Whether the label names the kind `synset` is (one of its hypernyms up to two steps up), with a word other than
+    /// those of the name that reached it: "thin stripes | pinstripes" speaks of stripes, so the pinstripe that is a
+    /// kind of stripe, not the pinstripe suit.
+    func namedKind(of synset: WordNetDatabase.Synset, by labelNouns: Set<String>, except name: String) -> Bool {
+        let own = nouns(in: [name], excluding: [])
+        let kinds = labelNouns.subtracting(own)
+        guard !kinds.isEmpty else { return false }
+        return database.ancestors(of: synset.offset).contains { offset, distance in
+            guard distance >= 1, distance <= 2, let ancestor = database.synset(at: offset) else { return false }
+            return ancestor.words.contains { kinds.contains($0.word.lowercased()) }
         }
     }
 
