@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Throughput benchmark of `sspa-knowledge build` against the fault server's canned answers.
 #
-# It starts Tests/Support/fault_server.py with --canned and a fixed latency per answer, writes a temporary label
+# It starts a server of canned answers with a fixed latency per answer (scripts/bench_server.py, or the fault server
+# itself with SERVER=fault), writes a temporary label
 # file of real label names (numbered variants past the shipped ones), and for each size runs `build` and its peer,
 # openai-python's AsyncOpenAI (scripts/bench_openai_client.py), RUNS times each, alternating. It prints the median
 # wall time, the ideal time (ceil(labels / jobs) × latency), their ratio, the client's user+sys CPU time per request
@@ -13,13 +14,16 @@
 #   SSPA_BIN      the binary to run (default .build/release/sspa-knowledge, built if missing)
 #   SIZES         labels:jobs pairs (default "200:16 2000:128")
 #   RUNS          runs of each row (default 5)
-#   LATENCY_MS    fault server latency per answer (default 200)
+#   LATENCY_MS    the server's latency per answer (default 200)
 #   PEERS         "openai" (default when openai-python is installed) or "" for this project alone
 #   LOAD=1        also the rows under load (issue 13 §3): every run is then a round of both clients quiet, then both
 #                 again with one background busy loop keeping one core busy (scripts/bench_load.sh; stopped by its
 #                 PID at the end of the round, and on exit, error or Ctrl-C). The table adds each client's fall =
 #                 throughput loaded / quiet = quiet wall / loaded wall (1 = no fall). Goal: this project's fall is
 #                 no larger than openai-python's.
+#   SERVER        "loop" (default): scripts/bench_server.py, the fault server's canned answers on one asyncio event
+#                 loop; "fault": Tests/Support/fault_server.py --canned, a thread per connection (at 128 jobs its
+#                 threads contend for the GIL and it took about a third of the wall time)
 #   BENCH_LOCK    a lock file (e.g. /tmp/sspa-swift.lock) held during each round and released between rounds, so
 #                 that no Swift build runs beside a measurement
 set -euo pipefail
@@ -133,18 +137,22 @@ PY
 LABEL_COUNT=$(grep -c . "$LABELS")
 echo "labels: $LABEL_COUNT distinct names (first: $(head -3 "$LABELS" | paste -sd, -))" >&2
 
-# ---------------------------------------------------------------- fault server
-python3 "$ROOT/Tests/Support/fault_server.py" --canned --latency-ms "$LATENCY_MS" \
-    >"$TMP/fault.out" 2>"$TMP/fault.err" &
+# ---------------------------------------------------------------- server
+if [[ "${SERVER:-loop}" == fault ]]; then
+    python3 "$ROOT/Tests/Support/fault_server.py" --canned --latency-ms "$LATENCY_MS" \
+        >"$TMP/fault.out" 2>"$TMP/fault.err" &
+else
+    python3 "$ROOT/scripts/bench_server.py" --latency-ms "$LATENCY_MS" >"$TMP/fault.out" 2>"$TMP/fault.err" &
+fi
 FS_PID=$!
 PORT=""
 for _ in $(seq 100); do
     PORT="$(awk '/^PORT [0-9]+$/ {print $2; exit}' "$TMP/fault.out" 2>/dev/null || true)"
     [[ -n "$PORT" ]] && break
-    kill -0 "$FS_PID" 2>/dev/null || { cat "$TMP/fault.err" >&2; echo "fault server died" >&2; exit 1; }
+    kill -0 "$FS_PID" 2>/dev/null || { cat "$TMP/fault.err" >&2; echo "the benchmark server died" >&2; exit 1; }
     sleep 0.1
 done
-[[ -n "$PORT" ]] || { echo "fault server did not report its port" >&2; exit 1; }
+[[ -n "$PORT" ]] || { echo "the benchmark server did not report its port" >&2; exit 1; }
 
 control() { # control METHOD PATH -> prints the body
     python3 - "$1" "http://127.0.0.1:$PORT$2" <<'PY'
@@ -158,7 +166,7 @@ PY
 # ---------------------------------------------------------------- runs
 # For each size, RUNS rounds; each round runs this project, then the peer (openai-python), against the same server,
 # so both see the same noise. Wall and CPU times are the processes' own (start-up included), from `time`.
-server_cpu() { # user+sys clock ticks of the fault server so far
+server_cpu() { # user+sys clock ticks of the server so far
     awk '{print $14 + $15}' "/proc/$FS_PID/stat"
 }
 RESULTS="$TMP/results.txt"
@@ -192,7 +200,7 @@ for size in $SIZES; do
                 tail -20 "$TMP/client.err" >&2
                 FAILED=1
             fi
-            kill -0 "$FS_PID" 2>/dev/null || { echo "the fault server is gone (interrupted?); stopping" >&2; exit 1; }
+            kill -0 "$FS_PID" 2>/dev/null || { echo "the benchmark server is gone (interrupted?); stopping" >&2; exit 1; }
             requests=$(control GET /_stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["counts"].get("ok", 0))')
             read -r wall user sys <"$TMP/time"
             echo "$cond $client $n $jobs $wall $user $sys $requests $rc $(( after - before ))" >>"$RESULTS"
@@ -205,16 +213,17 @@ for size in $SIZES; do
 done
 
 # ---------------------------------------------------------------- table
-python3 - "$RESULTS" "$LATENCY_MS" "$TICKS" "$RUNS" "$(cpu_name)" <<'PY'
+python3 - "$RESULTS" "$LATENCY_MS" "$TICKS" "$RUNS" "$(cpu_name)" "${SERVER:-loop}" <<'PY'
 import statistics, sys
 path, latency, ticks, runs = sys.argv[1], float(sys.argv[2]) / 1000, int(sys.argv[3]), int(sys.argv[4])
+server_name = {"fault": "fault server --canned, a thread per connection"}.get(sys.argv[6], "scripts/bench_server.py, one event loop")
 rows, loaded = {}, {}
 for line in open(path):
     cond, client, n, jobs, wall, user, sys_, requests, rc, server = line.split()
     (rows if cond == "quiet" else loaded).setdefault((int(n), int(jobs), client), []).append(
         (float(wall), float(user) + float(sys_), int(requests), int(rc), int(server) / ticks))
 names = {"sspa": "sspa-knowledge build", "openai": "openai-python AsyncOpenAI"}
-print(f"{latency * 1000:.0f} ms per answer (fault server --canned); median of {runs} runs; ideal = ceil(labels / jobs) x latency")
+print(f"{latency * 1000:.0f} ms per answer ({server_name}); median of {runs} runs; ideal = ceil(labels / jobs) x latency")
 print(f"| client | labels | jobs | ideal s | wall s | ratio | client CPU ms/request | server CPU % of wall |")
 print(f"|---|---|---|---|---|---|---|---|")
 for (n, jobs, client), values in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][2] != "sspa")):

@@ -35,11 +35,15 @@ public struct RenderedPrompt: Sendable, Hashable {
 
 /// Builds in-context prompts: system, then demonstrations as alternating user/assistant turns, then the query.
 public struct PromptBuilder: Sendable {
-    public var template: PromptTemplate
+    public var template: PromptTemplate { didSet { prepareTurns() } }
     public var demos: Int
     public var selection: DemoSelection
     public var seed: UInt64
-    public var count: Int
+    public var count: Int { didSet { prepareTurns() } }
+
+    /// Each demonstration of the pool as the turns a prompt shows and its name as compared with a label's names:
+    /// the same for every label, so rendered once rather than for each of tens of thousands of requests.
+    private var turns: [(name: String, user: ChatMessage, assistant: ChatMessage)] = []
 
     public init(template: PromptTemplate, demos: Int? = nil, selection: DemoSelection = .fixed, seed: UInt64 = 0, count: Int? = nil) {
         self.template = template
@@ -47,21 +51,29 @@ public struct PromptBuilder: Sendable {
         self.selection = selection
         self.seed = seed
         self.count = count ?? template.descriptionCount
+        prepareTurns()
+    }
+
+    private mutating func prepareTurns() {
+        turns = template.demonstrations.map { demo in
+            let answer = ["descriptions": Array(demo.descriptions.prefix(count))]
+            return (Self.normalized(demo.label), ChatMessage(role: .user, content: question(for: Label(rawName: demo.label))),
+                    ChatMessage(role: .assistant, content: Self.canonicalJSON(answer)))
+        }
     }
 
     public func render(for label: Label) -> RenderedPrompt {
-        let chosen = chooseDemonstrations(for: label)
+        let chosen = chosenDemonstrations(for: label)
         var messages: [ChatMessage] = []
+        messages.reserveCapacity(2 * chosen.count + 2)
         let system = TemplateText.render(template.system, values(for: label))
         if !system.isEmpty { messages.append(ChatMessage(role: .system, content: system)) }
-        for demo in chosen {
-            let demoLabel = Label(rawName: demo.label)
-            messages.append(ChatMessage(role: .user, content: question(for: demoLabel)))
-            let answer = ["descriptions": Array(demo.descriptions.prefix(count))]
-            messages.append(ChatMessage(role: .assistant, content: Self.canonicalJSON(answer)))
+        for index in chosen {
+            messages.append(turns[index].user)
+            messages.append(turns[index].assistant)
         }
         messages.append(ChatMessage(role: .user, content: question(for: label)))
-        return RenderedPrompt(messages: messages, demonstrations: chosen.map(\.label))
+        return RenderedPrompt(messages: messages, demonstrations: chosen.map { template.demonstrations[$0].label })
     }
 
     func question(for label: Label) -> String {
@@ -83,13 +95,19 @@ public struct PromptBuilder: Sendable {
 
     /// The demonstrations shown for `label`. A demonstration of the label itself (by any of its names) is never shown.
     public func chooseDemonstrations(for label: Label) -> [PromptTemplate.Demonstration] {
+        chosenDemonstrations(for: label).map { template.demonstrations[$0] }
+    }
+
+    /// The positions in the template's pool of the demonstrations shown for `label`.
+    func chosenDemonstrations(for label: Label) -> [Int] {
         let names = Set(label.allNames.map(Self.normalized))
-        let pool = template.demonstrations.filter { !names.contains(Self.normalized($0.label)) }
+        let positions = template.demonstrations.indices.filter { !names.contains(turns[$0].name) }
+        let pool = positions.map { template.demonstrations[$0] }
         let k = min(max(demos, 0), pool.count)
         guard k > 0 else { return [] }
         switch selection {
         case .fixed:
-            return Array(pool.prefix(k))
+            return Array(positions.prefix(k))
         case .random:
             var generator = SplitMix64(seed: seed ^ Self.stableHash(label.rawName))
             var indices = Array(pool.indices)
@@ -97,7 +115,7 @@ public struct PromptBuilder: Sendable {
                 let j = Int(generator.next() % UInt64(i + 1))
                 indices.swapAt(i, j)
             }
-            return indices.prefix(k).sorted().map { pool[$0] }
+            return indices.prefix(k).sorted().map { positions[$0] }
         case .similar:
             let target = label.allNames.map(Self.trigrams)
             let scored = pool.enumerated().map { index, demo -> (Double, Int) in
@@ -106,7 +124,7 @@ public struct PromptBuilder: Sendable {
                 return (best, index)
             }
             // Highest similarity first; ties keep the pool's order so the choice is deterministic.
-            return scored.sorted { $0.0 != $1.0 ? $0.0 > $1.0 : $0.1 < $1.1 }.prefix(k).map { pool[$0.1] }
+            return scored.sorted { $0.0 != $1.0 ? $0.0 > $1.0 : $0.1 < $1.1 }.prefix(k).map { positions[$0.1] }
         }
     }
 

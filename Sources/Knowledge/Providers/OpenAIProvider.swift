@@ -106,25 +106,24 @@ extension KnowledgeProvider {
 
     static func parseChatCompletion(_ reply: JSONPoster.Reply, form: String, url: URL, redact: (String) -> String) throws -> KnowledgeResponse {
         let raw = redact(reply.data.withUnsafeBytes { String(decoding: $0, as: UTF8.self) })
-        guard let object = try? JSONSerialization.jsonObject(with: reply.data) as? [String: Any] else {
+        guard let document = try? ParsedJSON.parse(reply.data), let object = document.object else {
             throw ProviderError(.badResponse, "\(EndpointURL.shown(url)) answered HTTP \(reply.status) with a body that is not JSON (\(describeBody(reply.data))). Is --endpoint an OpenAI-compatible server?", httpStatus: reply.status, body: raw)
         }
-        guard let choices = object["choices"] as? [[String: Any]], !choices.isEmpty else {
+        guard let choices = object["choices"]?.array, !choices.isEmpty, choices.allSatisfy({ $0.object != nil }) else {
             throw ProviderError(.badResponse, "\(EndpointURL.shown(url)) answered JSON without 'choices'; not an OpenAI chat completion.", httpStatus: reply.status, body: raw)
         }
         let parsed = choices.map { choice -> KnowledgeResponse.Choice in
-            let message = choice["message"] as? [String: Any]
-            let content = (message?["content"] as? String) ?? (choice["text"] as? String) ?? ""
-            return KnowledgeResponse.Choice(content: content, finishReason: choice["finish_reason"] as? String)
+            let content = choice["message"]?["content"]?.string ?? choice["text"]?.string ?? ""
+            return KnowledgeResponse.Choice(content: content, finishReason: choice["finish_reason"]?.string)
         }
-        let usage = object["usage"] as? [String: Any]
+        let usage = object["usage"]
         var metadata = ["structured": form]
-        if let model = object["model"] as? String { metadata["served_model"] = model }
+        if let model = object["model"]?.string { metadata["served_model"] = model }
         return KnowledgeResponse(
             .choices(parsed),
-            promptTokens: usage?["prompt_tokens"] as? Int,
-            completionTokens: usage?["completion_tokens"] as? Int,
-            systemFingerprint: object["system_fingerprint"] as? String,
+            promptTokens: usage?["prompt_tokens"]?.int,
+            completionTokens: usage?["completion_tokens"]?.int,
+            systemFingerprint: object["system_fingerprint"]?.string,
             raw: raw,
             httpStatus: reply.status,
             latency: reply.latency,

@@ -64,24 +64,24 @@ public enum ResponseParser {
 
     static func jsonObjectStrings(_ text: String) -> [String]? {
         guard let start = text.firstIndex(of: "{"), let end = text.lastIndex(of: "}"), start < end,
-              let object = try? JSONSerialization.jsonObject(with: Data(text[start...end].utf8)) as? [String: Any]
+              let object = (try? ParsedJSON.parse(text.utf8[start...end]))?.object
         else { return nil }
         for key in ["descriptions", "description", "sentences", "answers"] {
-            if let strings = object[key] as? [String] { return strings }
-            if let string = object[key] as? String { return [string] }
+            if let strings = object[key]?.strings { return strings }
+            if let string = object[key]?.string { return [string] }
         }
-        let arrays = object.values.compactMap { $0 as? [String] }
+        let arrays = object.values.compactMap(\.strings)
         if arrays.count == 1 { return arrays[0] }
         // An object mapping the label to descriptions (CuPL style), or several arrays: take every string in key order.
-        if !arrays.isEmpty { return object.keys.sorted().compactMap { object[$0] as? [String] }.flatMap { $0 } }
+        if !arrays.isEmpty { return object.keys.sorted().compactMap { object[$0]?.strings }.flatMap { $0 } }
         return nil
     }
 
     static func jsonArrayStrings(_ text: String) -> [String]? {
         guard let start = text.firstIndex(of: "["), let end = text.lastIndex(of: "]"), start < end,
-              let array = try? JSONSerialization.jsonObject(with: Data(text[start...end].utf8)) as? [Any]
+              let array = (try? ParsedJSON.parse(text.utf8[start...end]))?.array
         else { return nil }
-        let strings = array.compactMap { $0 as? String }
+        let strings = array.compactMap(\.string)
         return strings.isEmpty ? nil : strings
     }
 

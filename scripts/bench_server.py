@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""The throughput benchmark's server: the fault server's canned chat completions on one asyncio event loop.
+
+scripts/bench_build.sh measures clients against a loopback server that waits a fixed latency and then answers.
+The fault server (Tests/Support/fault_server.py) serves each connection on its own thread; at 128 concurrent
+requests on two cores its threads contend for the GIL, every answer waits for it after its sleep, and the server
+took about a third of the wall time. This server answers the same completions (the same builder, imported from the
+fault server: `{"descriptions": [5 sentences naming the label]}`, usage, finish_reason "stop", n choices) from a
+single event loop: a request is parsed when it arrives, its answer is scheduled `--latency-ms` later with a timer,
+and no thread waits anywhere. It is for measuring throughput only; tests use the fault server.
+
+It speaks HTTP/1.1 with keep-alive and Content-Length bodies (what libcurl and httpx send), to 127.0.0.1 only:
+
+    POST /s/<scenario>/v1/chat/completions   a canned completion (the scenario only names the counter)
+    POST /v1/chat/completions, /chat/completions, /s/<scenario>/chat/completions   the same
+    GET  /_stats    {"counts": {scenario: n}}
+    POST /_reset    clears the counters
+
+Usage: bench_server.py [--port 0] [--latency-ms 200]; prints "PORT <n>" on stdout once listening.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import sys
+import urllib.parse
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "Support"))
+import fault_server  # noqa: E402  (the answer's shape is the fault server's)
+
+FORBIDDEN_PORT = fault_server.FORBIDDEN_PORT
+MAX_HEAD = 64 * 1024
+MAX_BODY = fault_server.MAX_BODY
+QUOTED = re.compile(r'"([^"]{1,200})"')
+COUNTS: dict[str, int] = {}
+
+
+def label_of(headers: dict[str, str], req) -> str:
+    """As the fault server: the X-SSPA-Label header, else the first quoted name in the last user message."""
+    label = headers.get("x-sspa-label")
+    if label is not None:
+        return urllib.parse.unquote(label, encoding="utf-8", errors="replace")
+    text = fault_server.last_user_text(req)
+    quoted = QUOTED.search(text)
+    return quoted.group(1) if quoted else text
+
+
+def reply(status: int, body: dict, keep_alive: bool) -> bytes:
+    data = json.dumps(body, ensure_ascii=False).encode()
+    reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large"}
+    head = (f"HTTP/1.1 {status} {reason.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n" + ("" if keep_alive else "Connection: close\r\n") + "\r\n")
+    return head.encode() + data
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, latency: float) -> None:
+        self.latency = latency
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.closing = False
+        self.continued = False  # "100 Continue" sent for the request being read
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def connection_lost(self, exc) -> None:
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while not self.closing:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buffer) > MAX_HEAD:
+                    self.send(reply(400, {"error": {"message": "request head too large"}}, False), close=True)
+                return
+            lines = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
+            try:
+                method, target, version = lines[0].split(" ", 2)
+            except ValueError:
+                self.send(reply(400, {"error": {"message": "bad request line"}}, False), close=True)
+                return
+            headers = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            if "chunked" in headers.get("transfer-encoding", "").lower():
+                self.send(reply(400, {"error": {"message": "chunked bodies are not supported here"}}, False), close=True)
+                return
+            length = int(headers.get("content-length", "0") or 0)
+            if length > MAX_BODY:
+                self.send(reply(413, {"error": {"message": "body too large"}}, False), close=True)
+                return
+            if len(self.buffer) < end + 4 + length:
+                if headers.get("expect", "").lower() == "100-continue" and not self.continued:
+                    self.continued = True
+                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                return
+            self.continued = False
+            body = bytes(self.buffer[end + 4:end + 4 + length])
+            del self.buffer[:end + 4 + length]
+            keep_alive = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
+            self.handle(method, target, headers, body, keep_alive)
+
+    def handle(self, method: str, target: str, headers: dict[str, str], body: bytes, keep_alive: bool) -> None:
+        path = target.split("?", 1)[0]
+        if path == "/_stats":
+            self.send(reply(200, {"counts": dict(COUNTS)}, keep_alive), close=not keep_alive)
+            return
+        if path == "/_reset":
+            if method != "POST":
+                self.send(reply(405, {"error": {"message": "use POST /_reset"}}, keep_alive), close=not keep_alive)
+                return
+            COUNTS.clear()
+            self.send(reply(200, {"ok": True}, keep_alive), close=not keep_alive)
+            return
+        scenario, rest = fault_server.parse_path(path)
+        if rest not in ("/v1/chat/completions", "/chat/completions"):
+            self.send(reply(404, {"error": {"message": f"bench server: no route for {method} {rest}"}}, keep_alive),
+                      close=not keep_alive)
+            return
+        try:
+            req = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            req = None
+        if method != "POST" or not isinstance(req, dict):
+            self.send(reply(400, {"error": {"message": "POST a JSON chat completion request"}}, keep_alive),
+                      close=not keep_alive)
+            return
+        COUNTS[scenario] = COUNTS.get(scenario, 0) + 1
+        label = label_of(headers, req)
+        contents = [fault_server.canned_descriptions(label, i) for i in range(fault_server.wants_n(req))]
+        answer = reply(200, fault_server.openai_completion(req, contents), keep_alive)
+        asyncio.get_running_loop().call_later(self.latency, self.send, answer, not keep_alive)
+
+    def send(self, data: bytes, close: bool = False) -> None:
+        if self.transport is None:
+            return
+        self.transport.write(data)
+        if close:
+            self.closing = True
+            self.transport.close()
+
+
+async def serve(host: str, port: int, latency: float) -> None:
+    loop = asyncio.get_running_loop()
+    server = None
+    for _ in range(5):
+        server = await loop.create_server(lambda: Connection(latency), host, port, backlog=1024)
+        if server.sockets[0].getsockname()[1] != FORBIDDEN_PORT:
+            break
+        server.close()  # port 0 happened to give 8765: try again
+        server = None
+    if server is None:
+        sys.exit("could not get a port other than 8765")
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    sys.stdout.write(f"PORT {server.sockets[0].getsockname()[1]}\n")
+    sys.stdout.flush()
+    await stop.wait()
+    server.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--host", default="127.0.0.1", choices=["127.0.0.1"], help="loopback only")
+    ap.add_argument("--port", type=int, default=0, help="0 picks a free port (never 8765)")
+    ap.add_argument("--latency-ms", type=float, default=200.0, help="fixed delay before every answer")
+    args = ap.parse_args()
+    if args.port == FORBIDDEN_PORT:
+        sys.exit("port 8765 is taken on this machine; use another")
+    if args.latency_ms < 0:
+        sys.exit("--latency-ms must be 0 or more")
+    asyncio.run(serve(args.host, args.port, args.latency_ms / 1000.0))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
