@@ -61,6 +61,20 @@ struct JSONReaderTests {
         #expect(try ParsedJSON.parse("[5.0, 2.5]").array?.map(\.int) == [5, nil])
     }
 
+    @Test func aPromptEncodedOnceIsTheSameBodyAsOneEncodedEachTime() throws {
+        var prompt = RenderedPrompt(messages: [ChatMessage(role: .system, content: "Describe \"things\".\n"),
+                                               ChatMessage(role: .user, content: "café, 中文 😀")], demonstrations: [])
+        func body(_ messages: JSONValue) throws -> Data { try JSONValue.object(["model": .string("m"), "messages": messages, "n": .int(2)]).data() }
+        #expect(try body(.encoded(prompt.encoded)) == body(.messages(prompt.messages)))
+        #expect(prompt.json == String(decoding: try JSONValue.messages(prompt.messages).data(), as: UTF8.self))
+        // Changing the messages changes what is sent and stored.
+        prompt.messages.append(ChatMessage(role: .user, content: "and dogs"))
+        #expect(try body(.encoded(prompt.encoded)) == body(.messages(prompt.messages)))
+        // Through an Encoder it is the same JSON value.
+        let viaEncoder = try JSONSerialization.jsonObject(with: JSONEncoder().encode(JSONValue.encoded(prompt.encoded))) as? [[String: String]]
+        #expect(viaEncoder?.map { $0["content"] } == prompt.messages.map(\.content))
+    }
+
     /// Whether `parsed` holds what `JSONSerialization` made of the same text.
     static func same(_ parsed: ParsedJSON, _ object: Any) -> Bool {
         switch parsed {

@@ -51,7 +51,7 @@ public enum BatchJobs {
     public static func chatBody(_ request: KnowledgeRequest, model: String, structured: StructuredMode) -> JSONValue {
         var body: [String: JSONValue] = [
             "model": .string(model),
-            "messages": .messages(request.prompt.messages),
+            "messages": .encoded(request.prompt.encoded),
             "temperature": .double(request.sampling.temperature),
             "seed": .int(request.sampling.seed),
             "max_tokens": .int(request.sampling.maxTokens),

@@ -24,12 +24,25 @@ public enum DemoSelection: String, Sendable, CaseIterable, Codable {
 
 /// A rendered prompt: the exact messages sent, and which demonstrations they show.
 public struct RenderedPrompt: Sendable, Hashable {
-    public var messages: [ChatMessage]
+    public var messages: [ChatMessage] { didSet { encoded = Self.encode(messages) } }
     public var demonstrations: [String]
+    /// The messages as canonical JSON, written once: a request body embeds these bytes and knowledge.db stores them.
+    public private(set) var encoded: [UInt8]
+
+    public init(messages: [ChatMessage], demonstrations: [String]) {
+        self.messages = messages
+        self.demonstrations = demonstrations
+        encoded = Self.encode(messages)
+    }
 
     /// The messages as canonical JSON, the form stored in knowledge.db.
-    public var json: String {
-        String(decoding: (try? JSONValue.messages(messages).data()) ?? Data(), as: UTF8.self)
+    public var json: String { String(decoding: encoded, as: UTF8.self) }
+
+    static func encode(_ messages: [ChatMessage]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(messages.reduce(64) { $0 + $1.content.utf8.count + 40 })
+        try? JSONValue.messages(messages).write(into: &out)  // strings only: cannot fail
+        return out
     }
 }
 

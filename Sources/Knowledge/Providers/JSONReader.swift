@@ -286,3 +286,22 @@ public indirect enum ParsedJSON: Sendable, Hashable {
         }
     }
 }
+
+extension ParsedJSON: Encodable {
+    public func encode(to encoder: Encoder) throws {
+        switch self {
+        case .null: var c = encoder.singleValueContainer(); try c.encodeNil()
+        case .bool(let v): var c = encoder.singleValueContainer(); try c.encode(v)
+        case .number(let v, let int):
+            var c = encoder.singleValueContainer()
+            if let int { try c.encode(int) } else { try c.encode(v) }
+        case .string(let v): var c = encoder.singleValueContainer(); try c.encode(v)
+        case .array(let items):
+            var c = encoder.unkeyedContainer()
+            for item in items { try c.encode(item) }
+        case .object(let fields):
+            var c = encoder.container(keyedBy: JSONValue.Key.self)
+            for (key, value) in fields { try c.encode(value, forKey: JSONValue.Key(key)) }
+        }
+    }
+}

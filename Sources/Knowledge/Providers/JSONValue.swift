@@ -8,6 +8,8 @@ public indirect enum JSONValue: Encodable, Sendable, Hashable {
     case bool(Bool)
     case array([JSONValue])
     case object([String: JSONValue])
+    /// JSON already written (a prompt's messages, encoded once per request and stored as is), copied verbatim.
+    case encoded([UInt8])
 
     public func encode(to encoder: Encoder) throws {
         switch self {
@@ -21,6 +23,8 @@ public indirect enum JSONValue: Encodable, Sendable, Hashable {
         case .object(let fields):
             var c = encoder.container(keyedBy: Key.self)
             for (key, value) in fields { try c.encode(value, forKey: Key(key)) }
+        case .encoded(let bytes):
+            try ParsedJSON.parse(bytes).encode(to: encoder)
         }
     }
 
@@ -65,6 +69,8 @@ public indirect enum JSONValue: Encodable, Sendable, Hashable {
                 try fields[key]!.write(into: &out)
             }
             out.append(UInt8(ascii: "}"))
+        case .encoded(let bytes):
+            out.append(contentsOf: bytes)
         }
     }
 

@@ -13,7 +13,7 @@ extension KnowledgeProvider {
         return KnowledgeProvider(name: "ollama", endpoint: endpoint.display, model: settings.model) { request in
             var body: [String: JSONValue] = [
                 "model": .string(settings.model),
-                "messages": .messages(request.prompt.messages),
+                "messages": .encoded(request.prompt.encoded),
                 "stream": .bool(false),
                 "options": .object([
                     "temperature": .double(request.sampling.temperature),

@@ -76,7 +76,7 @@ extension KnowledgeProvider {
                 let form = forms[min(index, forms.count - 1)]
                 var body: [String: JSONValue] = [
                     "model": .string(settings.model),
-                    "messages": .messages(request.prompt.messages),
+                    "messages": .encoded(request.prompt.encoded),
                     "temperature": .double(request.sampling.temperature),
                     "seed": .int(request.sampling.seed),
                     "max_tokens": .int(request.sampling.maxTokens),
