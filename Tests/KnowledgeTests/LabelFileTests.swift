@@ -6,6 +6,25 @@ import TestSupport
 
 @Suite("Label files")
 struct LabelFileTests {
+    /// The byte-wise trimming and search the parser uses read every line as Foundation's `trimmingCharacters(in:
+    /// .whitespaces)` and `range(of:)` did: Unicode spaces trimmed, zero-width and other characters kept.
+    @Test(arguments: ["  dog  ", "\tcat\t", "\u{00A0}nbsp\u{3000}", "\u{2003}em space\u{2009}", "\u{200B}zero width\u{200B}",
+                      " \u{301}combining", "中文 标签 ", "", "   ", "a => b => c", "x @ dog%1:05:00::", "=>", " @ ", "e\u{301}=>f"])
+    func trimmingAndSearchAreFoundations(_ text: String) {
+        #expect(LabelFile.trimmed(Substring(text)) == text.trimmingCharacters(in: .whitespaces))
+        for (needle, last) in [("=>" as StaticString, false), (" @", true)] {
+            let mine = LabelFile.range(of: needle, in: Substring(text), last: last)
+            let foundation = text.range(of: needle.description, options: last ? [.backwards, .literal] : [.literal])
+            #expect(mine.map { text.utf8.distance(from: text.startIndex, to: $0.lowerBound) }
+                    == foundation.map { text.utf8.distance(from: text.startIndex, to: $0.lowerBound) }, "\(needle) in \(text)")
+        }
+    }
+
+    @Test func synonymsAreStoredAsJSONEncoderWroteThem() {
+        let tricky = [["plain", "two words"], [], ["quote \" and \\ backslash", "tab\there", "a/b", "café 中文 😀", "e\u{301}"]]
+        for list in tricky { #expect(KnowledgeStore.json(strings: list) == KnowledgeStore.json(list), "\(list)") }
+    }
+
     func parse(_ text: String, name: String = "test") throws -> LabelSet {
         try LabelFile.parse(Data(text.utf8), file: "labels.txt", name: name)
     }

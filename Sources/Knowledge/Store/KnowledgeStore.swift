@@ -87,6 +87,18 @@ public final class KnowledgeStore: Sendable {
                       Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), Int(time.tv_nsec / 1_000_000))
     }
 
+    /// A list of strings as `json` writes it (compact, slashes as they are), without `JSONEncoder`'s cost per call:
+    /// a label's synonyms, stored and compared for every label of a set.
+    static func json(strings: [String]) -> String {
+        var out: [UInt8] = [UInt8(ascii: "[")]
+        for (index, string) in strings.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            JSONValue.writeString(string, into: &out)
+        }
+        out.append(UInt8(ascii: "]"))
+        return String(decoding: out, as: UTF8.self)
+    }
+
     static func json<T: Encodable>(_ value: T) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -159,16 +171,19 @@ extension KnowledgeStore {
                 setID = db.lastInsertedRowID
             }
             var ids: [Int64] = []
+            ids.reserveCapacity(set.labels.count)
+            // One cached statement per label, which says the row's id (RETURNING, SQLite 3.35+), inserted or updated.
+            let upsert = try db.cachedStatement(sql: """
+                INSERT INTO labels (label_set_id, position, raw_name, display_name, synonyms) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (label_set_id, raw_name) DO UPDATE SET position = excluded.position,
+                    display_name = excluded.display_name, synonyms = excluded.synonyms
+                RETURNING id
+                """)
             for (position, label) in set.labels.enumerated() {
-                let synonyms = Self.json(label.synonyms)
-                // Cached statements: prepared once per set, not twice per label.
-                try db.cachedStatement(sql: """
-                    INSERT INTO labels (label_set_id, position, raw_name, display_name, synonyms) VALUES (?, ?, ?, ?, ?)
-                    ON CONFLICT (label_set_id, raw_name) DO UPDATE SET position = excluded.position,
-                        display_name = excluded.display_name, synonyms = excluded.synonyms
-                    """).execute(arguments: [setID, position, label.rawName, label.displayName, synonyms])
-                let id = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM labels WHERE label_set_id = ? AND raw_name = ?"),
-                                            arguments: [setID, label.rawName])!
+                let synonyms = Self.json(strings: label.synonyms)
+                guard let id = try Int64.fetchOne(upsert, arguments: [setID, position, label.rawName, label.displayName, synonyms]) else {
+                    throw StoreError("\(path): saving label '\(label.rawName)' gave no row id")
+                }
                 ids.append(id)
             }
             return (setID, ids)

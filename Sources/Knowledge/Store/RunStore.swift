@@ -202,7 +202,7 @@ extension KnowledgeStore {
             guard labels.count == set.labels.count else { return nil }
             for (row, label) in zip(labels, set.labels) {
                 guard row["raw_name"] as String == label.rawName, row["display_name"] as String == label.displayName,
-                      row["synonyms"] as String == Self.json(label.synonyms) else { return nil }
+                      row["synonyms"] as String == Self.json(strings: label.synonyms) else { return nil }
             }
             guard let run = try Row.fetchOne(db, sql: "SELECT id, status FROM runs WHERE run_key = ?", arguments: [spec.key]),
                   run["status"] as String == RunStatus.complete.rawValue else { return nil }
