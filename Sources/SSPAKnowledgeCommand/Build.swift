@@ -17,6 +17,15 @@ struct Build: AsyncParsableCommand {
             the label set, provider, endpoint, model, template SHA-256 and sampling parameters. Ctrl-C saves every \
             finished label and exits 130.
 
+            A label file has one label per line: the raw name, optionally `=> display name`, optionally `| \
+            synonym, synonym`, optionally `@ SENSE` to pin the WordNet sense the offline source uses (a noun sense \
+            key from WordNet's index.sense, or `none` for no offline knowledge; recorded as pinned). `#` \
+            starts a comment; `# template: NAME` before the first label picks the template (natural, pedestrian, \
+            remote-sensing).
+              # template: natural
+              diningtable => dining table | table
+              mouse => computer mouse | mouse @ mouse%1:06:00::
+
             Examples:
               sspa-knowledge build --labels labels/voc.txt
               sspa-knowledge build --labels labels/ --db knowledge.db
@@ -33,7 +42,7 @@ struct Build: AsyncParsableCommand {
             """
     )
 
-    @Option(name: .long, parsing: .singleValue, help: ArgumentHelp("A label file, or a folder of .txt label files. Repeatable.", valueName: "file|dir"))
+    @Option(name: .long, parsing: .singleValue, help: ArgumentHelp("A label file (syntax above), or a folder of .txt label files. Repeatable.", valueName: "file|dir"))
     var labels: [String] = []
 
     @Option(help: ArgumentHelp("The label set's name (default: the file's stem). Only with a single label file.", valueName: "name"))
