@@ -42,6 +42,26 @@ struct PromptTests {
         #expect(object["descriptions"]?.count == 5)
     }
 
+    @Test func changingTheCountOrTemplateAfterwardsChangesTheDemonstrations() throws {
+        let t = try template("natural")
+        var builder = PromptBuilder(template: t, demos: 2)
+        let dog = try label("voc", "dog")
+        func answers(_ prompt: RenderedPrompt) throws -> [Int] {
+            try prompt.messages.filter { $0.role == .assistant }.map { message in
+                let object = try JSONSerialization.jsonObject(with: Data(message.content.utf8)) as? [String: [String]]
+                return object?["descriptions"]?.count ?? -1
+            }
+        }
+        #expect(try answers(builder.render(for: dog)) == [5, 5])
+        builder.count = 2
+        #expect(try answers(builder.render(for: dog)) == [2, 2])
+        #expect(builder.render(for: dog) == PromptBuilder(template: t, demos: 2, count: 2).render(for: dog))
+        var other = t
+        other.demonstrations[0].descriptions[0] = "A changed first sentence."
+        builder.template = other
+        #expect(builder.render(for: dog).messages[2].content.contains("A changed first sentence."))
+    }
+
     @Test func theQueriedLabelIsNeverItsOwnDemonstration() throws {
         let t = try template("natural")
         let demoLabel = t.demonstrations[0].label
