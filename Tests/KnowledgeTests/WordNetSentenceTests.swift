@@ -44,6 +44,8 @@ struct WordNetSentenceTests {
         let rows = try Self.committedDescriptions()
         let superlatives = ["largest", "tallest", "smallest", "biggest", "highest", "longest", "oldest", "greatest", "fastest", "heaviest"]
         let determiners = ["a", "an", "the", "two", "three", "one", "some", "any"]
+        let massNouns: Set = ["clothing", "footwear", "headwear", "furniture", "equipment", "luggage", "baggage", "jewelry",
+                              "jewellery", "vegetation", "scenery", "traffic", "clothes"]
         var bad: [String] = []
         for row in rows {
             let t = row.text
@@ -55,6 +57,11 @@ struct WordNetSentenceTests {
                 if first == " are " || first == " have " { bad.append("agreement: \(t)") }
             }
             for s in superlatives where lower.contains(" a \(s) ") || lower.contains(" an \(s) ") { bad.append("a superlative: \(t)") }
+            // "A striped upper-body clothing is …": a mass noun takes no article.
+            if t.hasPrefix("A ") || t.hasPrefix("An "), let verb = lower.range(of: " is ") ?? lower.range(of: " has "),
+               let head = lower[..<verb.lowerBound].split(separator: " ").last, massNouns.contains(String(head)) {
+                bad.append("an article before a mass noun: \(t)")
+            }
             // "an usually paved area", "a apple": the article follows the sound.
             let tokens = lower.split(separator: " ").map(String.init)
             for (article, next) in zip(tokens, tokens.dropFirst()) {
@@ -74,6 +81,18 @@ struct WordNetSentenceTests {
             }
         }
         #expect(bad.isEmpty, "\(bad.count) bad descriptions:\n\(bad.prefix(40).joined(separator: "\n"))")
+    }
+
+    @Test func aDisplayNameAboutAnotherKindGivesWayToTheSynonym() throws {
+        // "thin-striped upper-body clothing | pinstripes": WordNet's sense is the thin stripe, so the sentences are
+        // about a pinstripe, not "a thin-striped upper-body clothing".
+        let rows = try Self.committedDescriptions()
+        let stripes = rows.filter { $0.labelSet == "peta" && $0.label == "upperBodyThinStripes" }.map(\.text)
+        #expect(!stripes.isEmpty && stripes.allSatisfy { !$0.contains("clothing is") }, "\(stripes)")
+        #expect(stripes.contains { $0.hasPrefix("A pinstripe is a very thin stripe") }, "\(stripes)")
+        // A display name whose generic head is a kind above the sense keeps it: an old person is a person.
+        let old = rows.filter { $0.labelSet == "peta" && $0.label == "personalLarger60" }.map(\.text)
+        #expect(old.contains { $0.hasPrefix("A person over 60 years old ") }, "\(old)")
     }
 
     @Test func noDescriptionListsOtherLabelsOfItsSet() throws {

@@ -59,7 +59,7 @@ struct CLITests {
         // A person reads it with sqlite3.
         let dog = try sqlite(db, "select count(*) from descriptions_view where label='dog'")
         #expect(Int(dog) ?? 0 >= 3)
-        #expect(try sqlite(db, "select distinct provider || ' ' || model from descriptions_view") == "wordnet wordnet 3.0, senses-5, sentences-2")
+        #expect(try sqlite(db, "select distinct provider || ' ' || model from descriptions_view") == "wordnet wordnet 3.0, senses-5, sentences-3")
         #expect(try sqlite(db, "select sense_keys from descriptions_view where label='dog' limit 1") == "dog%1:05:00::")
         #expect(try sqlite(db, "select identifier from grdb_migrations order by rowid").split(separator: "\n").first == "v1-label-sets")
 

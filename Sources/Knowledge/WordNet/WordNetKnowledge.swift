@@ -17,7 +17,7 @@ public struct WordNetKnowledge: Sendable {
     }
 
     /// What a WordNet run's identity records, so that a store built by an older algorithm is rebuilt.
-    public static let version = "wordnet 3.0, \(SensePicker.algorithmVersion), sentences-2"
+    public static let version = "wordnet 3.0, \(SensePicker.algorithmVersion), sentences-3"
 
     public let database: WordNetDatabase
     let picker: SensePicker

@@ -240,7 +240,7 @@ struct WordNetSentences {
         var plural: String
 
         init(label: Label, sense: SensePicker.Choice, database: WordNetDatabase) {
-            let display = sense.viaHeadNoun ? sense.matchedName : label.displayName
+            let display = sense.viaHeadNoun || Self.namesAnotherKind(label, sense: sense, database: database) ? sense.matchedName : label.displayName
             let lower = display.lowercased()
             let usuallyPlural = ["(usually plural)", "(usually in the plural)", "(plural)"].contains(where: sense.synset.gloss.contains)
             // A plural display name ("whales") speaks of one whale; pluralia tantum ("scissors", "jeans") stay.
@@ -266,6 +266,20 @@ struct WordNetSentences {
                 && !definition.hasPrefix("the "))) || (!pluraleTantum && definition.hasPrefix("the ") && sense.synset.lexFile != 6)
             isPluralOrMass = pluraleTantum || isMass
             plural = isPluralOrMass ? singular : Self.pluralize(singular, database: database)
+        }
+
+        /// Whether the display name is about something other than the sense its synonym reached: its head is a
+        /// generic word for a thing or a garment ("thin-striped upper-body clothing", "short-sleeved top", "patterned
+        /// item") that names neither the sense nor a kind above it, so "A thin-striped upper-body clothing is a very
+        /// thin stripe" would be neither English nor true. The synonym that reached the sense ("pinstripes") is then
+        /// what the sentences are about. The generic words of aerial images are left out: "industrial area" is the
+        /// works WordNet describes, seen from above, and a better name for it than "works".
+        static func namesAnotherKind(_ label: Label, sense: SensePicker.Choice, database: WordNetDatabase) -> Bool {
+            guard sense.matchedName.lowercased() != label.displayName.lowercased(),
+                  let head = [SensePicker.Domain.natural, .pedestrian].lazy.compactMap({ SensePicker.genericHead(of: label, domain: $0) }).first
+            else { return false }
+            let ancestors = database.ancestors(of: sense.synset.offset)
+            return !database.lemmas(for: head).flatMap(database.offsets(ofLemma:)).contains { ancestors[$0] != nil }
         }
 
         var withArticle: String { isPluralOrMass ? singular : WordNetSentences.article(singular) + " " + singular }
