@@ -25,11 +25,9 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import signal
 import socket
 import sys
-import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "Support"))
 import fault_server  # noqa: E402  (the answer's shape is the fault server's)
@@ -37,18 +35,7 @@ import fault_server  # noqa: E402  (the answer's shape is the fault server's)
 FORBIDDEN_PORT = fault_server.FORBIDDEN_PORT
 MAX_HEAD = 64 * 1024
 MAX_BODY = fault_server.MAX_BODY
-QUOTED = re.compile(r'"([^"]{1,200})"')
 COUNTS: dict[str, int] = {}
-
-
-def label_of(headers: dict[str, str], req) -> str:
-    """As the fault server: the X-SSPA-Label header, else the first quoted name in the last user message."""
-    label = headers.get("x-sspa-label")
-    if label is not None:
-        return urllib.parse.unquote(label, encoding="utf-8", errors="replace")
-    text = fault_server.last_user_text(req)
-    quoted = QUOTED.search(text)
-    return quoted.group(1) if quoted else text
 
 
 def reply(status: int, body: dict, keep_alive: bool) -> bytes:
@@ -90,29 +77,27 @@ class Connection(asyncio.Protocol):
             except ValueError:
                 self.send(reply(400, {"error": {"message": "bad request line"}}, False), close=True)
                 return
-            headers = {}
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-            if "chunked" in headers.get("transfer-encoding", "").lower():
+            headers = fault_server.Headers([(name.strip(), value.strip()) for name, _, value in
+                                            (line.partition(":") for line in lines[1:])])
+            if "chunked" in (headers.get("Transfer-Encoding") or "").lower():
                 self.send(reply(400, {"error": {"message": "chunked bodies are not supported here"}}, False), close=True)
                 return
-            length = int(headers.get("content-length", "0") or 0)
+            length = int(headers.get("Content-Length") or 0)
             if length > MAX_BODY:
                 self.send(reply(413, {"error": {"message": "body too large"}}, False), close=True)
                 return
             if len(self.buffer) < end + 4 + length:
-                if headers.get("expect", "").lower() == "100-continue" and not self.continued:
+                if (headers.get("Expect") or "").lower() == "100-continue" and not self.continued:
                     self.continued = True
                     self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 return
             self.continued = False
             body = bytes(self.buffer[end + 4:end + 4 + length])
             del self.buffer[:end + 4 + length]
-            keep_alive = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
+            keep_alive = (headers.get("Connection") or "").lower() != "close" and version == "HTTP/1.1"
             self.handle(method, target, headers, body, keep_alive)
 
-    def handle(self, method: str, target: str, headers: dict[str, str], body: bytes, keep_alive: bool) -> None:
+    def handle(self, method: str, target: str, headers: fault_server.Headers, body: bytes, keep_alive: bool) -> None:
         path = target.split("?", 1)[0]
         if path == "/_stats":
             self.send(reply(200, {"counts": dict(COUNTS)}, keep_alive), close=not keep_alive)
@@ -138,7 +123,7 @@ class Connection(asyncio.Protocol):
                       close=not keep_alive)
             return
         COUNTS[scenario] = COUNTS.get(scenario, 0) + 1
-        label = label_of(headers, req)
+        label = fault_server.request_label(headers, req)
         contents = [fault_server.canned_descriptions(label, i) for i in range(fault_server.wants_n(req))]
         answer = reply(200, fault_server.openai_completion(req, contents), keep_alive)
         asyncio.get_running_loop().call_later(self.latency, self.send, answer, not keep_alive)

@@ -11,9 +11,9 @@ struct LabelFileTests {
     @Test(arguments: ["  dog  ", "\tcat\t", "\u{00A0}nbsp\u{3000}", "\u{2003}em space\u{2009}", "\u{200B}zero width\u{200B}",
                       " \u{301}combining", "中文 标签 ", "", "   ", "a => b => c", "x @ dog%1:05:00::", "=>", " @ ", "e\u{301}=>f"])
     func trimmingAndSearchAreFoundations(_ text: String) {
-        #expect(LabelFile.trimmed(Substring(text)) == text.trimmingCharacters(in: .whitespaces))
+        #expect(FastText.trimmedSpaces(Substring(text)) == text.trimmingCharacters(in: .whitespaces))
         for (needle, last) in [("=>" as StaticString, false), (" @", true)] {
-            let mine = LabelFile.range(of: needle, in: Substring(text), last: last)
+            let mine = FastText.range(of: needle, in: Substring(text), last: last)
             let foundation = text.range(of: needle.description, options: last ? [.backwards, .literal] : [.literal])
             #expect(mine.map { text.utf8.distance(from: text.startIndex, to: $0.lowerBound) }
                     == foundation.map { text.utf8.distance(from: text.startIndex, to: $0.lowerBound) }, "\(needle) in \(text)")

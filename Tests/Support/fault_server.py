@@ -344,10 +344,11 @@ def wants_n(req) -> int:
     return min(max(n, 1), 128)
 
 
-def request_label(handler: BaseHTTPRequestHandler, req) -> str:
+def request_label(headers, req) -> str:
     """The X-SSPA-Label header (percent-encoded UTF-8), else the first quoted name in the last user message (the
-    templates ask about "{{display_name}}"), else that message's text."""
-    label = handler.headers.get("X-SSPA-Label")
+    templates ask about "{{display_name}}"), else that message's text. `headers` is anything with a case-insensitive
+    get() (the handler's headers, or a Headers)."""
+    label = headers.get("X-SSPA-Label")
     if label is not None:
         return urllib.parse.unquote(label, encoding="utf-8", errors="replace")
     text = last_user_text(req)
@@ -509,7 +510,7 @@ def success(handler: "Handler", req, raw: bytes, ollama: bool, started: float) -
     if CONFIG.canned:
         if not isinstance(req, dict):
             return error_reply(400, "invalid JSON request body", ollama)
-        label = request_label(handler, req)
+        label = request_label(handler.headers, req)
         return envelope(req, ollama, lambda i: canned_descriptions(label, i), started)
     return error_reply(502, "fault server has no upstream", ollama)
 
@@ -557,7 +558,7 @@ def run_scenario(handler: "Handler", scenario: str, req, raw: bytes, ollama: boo
         handler.hang()
         return None
     if p == "truncated":
-        content = canned_descriptions(request_label(handler, req), 0)
+        content = canned_descriptions(request_label(handler.headers, req), 0)
         if ollama:
             full = json.dumps(ollama_envelope(req, content, started), ensure_ascii=False)
         else:

@@ -117,14 +117,14 @@ public enum LabelFile {
                 throw LabelFileError(file: file, line: lineNumber, message: "control character U+\(String(format: "%04X", bad.value)) in the line; a label file holds plain text (tabs allowed). Remove it.")
             }
             if let hash = line.firstIndex(of: "#") {
-                let comment = Self.trimmed(line[line.index(after: hash)...])
+                let comment = FastText.trimmedSpaces(line[line.index(after: hash)...])
                 if labels.isEmpty, comment.lowercased().hasPrefix("template:") {
-                    let value = Self.trimmed(comment.dropFirst("template:".count))
+                    let value = FastText.trimmedSpaces(comment.dropFirst("template:".count))
                     if !value.isEmpty { templateHint = value }
                 }
                 line = line[..<hash]
             }
-            let content = Self.trimmed(line)
+            let content = FastText.trimmedSpaces(line)
             if content.isEmpty { continue }
             let label = try parseLine(content, file: file, line: lineNumber)
             if let previous = rawSeen[label.rawName] {
@@ -148,8 +148,8 @@ public enum LabelFile {
         var rest = Substring(content)
         // A pinned WordNet sense at the end: `mouse => computer mouse | mouse @ mouse%1:06:00::`, or `@ none`.
         var sense: String?
-        if let at = Self.range(of: " @", in: rest, last: true) {
-            let token = Self.trimmed(rest[at.upperBound...])
+        if let at = FastText.range(of: " @", in: rest, last: true) {
+            let token = FastText.trimmedSpaces(rest[at.upperBound...])
             if token == "none" || token.contains("%") {
                 guard token == "none" || Self.isSenseKey(token) else {
                     throw LabelFileError(file: file, line: line, message: "'\(token)' after '@' is not a WordNet noun sense key; write one like dog%1:05:00:: (as `wn dog -over` or index.sense show it), or `none`.")
@@ -161,60 +161,29 @@ public enum LabelFile {
         var synonyms: [String] = []
         if let bar = rest.firstIndex(of: "|") {
             let list = rest[rest.index(after: bar)...]
-            synonyms = list.split(separator: ",").map { Self.trimmed($0) }.filter { !$0.isEmpty }
+            synonyms = list.split(separator: ",").map { FastText.trimmedSpaces($0) }.filter { !$0.isEmpty }
             if synonyms.isEmpty {
                 throw LabelFileError(file: file, line: line, message: "'|' must be followed by synonyms separated by commas.")
             }
             rest = rest[..<bar]
         }
         var display: String?
-        if let arrow = Self.range(of: "=>", in: rest, last: false) {
-            let after = Self.trimmed(rest[arrow.upperBound...])
+        if let arrow = FastText.range(of: "=>", in: rest, last: false) {
+            let after = FastText.trimmedSpaces(rest[arrow.upperBound...])
             if after.isEmpty {
                 throw LabelFileError(file: file, line: line, message: "'=>' must be followed by a display name, as in `diningtable => dining table`.")
             }
-            if Self.range(of: "=>", in: Substring(after), last: false) != nil {
+            if FastText.range(of: "=>", in: Substring(after), last: false) != nil {
                 throw LabelFileError(file: file, line: line, message: "more than one '=>' on the line.")
             }
             display = after
             rest = rest[..<arrow.lowerBound]
         }
-        let raw = Self.trimmed(rest)
+        let raw = FastText.trimmedSpaces(rest)
         if raw.isEmpty {
             throw LabelFileError(file: file, line: line, message: "empty label name before '\(display != nil ? "=>" : "|")'.")
         }
         return Label(rawName: raw, displayName: display, synonyms: synonyms, line: line, sense: sense)
-    }
-
-    /// `text` without leading and trailing spaces and tabs: what `trimmingCharacters(in: .whitespaces)` removes (Unicode
-    /// space separators, tab, and zero-width space, which Foundation's set still holds: checked over every scalar),
-    /// without Foundation's cost; that call was a fifth of a 2,000-label build's start-up.
-    static func trimmed(_ text: Substring) -> String {
-        func isSpace(_ scalar: Unicode.Scalar) -> Bool {
-            scalar == " " || scalar == "\t" || (!scalar.isASCII && (scalar.properties.generalCategory == .spaceSeparator || scalar == "\u{200B}"))
-        }
-        let scalars = text.unicodeScalars
-        guard let first = scalars.firstIndex(where: { !isSpace($0) }) else { return "" }
-        let last = scalars.lastIndex(where: { !isSpace($0) })!
-        return String(scalars[first...last])
-    }
-
-    /// Where the ASCII `needle` occurs in `text` (the first or the last time), compared byte for byte.
-    static func range(of needle: StaticString, in text: Substring, last: Bool) -> Range<Substring.Index>? {
-        let pattern = UnsafeBufferPointer(start: needle.utf8Start, count: needle.utf8CodeUnitCount)
-        let bytes = text.utf8
-        guard bytes.count >= pattern.count else { return nil }
-        var found: Range<Substring.Index>?
-        var index = bytes.startIndex
-        while let start = bytes[index...].firstIndex(of: pattern[0]) {
-            guard let end = bytes.index(start, offsetBy: pattern.count, limitedBy: bytes.endIndex) else { break }
-            if bytes[start..<end].elementsEqual(pattern) {
-                found = start..<end
-                if !last { break }
-            }
-            index = bytes.index(after: start)
-        }
-        return found
     }
 
     /// The first control character of a line other than tab.

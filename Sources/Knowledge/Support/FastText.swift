@@ -69,6 +69,38 @@ enum FastText {
         return String(text[first...last])
     }
 
+    /// `text` without leading and trailing spaces and tabs: what `trimmingCharacters(in: .whitespaces)` removes (Unicode
+    /// space separators, tab, and zero-width space, which Foundation's set still holds: checked over every scalar),
+    /// without Foundation's cost; that call was a fifth of a 2,000-label build's start-up. Unlike `trimmed`, line
+    /// breaks and other white space stay: it is what a label file's syntax calls blank.
+    static func trimmedSpaces(_ text: Substring) -> String {
+        func isSpace(_ scalar: Unicode.Scalar) -> Bool {
+            scalar == " " || scalar == "\t" || (!scalar.isASCII && (scalar.properties.generalCategory == .spaceSeparator || scalar == "\u{200B}"))
+        }
+        let scalars = text.unicodeScalars
+        guard let first = scalars.firstIndex(where: { !isSpace($0) }) else { return "" }
+        let last = scalars.lastIndex(where: { !isSpace($0) })!
+        return String(scalars[first...last])
+    }
+
+    /// Where the ASCII `needle` occurs in `text` (the first or the last time), compared byte for byte.
+    static func range(of needle: StaticString, in text: Substring, last: Bool) -> Range<Substring.Index>? {
+        let pattern = UnsafeBufferPointer(start: needle.utf8Start, count: needle.utf8CodeUnitCount)
+        let bytes = text.utf8
+        guard bytes.count >= pattern.count else { return nil }
+        var found: Range<Substring.Index>?
+        var index = bytes.startIndex
+        while let start = bytes[index...].firstIndex(of: pattern[0]) {
+            guard let end = bytes.index(start, offsetBy: pattern.count, limitedBy: bytes.endIndex) else { break }
+            if bytes[start..<end].elementsEqual(pattern) {
+                found = start..<end
+                if !last { break }
+            }
+            index = bytes.index(after: start)
+        }
+        return found
+    }
+
     /// `text` with every occurrence of the characters in `set` removed.
     static func removing(_ set: Set<Character>, from text: String) -> String {
         // In ASCII text every character is one byte, so an ASCII character of `set` can only be where its byte is
