@@ -218,7 +218,8 @@ struct Build: AsyncParsableCommand {
             throw CLIError("--provider \(kind.rawValue) needs --endpoint URL (or SSPA_LLM_URL).", code: .usage)
         }
         let key = ProcessInfo.processInfo.environment[endpoint.apiKeyEnv].flatMap { $0.isEmpty ? nil : $0 }
-        let http = HTTPClient.live(timeout: endpoint.timeout, connections: jobs + 2)
+        // At most --jobs requests in flight; the builder keeps more labels ready, which the client sends in order.
+        let http = HTTPClient.live(timeout: endpoint.timeout, connections: jobs + 2, requestLimit: jobs)
         let model: String
         if let named = endpoint.model ?? ProcessInfo.processInfo.environment["SSPA_LLM_MODEL"] {
             model = named

@@ -19,6 +19,33 @@ struct FastPathTests {
             .read { try String.fetchAll($0, sql: "SELECT text FROM descriptions") }
     }
 
+    /// The key redaction that every raw answer passes through, scanned on bytes, redacts exactly what the regular
+    /// expression it replaced does, on keys, near-keys, keys in JSON, in URLs and beside non-ASCII text.
+    @Test func keyRedactionEqualsTheRegularExpression() throws {
+        let pattern = try NSRegularExpression(pattern: "(sk|pk|key)-[A-Za-z0-9_*.\\-]{6,}")
+        func oracle(_ text: String) -> String {
+            pattern.stringByReplacingMatches(in: text, range: NSRange(text.startIndex..., in: text), withTemplate: "[redacted]")
+        }
+        var texts = Self.samples + [
+            "sk-abcdef", "sk-abcde", "sk-", "pk-123456789", "key-******", "key-*****", "ksk-abcdefgh", "desk-lamp12",
+            "Bearer sk-proj-AbC_12.3*xyz-!", "{\"error\": \"Incorrect API key provided: sk-live-1234567890abcdef\"}",
+            "sk-sk-sk-abcdefg", "skk-abcdefgh", "s k-abcdefg", "SK-ABCDEFGH", "key-abc-def-ghi and pk-12 and sk-123456",
+            "https://host/v1?api_key=key-abcdefgh&x=1", "sk-ééééééé", "sk-abc😀defghij", "café sk-abcdefgh café", "pk-",
+            "k", "sk", "key", "key-", "the-key-abcdefg", "asksk-abcdefg-",
+        ]
+        // Random strings over the characters that matter, from a fixed-seed generator (a failure reproduces).
+        let alphabet = Array("skpey-_*.aZ9 é")
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next(_ bound: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((state >> 33) % UInt64(bound))
+        }
+        for _ in 0..<3000 { texts.append(String((0..<next(25)).map { _ in alphabet[next(alphabet.count)] })) }
+        for text in texts {
+            #expect(JSONPoster.redactingKeyShapes(text) == oracle(text), "\(text)")
+        }
+    }
+
     @Test func theASCIITokenEstimateEqualsTheGeneralOne() throws {
         let texts = try Self.committedDescriptions() + Self.samples
         #expect(texts.count > 1000)

@@ -52,6 +52,33 @@ struct StoreTests {
         }
     }
 
+    /// The build's writer waits for more labels before a commit (a wave of answers in one transaction), but a build
+    /// that ends or stops does not wait: `drain` writes what is pending at once, and every label handed over is stored.
+    @Test func theGroupWriterStoresEveryLabelAtOnceWhenDrainedDespiteItsLinger() async throws {
+        let (store, dir) = try makeStore(.file)
+        defer { dir.map { try? FileManager.default.removeItem(at: $0) } }
+        let (setID, ids) = try store.saveLabelSet(Self.set)
+        let run = try store.beginRun(Self.spec, labelSetID: setID, force: false, toolVersion: "test")
+        let saved = LockedCounter()
+        // A linger far longer than the test may take: only the drain can end the wait.
+        let writer = OutcomeWriter(store: store, runID: run, linger: .seconds(600), fullGroup: 64) { _ in saved.increment() }
+        writer.submit(outcome(Self.set.labels[0], ["A dog barks.", "A dog runs."]), labelID: ids[0])
+        writer.submit(outcome(Self.set.labels[1], ["A cat naps.", "A cat purrs."]), labelID: ids[1])
+        let started = ContinuousClock.now
+        #expect(await writer.drain() == nil)
+        #expect(ContinuousClock.now - started < .seconds(60), "drain waited out the linger")
+        #expect(saved.value == 2)
+        #expect(try store.labelStates(runID: run) == ["dog": .complete, "cat": .complete])
+
+        // A full group is written without waiting for the linger either.
+        let full = OutcomeWriter(store: store, runID: run, linger: .seconds(600), fullGroup: 2) { _ in saved.increment() }
+        full.submit(outcome(Self.set.labels[0], ["A dog sits.", "A dog naps."]), labelID: ids[0])
+        full.submit(outcome(Self.set.labels[1], ["A cat sits.", "A cat jumps."]), labelID: ids[1])
+        for _ in 0..<600 where saved.value < 4 { try await Task.sleep(nanoseconds: 50_000_000) }
+        #expect(saved.value == 4, "a full group waited for the linger")
+        #expect(await full.drain() == nil)
+    }
+
     @Test(arguments: Kind.allCases)
     func outcomesAreSavedWithProvenanceAndReplacedNotDuplicated(kind: Kind) throws {
         let (store, dir) = try makeStore(kind)
@@ -176,4 +203,12 @@ struct StoreTests {
         #expect(jsonl.count == 2)
         #expect(jsonl.allSatisfy { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) != nil })
     }
+}
+
+/// A counter the writer's thread increments and a test reads.
+final class LockedCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func increment() { lock.withLock { count += 1 } }
+    var value: Int { lock.withLock { count } }
 }

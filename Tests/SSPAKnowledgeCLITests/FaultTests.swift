@@ -89,6 +89,24 @@ struct FaultTests {
         try expectNoKey(run, db: db)
     }
 
+    /// `--jobs N` bounds the requests in flight. The build keeps more labels ready than that (their requests wait in
+    /// the HTTP client, in order, and one goes out the moment another ends), yet the server never sees more than N
+    /// at once, and sees N: the slots are used.
+    @Test func jobsBoundsTheRequestsInFlightWhileMoreLabelsWaitReady() throws {
+        let server = try FaultServer(extra: ["--canned", "--latency-ms", "150"])
+        defer { server.stop() }
+        let names = ["dog", "cat", "bird", "horse", "sheep", "cow", "bottle", "chair", "sofa", "train", "boat", "bus"]
+        let (dir, labels, db) = try scratch(names.joined(separator: "\n") + "\n")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let tag = "jobs\(UInt32.random(in: 0...UInt32.max))"
+        let run = try build(server.url("ok", tag: tag), labels: labels, db: db, ["--jobs", "3"])
+        #expect(run.status == 0, "\(run)")
+        let stats = try server.stats()
+        #expect((stats["counts"] as? [String: Int])?["ok~\(tag)"] == names.count, "\(stats["counts"] ?? "")")
+        #expect((stats["peak_in_flight"] as? [String: Int])?["ok~\(tag)"] == 3, "\(stats["peak_in_flight"] ?? "")")
+        #expect(try sqlite(db, "select count(*) from label_status where state = 'complete'") == "\(names.count)")
+    }
+
     @Test func aHangIsCutByTheTimeoutAndRepeatedFailuresStopTheRun() throws {
         let server = try FaultServer()
         defer { server.stop() }

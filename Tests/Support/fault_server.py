@@ -94,8 +94,11 @@ model. ``/api/tags`` does the same in Ollama's shape.
 Control endpoints
 -----------------
 
-    GET  /_stats    {"counts": {scenario: n}, "requests": [last 200 entries:
+    GET  /_stats    {"counts": {scenario: n}, "peak_in_flight": {scenario: n},
+                    "requests": [last 200 entries:
                     {"scenario", "path", "method", "headers", "body", "status"}]}
+                    ``peak_in_flight`` is the most requests of a scenario being
+                    answered at once (latency included).
                     ``?scenario=NAME`` keeps only that scenario's entries.
                     ``body`` is the parsed JSON, or else the text.
     POST /_reset    clears the counters and the log.
@@ -174,6 +177,8 @@ class State:
         self.lock = threading.Lock()
         self.counts: dict[str, int] = {}
         self.log: collections.deque = collections.deque(maxlen=LOG_SIZE)
+        self.in_flight: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
 
     def count(self, scenario: str) -> int:
         """Counts one request for `scenario` and returns its 1-based index."""
@@ -182,6 +187,17 @@ class State:
             self.counts[scenario] = n
             return n
 
+    def enter(self, scenario: str) -> None:
+        """A request of `scenario` is being answered (until `leave`); its peak is kept."""
+        with self.lock:
+            n = self.in_flight.get(scenario, 0) + 1
+            self.in_flight[scenario] = n
+            self.peak[scenario] = max(self.peak.get(scenario, 0), n)
+
+    def leave(self, scenario: str) -> None:
+        with self.lock:
+            self.in_flight[scenario] = self.in_flight.get(scenario, 1) - 1
+
     def record(self, entry: dict) -> None:
         with self.lock:
             self.log.append(entry)
@@ -189,12 +205,14 @@ class State:
     def snapshot(self, scenario: str | None) -> dict:
         with self.lock:
             entries = [dict(e) for e in self.log if scenario is None or e["scenario"] == scenario]
-            return {"counts": dict(self.counts), "requests": entries}
+            return {"counts": dict(self.counts), "peak_in_flight": dict(self.peak), "requests": entries}
 
     def reset(self) -> None:
         with self.lock:
             self.counts.clear()
             self.log.clear()
+            self.in_flight.clear()
+            self.peak.clear()
 
 
 class Config:
@@ -882,28 +900,11 @@ class Handler(BaseHTTPRequestHandler):
             entry = {"scenario": scenario, "path": self.path, "method": self.command,
                      "headers": {k: v for k, v in self.headers.items()}, "body": body_logged, "status": None}
             STATE.record(entry)
-            started = time.monotonic()
-            if CONFIG.latency > 0:
-                time.sleep(CONFIG.latency)
-
-            ollama = rest == "/api/chat"
-            if rest in ("/v1/chat/completions", "/chat/completions", "/api/chat"):
-                if self.command != "POST":
-                    reply = error_reply(405, "method not allowed", ollama)
-                    reply.headers["Allow"] = "POST"
-                else:
-                    reply = run_scenario(self, scenario, req, raw, ollama, started)
-            elif rest in ("/v1/models", "/models") and self.command in ("GET", "HEAD"):
-                reply = self.models()
-            elif rest == "/api/tags" and self.command in ("GET", "HEAD"):
-                reply = self.tags()
-            else:
-                reply = error_reply(404, f"fault server: no route for {self.command} {rest}", ollama)
-            if reply is None:
-                entry["status"] = "closed"
-                return
-            entry["status"] = reply.status
-            self.send(reply)
+            STATE.enter(scenario)
+            try:
+                self.answer(scenario, rest, req, raw, entry)
+            finally:
+                STATE.leave(scenario)
         except (BrokenPipeError, ConnectionResetError, socket.timeout):
             self.close_connection = True
         except Exception as e:  # noqa: BLE001  never crash on client input
@@ -915,6 +916,30 @@ class Handler(BaseHTTPRequestHandler):
                 self.send(Reply(500, {"error": {"message": f"fault server internal error: {type(e).__name__}"}}))
             except Exception:  # noqa: BLE001
                 pass
+
+    def answer(self, scenario: str, rest: str, req, raw: bytes, entry: dict) -> None:
+        """Answers a request that is not a control endpoint (after --latency-ms), and logs its status."""
+        started = time.monotonic()
+        if CONFIG.latency > 0:
+            time.sleep(CONFIG.latency)
+        ollama = rest == "/api/chat"
+        if rest in ("/v1/chat/completions", "/chat/completions", "/api/chat"):
+            if self.command != "POST":
+                reply = error_reply(405, "method not allowed", ollama)
+                reply.headers["Allow"] = "POST"
+            else:
+                reply = run_scenario(self, scenario, req, raw, ollama, started)
+        elif rest in ("/v1/models", "/models") and self.command in ("GET", "HEAD"):
+            reply = self.models()
+        elif rest == "/api/tags" and self.command in ("GET", "HEAD"):
+            reply = self.tags()
+        else:
+            reply = error_reply(404, f"fault server: no route for {self.command} {rest}", ollama)
+        if reply is None:
+            entry["status"] = "closed"
+            return
+        entry["status"] = reply.status
+        self.send(reply)
 
     def models(self) -> Reply:
         if CONFIG.upstream:

@@ -137,6 +137,11 @@ public struct KnowledgeBuilder: Sendable {
         let names = DescriptionQuality.NameIndex(set.labels)
         let positions = Dictionary(set.labels.enumerated().map { ($1.rawName, $0) }, uniquingKeysWith: { a, _ in a })
         let jobs = provider.kind == .offline ? 1 : max(options.jobs, 1)
+        // Labels under way at once. When the provider's client itself holds requests beyond --jobs back in order, as
+        // many labels again are prepared ahead (prompt rendered, request waiting in the client), so a request goes
+        // out the moment another ends rather than after that answer is parsed, judged and handed to the store. With
+        // --jobs 1 labels stay strictly one after another.
+        let ahead = jobs > 1 && (provider.requestLimit ?? Int.max) <= jobs ? jobs : 0
         // Finished labels are stored beside the loop, a group per transaction; each counts and is reported once stored.
         let counted = SummaryBox(summary)
         let writer = OutcomeWriter(store: store, runID: runID) { outcome in
@@ -149,8 +154,16 @@ public struct KnowledgeBuilder: Sendable {
         }
         await withTaskGroup(of: LabelOutcome?.self) { group in
             var next = 0
+            var lastLaunched = false
             func launch() {
-                guard stop == nil, next < todo.count else { return }
+                guard stop == nil, next < todo.count else {
+                    // Every label has started: fold the log into the file while the last answers are on their way.
+                    if stop == nil, !lastLaunched, todo.count > jobs {
+                        lastLaunched = true
+                        writer.checkpointSoon()
+                    }
+                    return
+                }
                 let index = todo[next]
                 next += 1
                 group.addTask { await worker.run(set.labels[index], in: set.labels, names: names) }
@@ -159,7 +172,7 @@ public struct KnowledgeBuilder: Sendable {
                 if stop == nil { stop = reason }
                 group.cancelAll()
             }
-            for _ in 0..<jobs { launch() }
+            for _ in 0..<(jobs + ahead) { launch() }
             while let finished = await group.next() {
                 // Cancelled (Ctrl-C): in-flight labels finish being cancelled; nothing new starts.
                 guard let outcome = finished else { halt(.interrupted); continue }

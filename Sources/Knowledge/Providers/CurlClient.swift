@@ -23,6 +23,10 @@ final class CurlEngine: @unchecked Sendable {
         var connectTimeout: Double
         /// Connections to one host at once (HTTP/1.1 requests beyond this wait for a free one).
         var connectionsPerHost: Int
+        /// Requests in flight at once (0: no limit). Requests beyond it wait in order, outside libcurl, and the loop
+        /// starts the next one the moment a request ends: no hop through the caller, and no time-out running while a
+        /// request waits its turn.
+        var requestLimit: Int = 0
     }
 
     /// One request in flight.
@@ -60,6 +64,9 @@ final class CurlEngine: @unchecked Sendable {
     private var cancelling: [Transfer] = []
     /// Transfers added to the multi handle, by easy handle; touched only by the loop thread.
     private var active: [UnsafeMutableRawPointer: Transfer] = [:]
+    /// Transfers waiting for one of the `requestLimit` places, oldest first (from `waitingStart`); loop thread only.
+    private var waiting: [Transfer] = []
+    private var waitingStart = 0
 
     private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
@@ -166,13 +173,16 @@ final class CurlEngine: @unchecked Sendable {
                 defer { incoming.removeAll(); cancelling.removeAll() }
                 return (incoming, cancelling)
             }
-            for transfer in added {
-                active[transfer.easy] = transfer
-                curl_multi_add_handle(multi, transfer.easy)
+            waiting.append(contentsOf: added)
+            for transfer in removed {
+                if active[transfer.easy] != nil {
+                    finish(transfer, .failure(CancellationError()))
+                } else if let index = waiting[waitingStart...].firstIndex(where: { $0 === transfer }) {
+                    waiting.remove(at: index)
+                    resume(transfer, .failure(CancellationError()))
+                }
             }
-            for transfer in removed where active[transfer.easy] != nil {
-                finish(transfer, .failure(CancellationError()))
-            }
+            startWaiting()
             var running: Int32 = 0
             runDueTimeout(&running)
             var left: Int32 = 0
@@ -233,9 +243,33 @@ final class CurlEngine: @unchecked Sendable {
         deadline = milliseconds < 0 ? nil : DispatchTime.now().uptimeNanoseconds + UInt64(milliseconds) * 1_000_000
     }
 
+    /// Adds waiting transfers to the multi handle while there is room (libcurl starts them on its next time-out,
+    /// which it sets to now).
+    private func startWaiting() {
+        while waitingStart < waiting.count, options.requestLimit <= 0 || active.count < options.requestLimit {
+            let transfer = waiting[waitingStart]
+            waitingStart += 1
+            active[transfer.easy] = transfer
+            curl_multi_add_handle(multi, transfer.easy)
+        }
+        if waitingStart == waiting.count {
+            waiting.removeAll(keepingCapacity: true)
+            waitingStart = 0
+        } else if waitingStart > 64, waitingStart * 2 > waiting.count {
+            waiting.removeFirst(waitingStart)
+            waitingStart = 0
+        }
+    }
+
     private func finish(_ transfer: Transfer, _ result: Result<(Data, HTTPURLResponse), Error>) {
         curl_multi_remove_handle(multi, transfer.easy)
         active[transfer.easy] = nil
+        // The next request goes out now, before the caller of this one even sees its answer.
+        startWaiting()
+        resume(transfer, result)
+    }
+
+    private func resume(_ transfer: Transfer, _ result: Result<(Data, HTTPURLResponse), Error>) {
         let continuation = lock.withLock { () -> CheckedContinuation<(Data, HTTPURLResponse), Error>? in
             defer { transfer.continuation = nil }
             return transfer.continuation

@@ -6,16 +6,23 @@ import FoundationNetworking
 /// The HTTP seam: one closure that sends a request and returns the body and response.
 public struct HTTPClient: Sendable {
     public var send: @Sendable (URLRequest) async throws -> (Data, HTTPURLResponse)
+    /// The most requests this client has in flight at once, when it holds the rest back itself (in the order they
+    /// were sent); nil when every request goes out at once.
+    public var requestLimit: Int?
 
-    public init(send: @escaping @Sendable (URLRequest) async throws -> (Data, HTTPURLResponse)) {
+    public init(requestLimit: Int? = nil, send: @escaping @Sendable (URLRequest) async throws -> (Data, HTTPURLResponse)) {
+        self.requestLimit = requestLimit
         self.send = send
     }
 
     /// A client on libcurl's multi interface (`CurlEngine`): one event loop for every request, connections kept and
     /// shared (`connections` per host at once), `timeout` seconds for a whole request and at most 10 s to connect.
-    public static func live(timeout: Double, connections: Int) -> HTTPClient {
-        let engine = CurlEngine(options: .init(timeout: timeout, connectTimeout: min(timeout, 10), connectionsPerHost: connections))
-        return HTTPClient { request in try await engine.send(request) }
+    /// With a `requestLimit`, at most that many requests are in flight; the others wait their turn in order, and
+    /// their time-out starts when they go out.
+    public static func live(timeout: Double, connections: Int, requestLimit: Int? = nil) -> HTTPClient {
+        let engine = CurlEngine(options: .init(timeout: timeout, connectTimeout: min(timeout, 10), connectionsPerHost: connections,
+                                               requestLimit: max(requestLimit ?? 0, 0)))
+        return HTTPClient(requestLimit: requestLimit) { request in try await engine.send(request) }
     }
 
     /// A client on one shared URLSession (swift-corelibs-foundation), kept for comparison in benchmarks.
@@ -212,13 +219,59 @@ struct JSONPoster: Sendable {
         var result = text
         if let apiKey, apiKey.count >= 4 { result = result.replacingOccurrences(of: apiKey, with: "[redacted]") }
         if let endpoint { result = endpoint.redact(result) }
-        guard result.contains("-") else { return result }
-        let range = NSRange(result.startIndex..., in: result)
-        return Self.keyPattern.stringByReplacingMatches(in: result, range: range, withTemplate: "[redacted]")
+        return Self.redactingKeyShapes(result)
     }
 
-    /// Anything shaped like an API key (`sk-…`), compiled once.
-    static let keyPattern = try! NSRegularExpression(pattern: "(sk|pk|key)-[A-Za-z0-9_*.\\-]{6,}")
+    /// `text` with anything shaped like an API key replaced by "[redacted]": `sk-`, `pk-` or `key-` followed by six
+    /// or more of `A-Z a-z 0-9 _ * . -` (the regular expression `(sk|pk|key)-[A-Za-z0-9_*.\-]{6,}`, leftmost and
+    /// longest). Scanned on the UTF-8 bytes: every raw answer passes here, and ICU's regular expression engine cost
+    /// more than parsing the answer. Every byte of the pattern is ASCII, which no multi-byte UTF-8 sequence holds.
+    static func redactingKeyShapes(_ text: String) -> String {
+        var bytesOf = text
+        let redacted = bytesOf.withUTF8 { bytes -> String? in
+            func isKeyByte(_ byte: UInt8) -> Bool {
+                switch byte {
+                case 0x30...0x39, 0x41...0x5A, 0x61...0x7A, UInt8(ascii: "_"), UInt8(ascii: "*"), UInt8(ascii: "."), UInt8(ascii: "-"): true
+                default: false
+                }
+            }
+            /// The end of a key shape starting at `start`, if one does.
+            func keyEnd(at start: Int) -> Int? {
+                var body = start
+                if start + 3 <= bytes.count, bytes[start + 1] == UInt8(ascii: "k"), bytes[start + 2] == UInt8(ascii: "-"),
+                   bytes[start] == UInt8(ascii: "s") || bytes[start] == UInt8(ascii: "p") {
+                    body = start + 3
+                } else if start + 4 <= bytes.count, bytes[start] == UInt8(ascii: "k"), bytes[start + 1] == UInt8(ascii: "e"),
+                          bytes[start + 2] == UInt8(ascii: "y"), bytes[start + 3] == UInt8(ascii: "-") {
+                    body = start + 4
+                } else {
+                    return nil
+                }
+                var end = body
+                while end < bytes.count, isKeyByte(bytes[end]) { end += 1 }
+                return end - body >= 6 ? end : nil
+            }
+            var out: [UInt8] = []
+            var copied = 0
+            var index = 0
+            while index < bytes.count {
+                if bytes[index] == UInt8(ascii: "s") || bytes[index] == UInt8(ascii: "p") || bytes[index] == UInt8(ascii: "k"),
+                   let end = keyEnd(at: index) {
+                    if out.isEmpty { out.reserveCapacity(bytes.count) }
+                    out.append(contentsOf: bytes[copied..<index])
+                    out.append(contentsOf: "[redacted]".utf8)
+                    copied = end
+                    index = end
+                } else {
+                    index += 1
+                }
+            }
+            if copied == 0 { return nil }
+            out.append(contentsOf: bytes[copied...])
+            return String(decoding: out, as: UTF8.self)
+        }
+        return redacted ?? text
+    }
 
     static func errorFields(_ data: Data) -> (message: String?, type: String?, code: String?) {
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return (nil, nil, nil) }

@@ -124,6 +124,11 @@ public struct KnowledgeProvider: Sendable {
     public var describe: @Sendable (KnowledgeRequest) async throws -> KnowledgeResponse
     /// The WordNet the source reads, when it reads one (the quality checks reuse it).
     public var wordnet: WordNetDatabase?
+    /// The most requests the source's HTTP client has in flight at once, when the client holds the others back in
+    /// order itself (`HTTPClient.requestLimit`). A build whose `--jobs` is at least this then prepares as many labels
+    /// again ahead: their requests wait, ready, in the client, and each goes out the moment a request ends instead of
+    /// after its answer has been judged.
+    public var requestLimit: Int?
 
     public init(name: String, endpoint: String, model: String, kind: Kind = .model, wordnet: WordNetDatabase? = nil,
                 describe: @escaping @Sendable (KnowledgeRequest) async throws -> KnowledgeResponse) {

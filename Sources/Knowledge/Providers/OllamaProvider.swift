@@ -10,7 +10,7 @@ extension KnowledgeProvider {
             throw ProviderError(.configuration, "\(endpoint.display) is not a valid URL. Pass Ollama's base URL, e.g. http://127.0.0.1:11434.")
         }
         let poster = JSONPoster(http: http, policy: settings.retry, apiKey: settings.apiKey, timeout: settings.timeout, onRetry: settings.onRetry, endpoint: endpoint)
-        return KnowledgeProvider(name: "ollama", endpoint: endpoint.display, model: settings.model) { request in
+        var provider = KnowledgeProvider(name: "ollama", endpoint: endpoint.display, model: settings.model) { request in
             var body: [String: JSONValue] = [
                 "model": .string(settings.model),
                 "messages": .encoded(request.prompt.encoded),
@@ -42,5 +42,7 @@ extension KnowledgeProvider {
                 metadata: metadata
             )
         }
+        provider.requestLimit = http.requestLimit
+        return provider
     }
 }

@@ -70,7 +70,7 @@ extension KnowledgeProvider {
         }
         let fallback = StructuredFallback()
 
-        return KnowledgeProvider(name: "openai", endpoint: endpoint.display, model: settings.model) { request in
+        var provider = KnowledgeProvider(name: "openai", endpoint: endpoint.display, model: settings.model) { request in
             while true {
                 let index = fallback.current()
                 let form = forms[min(index, forms.count - 1)]
@@ -102,6 +102,8 @@ extension KnowledgeProvider {
                 return try parseChatCompletion(reply, form: form, url: url, redact: poster.redact)
             }
         }
+        provider.requestLimit = http.requestLimit
+        return provider
     }
 
     static func parseChatCompletion(_ reply: JSONPoster.Reply, form: String, url: URL, redact: (String) -> String) throws -> KnowledgeResponse {

@@ -180,6 +180,13 @@ extension KnowledgeStore {
                              outcome.requests.count, outcome.message, now])
     }
 
+    /// Copies what the write-ahead log holds into the file, without waiting for readers (SQLite's PASSIVE
+    /// checkpoint). Closing the store does the same for whatever is left, so an early one, taken while the build waits
+    /// for its last answers, leaves the close little to copy.
+    public func checkpoint() throws {
+        try queue.writeWithoutTransaction { db in _ = try Row.fetchAll(db, sql: "PRAGMA wal_checkpoint(PASSIVE)") }
+    }
+
     public func finishRun(_ runID: Int64, status: RunStatus, message: String? = nil) throws {
         try queue.write { db in
             try db.execute(sql: "UPDATE runs SET status = ?, message = ?, updated_at = ? WHERE id = ?",
