@@ -21,10 +21,11 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
-        .systemLibrary(
+        // OpenBLAS through a loader that opens it on first use (Sources/COpenBLAS/openblas_loader.c): cblas.h from
+        // libopenblas-dev, the library (libopenblas.so.0) at run time.
+        .target(
             name: "COpenBLAS",
-            path: "Sources/COpenBLAS",
-            providers: [.apt(["libopenblas-dev"])]
+            path: "Sources/COpenBLAS"
         ),
         .systemLibrary(
             name: "CCurl",

@@ -83,33 +83,66 @@ struct Build: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            let files = try LabelSources.files(labels)
-            if name != nil, files.count > 1 { throw CLIError("--name goes with a single label file, but \(labels[0]) holds \(files.count).") }
-            // Parse every file before touching the store, so a bad file writes nothing.
-            let sets = try files.map { try LabelFile.load($0, name: name) }
-            let templates = try sets.map { try prompt.loadTemplate(for: $0) }
+            // A store that does not exist yet is created (locked, its schema written) on another thread while the
+            // label files, templates and endpoint are read: a fifth of a build's start. Its errors are reported
+            // only after theirs, as before, and a build that does not run removes it again. An existing store is
+            // opened only once they are read, so a bad file leaves it as it was.
+            var opening = endpoint.resolvedProvider != .openaiBatch && !FileManager.default.fileExists(atPath: store.db)
+                ? NewStoreOpening(path: store.db) : nil
+            let sets: [LabelSet]
+            let templates: [PromptTemplate]
             let progress = ProgressDisplay(quiet: quiet)
-            if endpoint.resolvedProvider == .openaiBatch {
-                try await buildThroughBatchAPI(sets: sets, templates: templates, progress: progress)
-                return
+            let provider: KnowledgeProvider
+            do {
+                let files = try LabelSources.files(labels)
+                if name != nil, files.count > 1 { throw CLIError("--name goes with a single label file, but \(labels[0]) holds \(files.count).") }
+                // Parse every file before writing to the store, so a bad file writes nothing.
+                sets = try files.map { try LabelFile.load($0, name: name) }
+                templates = try sets.map { try prompt.loadTemplate(for: $0) }
+                if endpoint.resolvedProvider == .openaiBatch {
+                    try await buildThroughBatchAPI(sets: sets, templates: templates, progress: progress)
+                    return
+                }
+                // The provider first: a bad endpoint or a missing WordNet must not leave a new, empty store behind.
+                provider = try await makeProvider(progress: progress)
+            } catch {
+                await opening?.abandon()
+                throw error
             }
-            // The provider first: a bad endpoint or a missing WordNet must not leave a new, empty store behind.
-            let provider = try await makeProvider(progress: progress)
-            let lock = try BuildLock(path: store.db)
+            var lock: BuildLock
+            var knowledgeStore: KnowledgeStore?
+            var storeIsNew = false
+            if let started = opening {
+                opening = nil
+                (lock, knowledgeStore) = try await started.take()
+                storeIsNew = lock.createdFile
+            } else {
+                lock = try BuildLock(path: store.db)
+                do { knowledgeStore = try store.open() } catch {
+                    if lock.createdFile { KnowledgeStore.removeIfHoldsNoWork(path: store.db) }
+                    lock.release()
+                    throw error
+                }
+            }
             defer { lock.release() }
             do {
-                try await build(sets: sets, templates: templates, provider: provider, progress: progress)
+                try await build(sets: sets, templates: templates, provider: provider, store: knowledgeStore!, newStore: storeIsNew,
+                                progress: progress)
+                knowledgeStore = nil  // closed (the log folded into the file) before the lock is released
             } catch {
                 // A build that fails before writing any request removes the store it created (and only that one,
-                // under its lock); resumable work stays.
+                // under its lock), once closed; resumable work stays.
+                knowledgeStore = nil
                 if lock.createdFile { KnowledgeStore.removeIfHoldsNoWork(path: store.db) }
                 throw error
             }
         }
     }
 
-    func build(sets: [LabelSet], templates: [PromptTemplate], provider: KnowledgeProvider, progress: ProgressDisplay) async throws {
-        let knowledgeStore = try store.open()
+    /// - Parameter newStore: the store was just created empty and not migrated (`KnowledgeStore(migrateNow: false)`):
+    ///   the first set's build writes its schema.
+    func build(sets: [LabelSet], templates: [PromptTemplate], provider: KnowledgeProvider, store knowledgeStore: KnowledgeStore,
+               newStore: Bool, progress: ProgressDisplay) async throws {
         if provider.kind == .offline, !quiet {
             Console.error("note: no --endpoint given, so knowledge comes from WordNet offline (\(endpoint.wordnetDirectory)). Point it at an LLM with --endpoint http://HOST:PORT (or SSPA_LLM_URL).")
         }
@@ -128,7 +161,8 @@ struct Build: AsyncParsableCommand {
         defer { interrupt.restore() }
         var failures = 0
         var upToDate: [String] = []
-        for (set, template) in zip(sets, templates) {
+        for (index, (set, template)) in zip(sets, templates).enumerated() {
+            options.newStore = newStore && index == 0
             let builder = KnowledgeBuilder(
                 store: knowledgeStore, provider: provider, prompts: prompt.builder(template: template, seed: sampling.seed),
                 sampling: sampling.sampling, options: options, toolVersion: SSPAKnowledge.version, wordnet: wordnet)
@@ -266,5 +300,51 @@ struct Build: AsyncParsableCommand {
             throw CLIError("pass --model NAME: the server offers \(names.isEmpty ? "no models" : names.joined(separator: ", ")).", code: .usage)
         }
         return names[0]
+    }
+}
+
+/// A store that does not exist yet, being created beside the start of a build: its lock taken (which creates the
+/// file) and its schema written on another thread. `take` gives the lock and the store, or the error a sequential
+/// start would have met (having removed the file it created); `abandon` undoes it when the build will not run.
+final class NewStoreOpening: @unchecked Sendable {
+    private let path: String
+    private let task: Task<BuildLock, Error>
+    /// The opened store, held apart from the task's result so that it can be closed before its file is removed.
+    private let box = StoreBox()
+
+    private final class StoreBox: @unchecked Sendable {
+        let lock = NSLock()
+        var store: KnowledgeStore?
+    }
+
+    init(path: String) {
+        self.path = path
+        StoreOptions.lastOpened = path
+        let box = box
+        task = Task.detached {
+            let lock = try BuildLock(path: path)
+            do {
+                // A file this lock created is empty: its schema is written by the build, beside its first requests.
+                let store = try KnowledgeStore(path: path, migrateNow: !lock.createdFile)
+                box.lock.withLock { box.store = store }
+                return lock
+            } catch {
+                if lock.createdFile { KnowledgeStore.removeIfHoldsNoWork(path: path) }
+                lock.release()
+                throw error
+            }
+        }
+    }
+
+    func take() async throws -> (BuildLock, KnowledgeStore?) {
+        let lock = try await task.value
+        return (lock, box.lock.withLock { defer { box.store = nil }; return box.store })
+    }
+
+    func abandon() async {
+        guard let lock = try? await task.value else { return }
+        box.lock.withLock { box.store = nil }
+        if lock.createdFile { KnowledgeStore.removeIfHoldsNoWork(path: path) }
+        lock.release()
     }
 }

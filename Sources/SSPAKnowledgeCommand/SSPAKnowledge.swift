@@ -23,13 +23,25 @@ struct SSPAKnowledge: AsyncParsableCommand {
               sqlite3 knowledge.db "select description from descriptions_view where label='dog'"
               sspa-knowledge export --format cupl --label-set voc
             """,
-        version: "\(version)\n\(BLASRuntime.summary)",
+        // `--version` alone prints the BLAS line too (`main`); the text here must not load OpenBLAS at every start.
+        version: version,
         subcommands: [Build.self, Batch.self, Prompt.self, List.self, Show.self, Validate.self, Export.self, Encode.self]
     )
 
     /// Selects the right BLAS kernel before anything else runs (it may re-execute the process), then parses.
+    ///
+    /// OpenBLAS is loaded on first use. Only `encode` multiplies matrices (the CLIP text encoder) and only
+    /// `--version` reports the kernel, so only they (and the kernel self-check's child) select it first; every other
+    /// command starts without loading it.
     static func main() async {
-        BLASRuntime.bootstrap()
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "encode" || arguments.first == "--version" || ProcessInfo.processInfo.environment["SSPA_BLAS_SELFCHECK"] != nil {
+            BLASRuntime.bootstrap()
+        }
+        if arguments == ["--version"] {
+            print("\(version)\n\(BLASRuntime.summary)")
+            Glibc.exit(0)
+        }
         await main(nil)
         // Done, and every file closed: skip the libraries' exit-time clean-up (OpenSSL's, OpenBLAS's), which
         // costs milliseconds and keeps nothing.

@@ -64,16 +64,16 @@ public enum BLASRuntime {
     }
 
     /// OpenBLAS's kernel name, e.g. "Haswell".
-    public static var coreName: String { String(cString: openblas_get_corename()) }
+    public static var coreName: String { String(cString: sspa_openblas_get_corename()) }
 
     /// OpenBLAS's build configuration, e.g. "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Zen MAX_THREADS=64".
     public static var configuration: String {
-        String(cString: openblas_get_config()).trimmingCharacters(in: .whitespaces)
+        String(cString: sspa_openblas_get_config()).trimmingCharacters(in: .whitespaces)
     }
 
     /// The threading model OpenBLAS was built with.
     public static var threadingModel: String {
-        switch openblas_get_parallel() {
+        switch sspa_openblas_get_parallel() {
         case 0: return "sequential"
         case 1: return "pthreads"
         case 2: return "OpenMP"
@@ -121,22 +121,20 @@ public enum BLASRuntime {
         unsetenv("OPENBLAS_CORETYPE")
     }
 
-    /// Makes OpenBLAS single-threaded and ends the worker threads its pthreads build starts when the library loads.
-    /// Idle, each spins in `sched_yield` for about 2^28 cycles before it sleeps: measured here, 0.1 s of a core at
-    /// every start of `sspa-knowledge`, a quarter of a 200-label build's CPU. The project's own pool does the
-    /// splitting (`Parallel`), so OpenBLAS never needs them. Looked up at run time: an OpenMP build has no such
-    /// function, and then nothing is done.
-    ///
-    /// `Parallel.configure()` makes its one `openblas_set_num_threads(1)` call here, before the shutdown: OpenBLAS
-    /// 0.3.21 starts its pool again on any later call of that function (its lazy re-start after a fork), and
-    /// `--version`'s text, which argument parsing builds on every start, used to make that first call after the
-    /// shutdown, so a new worker spun for 0.1 s of a core at every start anyway.
+    /// Loads OpenBLAS, which makes it single-threaded and ends the worker threads its pthreads build starts when the
+    /// library loads (Sources/COpenBLAS/openblas_loader.c). Idle, each spins in `sched_yield` for about 2^28 cycles
+    /// before it sleeps: measured here, 0.1 s of a core at every start of `sspa-knowledge`, a quarter of a
+    /// 200-label build's CPU. The project's own pool does the splitting (`Parallel`), so OpenBLAS never needs them.
+    /// The loader makes its one `openblas_set_num_threads(1)` call before the shutdown, and no other code calls it:
+    /// OpenBLAS 0.3.21 starts its pool again on any later call of that function (its lazy re-start after a fork).
     static func stopIdleWorkers() {
         Parallel.configure()
-        typealias Shutdown = @convention(c) () -> Int32
-        guard let program = dlopen(nil, RTLD_LAZY), let symbol = dlsym(program, "blas_thread_shutdown_") else { return }
-        _ = unsafeBitCast(symbol, to: Shutdown.self)()
+        sspa_openblas_load()
     }
+
+    /// Whether OpenBLAS has been loaded in this process. It is loaded on first use: a command that multiplies no
+    /// matrix never loads it (`bootstrap` loads it, to learn its kernel).
+    public static var isLoaded: Bool { sspa_openblas_loaded() != 0 }
 
     /// What the self-check child prints when every check passed; anything else (a trap, an exit without it) fails.
     static let selfCheckToken = "sspa-blas-selfcheck-ok"
@@ -192,7 +190,7 @@ public enum BLASRuntime {
             let a = (0..<(m * k)).map { _ in Float(rng.nextUnitDouble() * 2 - 1) }
             let b = (0..<(k * n)).map { _ in Float(rng.nextUnitDouble() * 2 - 1) }
             var c = [Float](repeating: .nan, count: m * n)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
+            sspa_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
                         1, a, Int32(k), b, Int32(n), 0, &c, Int32(n))
             for i in 0..<m {
                 for j in 0..<n {
@@ -202,7 +200,7 @@ public enum BLASRuntime {
                 }
             }
             var y = [Float](repeating: 0, count: m)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(m), Int32(k), 1, a, Int32(k), b, Int32(n), 0, &y, 1)
+            sspa_cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(m), Int32(k), 1, a, Int32(k), b, Int32(n), 0, &y, 1)
             for i in 0..<m {
                 var ref = 0.0
                 for p in 0..<k { ref += Double(a[i * k + p]) * Double(b[p * n]) }

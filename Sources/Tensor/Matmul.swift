@@ -148,12 +148,12 @@ enum BLAS {
             }
             if n == 1 {
                 // c[:, 0] = alpha · op(A) · (column 0 of op(B)) + beta · c[:, 0]
-                cblas_sgemv(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, Int32(transA ? k : m),
+                sspa_cblas_sgemv(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, Int32(transA ? k : m),
                             Int32(transA ? m : k), alpha, a, Int32(max(lda, 1)), b, Int32(transB ? 1 : max(ldb, 1)),
                             beta, c, Int32(max(ldc, 1)))
             } else {
                 // c[0, :]ᵀ = alpha · op(B)ᵀ · (row 0 of op(A))ᵀ + beta · c[0, :]ᵀ
-                cblas_sgemv(CblasRowMajor, transB ? CblasNoTrans : CblasTrans, Int32(transB ? n : k),
+                sspa_cblas_sgemv(CblasRowMajor, transB ? CblasNoTrans : CblasTrans, Int32(transB ? n : k),
                             Int32(transB ? k : n), alpha, b, Int32(max(ldb, 1)), a, Int32(transA ? max(lda, 1) : 1),
                             beta, c, 1)
             }
@@ -161,7 +161,7 @@ enum BLAS {
         }
         let panels = panelCount(m: m, n: n, k: k)
         guard panels > 1 else {
-            cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+            sspa_cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                         Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
                         beta, c, Int32(max(ldc, 1)))
             return
@@ -181,7 +181,7 @@ enum BLAS {
                 // Columns r of op(B): columns of B, or rows of a transposed B.
                 (pa, pb, pc, pm, pn) = (a, transB ? b + r.lowerBound * ldb : b + r.lowerBound, c + r.lowerBound, m, r.count)
             }
-            cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+            sspa_cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                         Int32(pm), Int32(pn), Int32(k), alpha, pa, Int32(max(lda, 1)), pb, Int32(max(ldb, 1)),
                         beta, pc, Int32(max(ldc, 1)))
         }

@@ -8,7 +8,8 @@ import Foundation
 /// PyTorch at a fixed thread count). Small loops stay serial: waking worker threads costs more than a few thousand
 /// multiply-adds.
 ///
-/// OpenBLAS itself always runs single-threaded (`openblas_set_num_threads(1)`); `BLAS.sgemm` cuts a large product
+/// OpenBLAS itself always runs single-threaded (its loader, Sources/COpenBLAS, sets one thread and ends its idle
+/// workers when it opens the library); `BLAS.sgemm` cuts a large product
 /// into row or column panels and runs them here instead. Measured on 2 cores with one core kept busy by another
 /// process (issue 13 §3): with OpenBLAS's own pthreads pool beside this one, its workers spin in `sched_yield` while
 /// the other pool's threads wait for a core, and a training step took 4.2 s instead of 1.3 s; with one pool it took
@@ -21,16 +22,13 @@ enum Parallel {
     nonisolated(unsafe) private static var current = 0
 
     /// Reads `SSPA_THREADS` once (default: active processors; a value that is not a positive integer also means
-    /// the default), and makes OpenBLAS single-threaded before its first use: this pool does the splitting.
+    /// the default).
     private static let initialThreads: Int = {
         let env = ProcessInfo.processInfo.environment["SSPA_THREADS"].flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        let n = env.flatMap { $0 > 0 ? $0 : nil } ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
-        openblas_set_num_threads(1)
-        return n
+        return env.flatMap { $0 > 0 ? $0 : nil } ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
     }()
 
-    /// Reads `SSPA_THREADS` and makes OpenBLAS single-threaded if nothing has yet; cheap enough to call before every
-    /// BLAS call.
+    /// Reads `SSPA_THREADS` if nothing has yet; cheap enough to call before every BLAS call.
     @inline(__always)
     static func configure() {
         _ = initialThreads

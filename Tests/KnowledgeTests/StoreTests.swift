@@ -60,20 +60,23 @@ struct StoreTests {
         let (setID, ids) = try store.saveLabelSet(Self.set)
         let run = try store.beginRun(Self.spec, labelSetID: setID, force: false, toolVersion: "test")
         let saved = LockedCounter()
-        // A linger far longer than the test may take: only the drain can end the wait.
-        let writer = OutcomeWriter(store: store, runID: run, linger: .seconds(600), fullGroup: 64) { _ in saved.increment() }
-        writer.submit(outcome(Self.set.labels[0], ["A dog barks.", "A dog runs."]), labelID: ids[0])
-        writer.submit(outcome(Self.set.labels[1], ["A cat naps.", "A cat purrs."]), labelID: ids[1])
-        let started = ContinuousClock.now
+        // A linger far longer than the test may take: only the drain can end the wait. The time of each store is
+        // taken on the writer's thread (the test's own task may wait long for a thread while other tests run).
+        let writer = OutcomeWriter(store: store, linger: .seconds(600), fullGroup: 64) { _ in saved.increment(at: .now) }
+        writer.register { .init(runID: run, labelIDs: ids) }
+        writer.submit(outcome(Self.set.labels[0], ["A dog barks.", "A dog runs."]), position: 0)
+        writer.submit(outcome(Self.set.labels[1], ["A cat naps.", "A cat purrs."]), position: 1)
+        let drained = ContinuousClock.now
         #expect(await writer.drain() == nil)
-        #expect(ContinuousClock.now - started < .seconds(60), "drain waited out the linger")
         #expect(saved.value == 2)
+        #expect(saved.last.map { $0 - drained < .seconds(60) } == true, "the labels were stored only after the linger")
         #expect(try store.labelStates(runID: run) == ["dog": .complete, "cat": .complete])
 
         // A full group is written without waiting for the linger either.
-        let full = OutcomeWriter(store: store, runID: run, linger: .seconds(600), fullGroup: 2) { _ in saved.increment() }
-        full.submit(outcome(Self.set.labels[0], ["A dog sits.", "A dog naps."]), labelID: ids[0])
-        full.submit(outcome(Self.set.labels[1], ["A cat sits.", "A cat jumps."]), labelID: ids[1])
+        let full = OutcomeWriter(store: store, linger: .seconds(600), fullGroup: 2) { _ in saved.increment() }
+        full.register { .init(runID: run, labelIDs: ids) }
+        full.submit(outcome(Self.set.labels[0], ["A dog sits.", "A dog naps."]), position: 0)
+        full.submit(outcome(Self.set.labels[1], ["A cat sits.", "A cat jumps."]), position: 1)
         for _ in 0..<600 where saved.value < 4 { try await Task.sleep(nanoseconds: 50_000_000) }
         #expect(saved.value == 4, "a full group waited for the linger")
         #expect(await full.drain() == nil)
@@ -209,6 +212,9 @@ struct StoreTests {
 final class LockedCounter: @unchecked Sendable {
     private let lock = NSLock()
     private var count = 0
-    func increment() { lock.withLock { count += 1 } }
+    private var lastTime: ContinuousClock.Instant?
+    func increment(at time: ContinuousClock.Instant? = nil) { lock.withLock { count += 1; lastTime = time ?? lastTime } }
     var value: Int { lock.withLock { count } }
+    /// When the last increment that said its time happened.
+    var last: ContinuousClock.Instant? { lock.withLock { lastTime } }
 }

@@ -58,6 +58,23 @@ struct VersionTests {
         #expect(kernel == BLASRuntime.coreName, "the kernel OpenBLAS chose itself stays:\n\(run)")
     }
 
+    /// OpenBLAS is opened on first use: a command that multiplies no matrix starts without it (its sixteen thousand
+    /// symbols are not bound, nor its threads started, at every start of a build), and `--version`, which reports its
+    /// kernel, opens it. The dynamic loader's own log (LD_DEBUG=files) says which libraries a process opened.
+    @Test func openBLASIsOpenedOnlyWhenUsed() throws {
+        func opened(_ arguments: [String]) throws -> ProcessResult {
+            let (p, o, e) = try Processes.start(Self.binaries[1], arguments, environment: Self.cleanEnvironment(["LD_DEBUG": "files"]))
+            return Processes.finish(p, o, e)
+        }
+        let help = try opened(["build", "--help"])
+        #expect(help.status == 0, "\(help)")
+        #expect(help.stderr.contains("libsqlite3"), "LD_DEBUG said nothing:\n\(help.stderr.prefix(2000))")
+        #expect(!help.stderr.contains("libopenblas"), "build --help opened OpenBLAS")
+        let version = try opened(["--version"])
+        #expect(version.status == 0, "\(version)")
+        #expect(version.stderr.contains("libopenblas"), "--version reports the kernel without opening OpenBLAS?")
+    }
+
     @Test func aUsersCoreTypeIsKept() throws {
         let (run, kernel) = try Self.version(Self.binaries[1], ["OPENBLAS_CORETYPE": "Prescott"])
         #expect(run.status == 0, "\(run)")

@@ -15,6 +15,10 @@ public struct BuildOptions: Sendable {
     public var resampleShort: Bool = false
     /// Batch export: send again the requests of an earlier export that never got a result.
     public var resend: Bool = false
+    /// The store was created empty by this build and opened with `migrateNow: false`: every label is to do, and the
+    /// schema, the label set and the run are written on the store writer's thread while the first requests are on
+    /// their way, instead of before them.
+    public var newStore: Bool = false
 
     public init() {}
 }
@@ -109,26 +113,47 @@ public struct KnowledgeBuilder: Sendable {
     public func run(_ set: LabelSet, structured: StructuredMode, events: @escaping @Sendable (BuildEvent) -> Void) async throws -> BuildSummary {
         let started = ContinuousClock.now
         let spec = spec(for: set, structured: structured)
-        // A build with nothing to do reads, says so, and writes nothing (not even a timestamp).
-        if !options.force, let summary = try store.upToDate(set, spec: spec, resampleShort: options.resampleShort) {
-            events(.started(total: summary.total, todo: 0, skipped: summary.skipped, runID: summary.runID))
-            return summary
+        let store = store
+        let options = options
+        let toolVersion = toolVersion
+        let todo: [Int]
+        var summary: BuildSummary
+        /// The run and its label rows, registered on the writer's thread before any label is written.
+        let register: @Sendable () throws -> OutcomeWriter.RunRows
+        if options.newStore {
+            // Nothing can be done yet in a store this build just created.
+            todo = Array(set.labels.indices)
+            summary = BuildSummary(runID: 0)
+            register = {
+                try store.migrate()
+                let (setID, labelIDs) = try store.saveLabelSet(set)
+                let runID = try store.beginRun(spec, labelSetID: setID, force: options.force, toolVersion: toolVersion)
+                events(.started(total: set.labels.count, todo: set.labels.count, skipped: 0, runID: runID))
+                return OutcomeWriter.RunRows(runID: runID, labelIDs: labelIDs)
+            }
+        } else {
+            // A build with nothing to do reads, says so, and writes nothing (not even a timestamp).
+            if !options.force, let summary = try store.upToDate(set, spec: spec, resampleShort: options.resampleShort) {
+                events(.started(total: summary.total, todo: 0, skipped: summary.skipped, runID: summary.runID))
+                return summary
+            }
+            let replaces = try store.hasRun(spec) ? [] : store.otherModels(labelSet: set.name, spec: spec)
+            let (setID, labelIDs) = try store.saveLabelSet(set)
+            let runID = try store.beginRun(spec, labelSetID: setID, force: options.force, toolVersion: toolVersion)
+            let states = try store.labelStates(runID: runID)
+            todo = set.labels.indices.filter { index in
+                let state = states[set.labels[index].rawName]
+                if options.force { return true }
+                if options.resampleShort { return state == .short }
+                return state == nil || state == .failed
+            }
+            summary = BuildSummary(runID: runID)
+            summary.replaces = replaces
+            events(.started(total: set.labels.count, todo: todo.count, skipped: set.labels.count - todo.count, runID: runID))
+            register = { OutcomeWriter.RunRows(runID: runID, labelIDs: labelIDs) }
         }
-        let replaces = try store.hasRun(spec) ? [] : store.otherModels(labelSet: set.name, spec: spec)
-        let (setID, labelIDs) = try store.saveLabelSet(set)
-        let runID = try store.beginRun(spec, labelSetID: setID, force: options.force, toolVersion: toolVersion)
-        let states = try store.labelStates(runID: runID)
-        let todo = set.labels.indices.filter { index in
-            let state = states[set.labels[index].rawName]
-            if options.force { return true }
-            if options.resampleShort { return state == .short }
-            return state == nil || state == .failed
-        }
-        var summary = BuildSummary(runID: runID)
-        summary.replaces = replaces
         summary.total = set.labels.count
         summary.skipped = set.labels.count - todo.count
-        events(.started(total: set.labels.count, todo: todo.count, skipped: summary.skipped, runID: runID))
 
         // One way to stop: the first reason recorded wins, and no new label starts after it.
         var stop: BuildStop?
@@ -144,10 +169,12 @@ public struct KnowledgeBuilder: Sendable {
         let ahead = jobs > 1 && (provider.requestLimit ?? Int.max) <= jobs ? jobs : 0
         // Finished labels are stored beside the loop, a group per transaction; each counts and is reported once stored.
         let counted = SummaryBox(summary)
-        let writer = OutcomeWriter(store: store, runID: runID) { outcome in
+        let writer = OutcomeWriter(store: store) { outcome in
             counted.add(outcome)
             events(.labelFinished(outcome))
         }
+        // A new store's schema, label set and run are written here, beside the first requests.
+        writer.register(register)
         let path = store.path
         func storeFailure(_ error: Error) -> BuildStop {
             .storeFailure(KnowledgeStore.explain(error, path: path)?.message ?? "cannot write to \(path): \(error)")
@@ -177,7 +204,7 @@ public struct KnowledgeBuilder: Sendable {
                 // Cancelled (Ctrl-C): in-flight labels finish being cancelled; nothing new starts.
                 guard let outcome = finished else { halt(.interrupted); continue }
                 if let index = positions[outcome.label.rawName] {
-                    writer.submit(outcome, labelID: labelIDs[index])
+                    writer.submit(outcome, position: index)
                 } else {
                     counted.add(outcome)
                     events(.labelFinished(outcome))
@@ -195,24 +222,28 @@ public struct KnowledgeBuilder: Sendable {
         }
         if let error = await writer.drain(), stop == nil { stop = storeFailure(error) }
         summary = counted.value
+        // The run, once registered (a new store's registration may have failed: then there is no run to close).
+        let runID = writer.rows?.runID
+        if let runID { summary.runID = runID }
         if Task.isCancelled, stop == nil { stop = .interrupted }
         summary.seconds = JSONPoster.seconds(ContinuousClock.now - started)
         switch stop {
         case .interrupted?:
             summary.status = .interrupted
             summary.message = "interrupted after \(summary.done) of \(todo.count) labels; run the same command again to resume"
-            try? store.finishRun(runID, status: .interrupted, message: summary.message)
+            if let runID { try? store.finishRun(runID, status: .interrupted, message: summary.message) }
             throw BuildStopped(summary: summary, reason: summary.message!, interrupted: true)
         case .failed(let reason)?, .storeFailure(let reason)?:
             summary.status = .failed
             summary.message = reason
-            try? store.finishRun(runID, status: .failed, message: reason)
+            if let runID { try? store.finishRun(runID, status: .failed, message: reason) }
             var stopped = BuildStopped(summary: summary, reason: reason, interrupted: false)
             if case .storeFailure? = stop { stopped.storeFailure = true }
             throw stopped
         case nil:
             break
         }
+        guard let runID else { throw StoreError("\(path): the build's run was not registered") }
         let remaining = try store.labelStates(runID: runID)
         let unfinished = set.labels.filter { remaining[$0.rawName] == nil || remaining[$0.rawName] == .failed }
         summary.status = unfinished.isEmpty ? .complete : .failed

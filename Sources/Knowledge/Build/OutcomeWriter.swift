@@ -10,13 +10,22 @@ import Foundation
 /// holds. A group that fails is written again one label per transaction, so a full disk keeps every label that fits,
 /// as when each label had its own transaction. `drain()` writes at once and waits for every label handed over so
 /// far: a build ends (or stops on Ctrl-C) only after its finished labels are stored.
+///
+/// The run a build writes to is registered first, on the writer's thread (`register`): for a store the build has just
+/// created, that is its schema, its label set and its run, written while the first requests are on their way.
 final class OutcomeWriter: @unchecked Sendable {
+    /// A build's run and the row id of each of its labels, by position in the label set.
+    struct RunRows: Sendable {
+        var runID: Int64
+        var labelIDs: [Int64]
+    }
+
     private let store: KnowledgeStore
-    private let runID: Int64
     private let saved: @Sendable (LabelOutcome) -> Void
     private let queue = DispatchQueue(label: "sspa-knowledge.store-writer")
     private let lock = NSCondition()
-    private var pending: [(outcome: LabelOutcome, labelID: Int64)] = []
+    private var registered: RunRows?
+    private var pending: [(outcome: LabelOutcome, position: Int)] = []
     private var writing = false
     private var flushing = false
     private var firstError: Error?
@@ -25,19 +34,34 @@ final class OutcomeWriter: @unchecked Sendable {
     /// Labels that start a write at once, without waiting out the linger.
     let fullGroup: Int
 
-    init(store: KnowledgeStore, runID: Int64, linger: Duration = .milliseconds(40), fullGroup: Int = 64,
+    init(store: KnowledgeStore, linger: Duration = .milliseconds(40), fullGroup: Int = 64,
          saved: @escaping @Sendable (LabelOutcome) -> Void) {
         self.store = store
-        self.runID = runID
         self.linger = linger
         self.fullGroup = max(fullGroup, 1)
         self.saved = saved
     }
 
-    /// Hands a finished label over to be stored.
-    func submit(_ outcome: LabelOutcome, labelID: Int64) {
+    /// Registers the run the labels go to: `rows` runs on the writer's thread before any label is written. If it
+    /// throws, no label is written and `error` says why.
+    func register(_ rows: @escaping @Sendable () throws -> RunRows) {
+        queue.async {
+            do {
+                let made = try rows()
+                self.lock.withLock { self.registered = made }
+            } catch {
+                self.lock.withLock { if self.firstError == nil { self.firstError = error } }
+            }
+        }
+    }
+
+    /// The registered run, once registered.
+    var rows: RunRows? { lock.withLock { registered } }
+
+    /// Hands a finished label (at `position` in the label set) over to be stored.
+    func submit(_ outcome: LabelOutcome, position: Int) {
         let start = lock.withLock { () -> Bool in
-            pending.append((outcome, labelID))
+            pending.append((outcome, position))
             if pending.count >= fullGroup { lock.signal() }
             if writing { return false }
             writing = true
@@ -72,24 +96,26 @@ final class OutcomeWriter: @unchecked Sendable {
 
     private func writeAll() {
         while true {
-            let group = lock.withLock { () -> [(outcome: LabelOutcome, labelID: Int64)] in
+            let (group, rows) = lock.withLock { () -> ([(outcome: LabelOutcome, position: Int)], RunRows?) in
                 // Wait a little for the rest of the wave (a label waits at most `linger` longer to be stored).
                 let deadline = Date(timeIntervalSinceNow: Double(linger.components.seconds) + Double(linger.components.attoseconds) / 1e18)
                 while !flushing, !pending.isEmpty, pending.count < fullGroup, lock.wait(until: deadline) {}
                 let group = pending
                 pending.removeAll()
                 if group.isEmpty { writing = false }
-                return group
+                return (group, registered)
             }
             if group.isEmpty { return }
+            // No run (its registration failed, and said why): nothing can be stored.
+            guard let rows else { continue }
             do {
-                try store.saveOutcomes(group, runID: runID)
+                try store.saveOutcomes(group.map { ($0.outcome, rows.labelIDs[$0.position]) }, runID: rows.runID)
                 for item in group { saved(item.outcome) }
             } catch {
                 // One label per transaction: keep every label that can be stored.
                 for item in group {
                     do {
-                        try store.saveOutcome(item.outcome, runID: runID, labelID: item.labelID)
+                        try store.saveOutcome(item.outcome, runID: rows.runID, labelID: rows.labelIDs[item.position])
                         saved(item.outcome)
                     } catch {
                         lock.withLock { if firstError == nil { firstError = error } }

@@ -1,5 +1,25 @@
 #include <cblas.h>
 
+// OpenBLAS is loaded on first use (dlopen), not linked: a command that multiplies no matrix (`build`, `show`,
+// `export`…) then neither relocates its sixteen thousand symbols nor starts its threads at every start. The cblas.h
+// declarations above give the types and constants; the calls go through these, which load the library the first
+// time (an error naming the package to install, and exit 69, when it is missing).
+
+void sspa_cblas_sgemm(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE transA, const enum CBLAS_TRANSPOSE transB,
+                      const blasint m, const blasint n, const blasint k, const float alpha, const float *a, const blasint lda,
+                      const float *b, const blasint ldb, const float beta, float *c, const blasint ldc);
+void sspa_cblas_sgemv(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE trans, const blasint m, const blasint n,
+                      const float alpha, const float *a, const blasint lda, const float *x, const blasint incx,
+                      const float beta, float *y, const blasint incy);
+const char *sspa_openblas_get_corename(void);
+const char *sspa_openblas_get_config(void);
+int sspa_openblas_get_parallel(void);
+/// Loads the library now, if it is not loaded yet. Loading makes it single-threaded and ends the worker threads its
+/// pthreads build starts (`BLASRuntime.stopIdleWorkers` says why).
+void sspa_openblas_load(void);
+/// Whether the library has been loaded (never loads it).
+int sspa_openblas_loaded(void);
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
