@@ -27,10 +27,11 @@ let package = Package(
             name: "COpenBLAS",
             path: "Sources/COpenBLAS"
         ),
-        .systemLibrary(
+        // libcurl through a loader that opens it on first use (Sources/CCurl/curl_loader.c): curl.h from
+        // libcurl4-openssl-dev, the library (libcurl.so.4) at run time.
+        .target(
             name: "CCurl",
-            path: "Sources/CCurl",
-            providers: [.apt(["libcurl4-openssl-dev"])]
+            path: "Sources/CCurl"
         ),
         .systemLibrary(
             name: "CImageCodecs",

@@ -2,9 +2,6 @@ import ArgumentParser
 import CommandSupport
 import Foundation
 import Knowledge
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 struct Build: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -274,7 +271,7 @@ struct Build: AsyncParsableCommand {
         do { endpointURL = try EndpointURL(base).stripping(suffix: "/v1") } catch let error as ProviderError { throw CLIError(error.message, code: .usage) }
         guard let url = endpointURL.requestURL(path: "/v1/models") else { throw CLIError("\(endpointURL.display) is not a valid URL.", code: .usage) }
         let shown = EndpointURL.shown(url)
-        var request = URLRequest(url: url, timeoutInterval: min(endpoint.timeout, 30))
+        var request = HTTPRequest(url: url, timeoutInterval: min(endpoint.timeout, 30))
         if let key {
             request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization")
         } else if let basic = endpointURL.basicAuthorization {

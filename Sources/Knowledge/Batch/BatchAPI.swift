@@ -1,7 +1,4 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// A batch as an OpenAI-compatible Batch API reports it (`GET /v1/batches/{id}`).
 public struct RemoteBatch: Sendable, Hashable, Decodable {
@@ -91,7 +88,7 @@ public struct BatchAPIClient: Sendable {
         field("Content-Disposition: form-data; name=\"purpose\"", Data("batch".utf8))
         field("Content-Disposition: form-data; name=\"file\"; filename=\"\(filename)\"\r\nContent-Type: application/jsonl", data)
         body.append(Data("--\(boundary)--\r\n".utf8))
-        var request = URLRequest(url: try url("/v1/files"))
+        var request = HTTPRequest(url: try url("/v1/files"))
         request.httpMethod = "POST"
         request.httpBody = body
         request.setValue("multipart/form-data; boundary=\(boundary)", forHTTPHeaderField: "Content-Type")
@@ -124,8 +121,8 @@ public struct BatchAPIClient: Sendable {
         try await poster.send(get("/v1/files/\(Self.pathComponent(id))/content"), label: "file \(id)").data
     }
 
-    func get(_ path: String) throws -> URLRequest {
-        var request = URLRequest(url: try url(path))
+    func get(_ path: String) throws -> HTTPRequest {
+        var request = HTTPRequest(url: try url(path))
         request.httpMethod = "GET"
         return request
     }

@@ -1,8 +1,5 @@
 import CCurl
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// libcurl's multi interface behind `HTTPClient`: one thread drives every request of a client through one
 /// `curl_multi` handle, so connections are reused, HTTP/2 is multiplexed where a TLS server offers it, and a request
@@ -41,7 +38,7 @@ final class CurlEngine: @unchecked Sendable {
             buffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
             return buffer
         }()
-        var continuation: CheckedContinuation<(Data, HTTPURLResponse), Error>?
+        var continuation: CheckedContinuation<(Data, HTTPResponse), Error>?
         var cancelled = false
 
         init(easy: UnsafeMutableRawPointer, url: URL) {
@@ -68,12 +65,9 @@ final class CurlEngine: @unchecked Sendable {
     private var waiting: [Transfer] = []
     private var waitingStart = 0
 
-    private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
-
     init(options: Options) {
-        _ = Self.globalInit
         self.options = options
-        multi = curl_multi_init()
+        multi = sspa_curl_multi_init()
         epollFD = sspa_epoll_create()
         wakeFD = sspa_eventfd_create()
         precondition(epollFD >= 0 && wakeFD >= 0, "cannot create the HTTP client's event loop: \(String(cString: strerror(errno)))")
@@ -89,7 +83,7 @@ final class CurlEngine: @unchecked Sendable {
 
     // MARK: - Requests
 
-    func send(_ request: URLRequest) async throws -> (Data, HTTPURLResponse) {
+    func send(_ request: HTTPRequest) async throws -> (Data, HTTPResponse) {
         guard let url = request.url else { throw URLError(.badURL) }
         let transfer = try makeTransfer(request, url: url)
         return try await withTaskCancellationHandler {
@@ -116,15 +110,16 @@ final class CurlEngine: @unchecked Sendable {
         }
     }
 
-    private func makeTransfer(_ request: URLRequest, url: URL) throws -> Transfer {
-        guard let easy = curl_easy_init() else { throw URLError(.cannotLoadFromNetwork) }
+    private func makeTransfer(_ request: HTTPRequest, url: URL) throws -> Transfer {
+        guard let easy = sspa_curl_easy_init() else { throw URLError(.cannotLoadFromNetwork) }
         let transfer = Transfer(easy: easy, url: url)
         let context = Unmanaged.passUnretained(transfer).toOpaque()
         _ = sspa_curl_setopt_string(easy, CURLOPT_URL, url.absoluteString)
         _ = sspa_curl_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
         _ = sspa_curl_setopt_long(easy, CURLOPT_TCP_NODELAY, 1)
-        _ = sspa_curl_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(options.timeout * 1000))
-        _ = sspa_curl_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(min(options.connectTimeout, options.timeout) * 1000))
+        let timeout = min(request.timeoutInterval ?? options.timeout, options.timeout)
+        _ = sspa_curl_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(timeout * 1000))
+        _ = sspa_curl_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(min(options.connectTimeout, timeout) * 1000))
         // HTTP/2 over TLS when the server offers it (OpenAI does), HTTP/1.1 in the clear. Over TLS, wait for a
         // connection to multiplex on rather than opening another (ALPN says at the handshake whether it can). In the
         // clear there is never HTTP/2, and libcurl learns a connection's version only from its first answer, so
@@ -149,9 +144,9 @@ final class CurlEngine: @unchecked Sendable {
             _ = sspa_curl_setopt_string(easy, CURLOPT_CUSTOMREQUEST, method)
         }
         var list: UnsafeMutablePointer<curl_slist>?
-        for (name, value) in request.allHTTPHeaderFields ?? [:] { list = curl_slist_append(list, "\(name): \(value)") }
+        for (name, value) in request.headers { list = sspa_curl_slist_append(list, "\(name): \(value)") }
         // libcurl sends "Expect: 100-continue" for large bodies, which costs a round trip to servers that ignore it.
-        list = curl_slist_append(list, "Expect:")
+        list = sspa_curl_slist_append(list, "Expect:")
         transfer.headerList = list
         _ = sspa_curl_setopt_slist(easy, CURLOPT_HTTPHEADER, list)
         return transfer
@@ -160,8 +155,8 @@ final class CurlEngine: @unchecked Sendable {
     static let caFile: String? = ProcessInfo.processInfo.environment["SSL_CERT_FILE"].flatMap { $0.isEmpty ? nil : $0 }
 
     private static func release(_ transfer: Transfer) {
-        curl_easy_cleanup(transfer.easy)
-        curl_slist_free_all(transfer.headerList)
+        sspa_curl_easy_cleanup(transfer.easy)
+        sspa_curl_slist_free_all(transfer.headerList)
         transfer.errorBuffer.deallocate()
     }
 
@@ -186,7 +181,7 @@ final class CurlEngine: @unchecked Sendable {
             var running: Int32 = 0
             runDueTimeout(&running)
             var left: Int32 = 0
-            while let message = curl_multi_info_read(multi, &left) {
+            while let message = sspa_curl_multi_info_read(multi, &left) {
                 guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle, let transfer = active[easy] else { continue }
                 let code = message.pointee.data.result
                 if code == CURLE_OK {
@@ -194,8 +189,8 @@ final class CurlEngine: @unchecked Sendable {
                     _ = sspa_curl_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
                     var version = 0
                     _ = sspa_curl_getinfo_long(easy, CURLINFO_HTTP_VERSION, &version)
-                    let http = HTTPURLResponse(url: transfer.url, statusCode: status, httpVersion: version == Int(CURL_HTTP_VERSION_2_0) ? "HTTP/2" : "HTTP/1.1",
-                                               headerFields: transfer.headers)!
+                    let http = HTTPResponse(statusCode: status, httpVersion: version == Int(CURL_HTTP_VERSION_2_0) ? "HTTP/2" : "HTTP/1.1",
+                                            headers: transfer.headers)
                     finish(transfer, .success((transfer.response, http)))
                 } else {
                     finish(transfer, .failure(Self.error(code, detail: String(cString: transfer.errorBuffer), url: transfer.url)))
@@ -250,7 +245,7 @@ final class CurlEngine: @unchecked Sendable {
             let transfer = waiting[waitingStart]
             waitingStart += 1
             active[transfer.easy] = transfer
-            curl_multi_add_handle(multi, transfer.easy)
+            sspa_curl_multi_add_handle(multi, transfer.easy)
         }
         if waitingStart == waiting.count {
             waiting.removeAll(keepingCapacity: true)
@@ -261,16 +256,16 @@ final class CurlEngine: @unchecked Sendable {
         }
     }
 
-    private func finish(_ transfer: Transfer, _ result: Result<(Data, HTTPURLResponse), Error>) {
-        curl_multi_remove_handle(multi, transfer.easy)
+    private func finish(_ transfer: Transfer, _ result: Result<(Data, HTTPResponse), Error>) {
+        sspa_curl_multi_remove_handle(multi, transfer.easy)
         active[transfer.easy] = nil
         // The next request goes out now, before the caller of this one even sees its answer.
         startWaiting()
         resume(transfer, result)
     }
 
-    private func resume(_ transfer: Transfer, _ result: Result<(Data, HTTPURLResponse), Error>) {
-        let continuation = lock.withLock { () -> CheckedContinuation<(Data, HTTPURLResponse), Error>? in
+    private func resume(_ transfer: Transfer, _ result: Result<(Data, HTTPResponse), Error>) {
+        let continuation = lock.withLock { () -> CheckedContinuation<(Data, HTTPResponse), Error>? in
             defer { transfer.continuation = nil }
             return transfer.continuation
         }
@@ -292,7 +287,7 @@ final class CurlEngine: @unchecked Sendable {
             kind = NSURLErrorSecureConnectionFailed
         default: kind = NSURLErrorUnknown
         }
-        let text = detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail
+        let text = detail.isEmpty ? String(cString: sspa_curl_easy_strerror(code)) : detail
         return NSError(domain: NSURLErrorDomain, code: kind, userInfo: [NSLocalizedDescriptionKey: text, NSURLErrorFailingURLErrorKey: url])
     }
 }

@@ -1,16 +1,62 @@
+import CCurl
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+
+/// An HTTP request, as `HTTPClient` sends it. Foundation's `URLRequest` lives in FoundationNetworking, which links
+/// libcurl and its thirty-odd dependencies into every start of every command; this project's client opens libcurl
+/// itself, on first use (Sources/CCurl), so it speaks its own small types. The names follow `URLRequest`'s.
+public struct HTTPRequest: Sendable {
+    public var url: URL?
+    public var httpMethod: String? = "GET"
+    public var httpBody: Data?
+    /// Seconds for the whole request, when less than the client's own time-out.
+    public var timeoutInterval: Double?
+    /// In the order set; names compare case-insensitively, as HTTP's do.
+    public private(set) var headers: [(name: String, value: String)] = []
+
+    public init(url: URL, timeoutInterval: Double? = nil) {
+        self.url = url
+        self.timeoutInterval = timeoutInterval
+    }
+
+    /// Sets (or, with nil, removes) a header, replacing one of the same name in any case.
+    public mutating func setValue(_ value: String?, forHTTPHeaderField name: String) {
+        headers.removeAll { $0.name.caseInsensitiveCompare(name) == .orderedSame }
+        if let value { headers.append((name, value)) }
+    }
+
+    public func value(forHTTPHeaderField name: String) -> String? {
+        headers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
+    }
+}
+
+/// An HTTP response's status line and headers (the body comes beside it).
+public struct HTTPResponse: Sendable {
+    public var statusCode: Int
+    /// "HTTP/1.1" or "HTTP/2".
+    public var httpVersion: String
+    public var headers: [String: String]
+
+    public init(statusCode: Int, httpVersion: String = "HTTP/1.1", headers: [String: String] = [:]) {
+        self.statusCode = statusCode
+        self.httpVersion = httpVersion
+        self.headers = headers
+    }
+
+    /// A header's value; names compare case-insensitively.
+    public func value(forHTTPHeaderField name: String) -> String? {
+        if let exact = headers[name] { return exact }
+        return headers.first { $0.key.caseInsensitiveCompare(name) == .orderedSame }?.value
+    }
+}
 
 /// The HTTP seam: one closure that sends a request and returns the body and response.
 public struct HTTPClient: Sendable {
-    public var send: @Sendable (URLRequest) async throws -> (Data, HTTPURLResponse)
+    public var send: @Sendable (HTTPRequest) async throws -> (Data, HTTPResponse)
     /// The most requests this client has in flight at once, when it holds the rest back itself (in the order they
     /// were sent); nil when every request goes out at once.
     public var requestLimit: Int?
 
-    public init(requestLimit: Int? = nil, send: @escaping @Sendable (URLRequest) async throws -> (Data, HTTPURLResponse)) {
+    public init(requestLimit: Int? = nil, send: @escaping @Sendable (HTTPRequest) async throws -> (Data, HTTPResponse)) {
         self.requestLimit = requestLimit
         self.send = send
     }
@@ -25,72 +71,11 @@ public struct HTTPClient: Sendable {
         return HTTPClient(requestLimit: requestLimit) { request in try await engine.send(request) }
     }
 
-    /// A client on one shared URLSession (swift-corelibs-foundation), kept for comparison in benchmarks.
-    public static func urlSession(timeout: Double, connections: Int) -> HTTPClient {
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.httpMaximumConnectionsPerHost = max(connections, 1)
-        configuration.timeoutIntervalForRequest = timeout
-        configuration.timeoutIntervalForResource = timeout
-        configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
-        configuration.urlCache = nil
-        configuration.httpCookieStorage = nil
-        let session = URLSession(configuration: configuration)
-        return HTTPClient { request in
-            var request = request
-            request.timeoutInterval = timeout
-            let (data, response) = try await Self.send(request, on: session)
-            guard let http = response as? HTTPURLResponse else {
-                throw ProviderError(.badResponse, "\(request.url.map(EndpointURL.shown) ?? "the endpoint") did not answer over HTTP.")
-            }
-            return (data, http)
-        }
-    }
-
-    /// A data task bridged to async by hand. swift-corelibs-foundation's `data(for:)` can deadlock when a task group
-    /// is cancelled (its cancellation handler syncs on the session queue while that queue resumes the task), so
-    /// here cancellation only schedules `cancel()` on another queue.
-    static func send(_ request: URLRequest, on session: URLSession) async throws -> (Data, URLResponse) {
-        let box = TaskBox()
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Data, URLResponse), Error>) in
-                let task = session.dataTask(with: request) { data, response, error in
-                    if let error {
-                        continuation.resume(throwing: (error as NSError).code == NSURLErrorCancelled ? CancellationError() : error)
-                    } else if let response {
-                        continuation.resume(returning: (data ?? Data(), response))
-                    } else {
-                        continuation.resume(throwing: URLError(.badServerResponse))
-                    }
-                }
-                box.set(task)
-                task.resume()
-            }
-        } onCancel: {
-            DispatchQueue.global().async { box.cancel() }
-        }
-    }
-}
-
-/// Holds a data task so a cancellation that arrives before or after it starts still cancels it.
-private final class TaskBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var task: URLSessionDataTask?
-    private var cancelled = false
-
-    func set(_ task: URLSessionDataTask) {
-        let cancelNow = lock.withLock { () -> Bool in
-            self.task = task
-            return cancelled
-        }
-        if cancelNow { task.cancel() }
-    }
-
-    func cancel() {
-        let task = lock.withLock { () -> URLSessionDataTask? in
-            cancelled = true
-            return self.task
-        }
-        task?.cancel()
+    /// Starts opening libcurl on a thread of its own, for a command that will make requests: it is opened on first
+    /// use (Sources/CCurl), and binding it and its thirty-odd dependencies takes longer than reading a build's
+    /// arguments, label files and template, which it can overlap. Harmless when no request follows.
+    public static func preload() {
+        sspa_curl_preload()
     }
 }
 
@@ -113,7 +98,7 @@ struct JSONPoster: Sendable {
 
     func post(_ url: URL, body: JSONValue, label: String, extraHeaders: [String: String] = [:]) async throws -> Reply {
         let payload = try body.data()
-        var request = URLRequest(url: url)
+        var request = HTTPRequest(url: url)
         request.httpMethod = "POST"
         request.httpBody = payload
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
@@ -125,7 +110,7 @@ struct JSONPoster: Sendable {
 
     /// Sends `request` (with its Authorization already set, or set here from the key or the endpoint's userinfo),
     /// retrying 429, 5xx, time-outs and connection errors under the policy and honouring Retry-After.
-    func send(_ request: URLRequest, label: String) async throws -> Reply {
+    func send(_ request: HTTPRequest, label: String) async throws -> Reply {
         var request = request
         if request.value(forHTTPHeaderField: "Authorization") == nil {
             if let apiKey, !apiKey.isEmpty {

@@ -8,40 +8,75 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+// libcurl is opened on first use (dlopen, Sources/CCurl/curl_loader.c), not linked: with its thirty-odd
+// dependencies (OpenSSL, GnuTLS, Kerberos, LDAP, SSH…) binding it took a third of the start of every command,
+// including those that never go on the network. `sspa_curl_preload` opens it on a thread of its own while a build
+// reads its arguments and files. curl.h gives the types and constants; every call goes through this table.
+struct sspa_curl_api {
+    CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+    CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+    CURL *(*easy_init)(void);
+    void (*easy_cleanup)(CURL *);
+    const char *(*easy_strerror)(CURLcode);
+    CURLM *(*multi_init)(void);
+    CURLMcode (*multi_setopt)(CURLM *, CURLMoption, ...);
+    CURLMcode (*multi_add_handle)(CURLM *, CURL *);
+    CURLMcode (*multi_remove_handle)(CURLM *, CURL *);
+    CURLMsg *(*multi_info_read)(CURLM *, int *);
+    CURLMcode (*multi_socket_action)(CURLM *, curl_socket_t, int, int *);
+    struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
+    void (*slist_free_all)(struct curl_slist *);
+};
+
+/// The loaded library (opened and globally initialised on the first call; a clear error and exit 69 when missing).
+const struct sspa_curl_api *sspa_curl(void);
+/// Starts opening the library on a thread of its own and returns at once; `sspa_curl` then waits for it.
+void sspa_curl_preload(void);
+
+static inline CURL *sspa_curl_easy_init(void) { return sspa_curl()->easy_init(); }
+static inline void sspa_curl_easy_cleanup(CURL *handle) { sspa_curl()->easy_cleanup(handle); }
+static inline const char *sspa_curl_easy_strerror(CURLcode code) { return sspa_curl()->easy_strerror(code); }
+static inline CURLM *sspa_curl_multi_init(void) { return sspa_curl()->multi_init(); }
+static inline CURLMcode sspa_curl_multi_add_handle(CURLM *multi, CURL *handle) { return sspa_curl()->multi_add_handle(multi, handle); }
+static inline CURLMcode sspa_curl_multi_remove_handle(CURLM *multi, CURL *handle) { return sspa_curl()->multi_remove_handle(multi, handle); }
+static inline CURLMsg *sspa_curl_multi_info_read(CURLM *multi, int *left) { return sspa_curl()->multi_info_read(multi, left); }
+static inline struct curl_slist *sspa_curl_slist_append(struct curl_slist *list, const char *text) { return sspa_curl()->slist_append(list, text); }
+static inline void sspa_curl_slist_free_all(struct curl_slist *list) { sspa_curl()->slist_free_all(list); }
+
 // curl_easy_setopt and curl_easy_getinfo are variadic, which Swift cannot call; these fix the argument type.
 
 static inline CURLcode sspa_curl_setopt_long(CURL *handle, CURLoption option, long value) {
-    return curl_easy_setopt(handle, option, value);
+    return sspa_curl()->easy_setopt(handle, option, value);
 }
 
 static inline CURLcode sspa_curl_setopt_string(CURL *handle, CURLoption option, const char *value) {
-    return curl_easy_setopt(handle, option, value);
+    return sspa_curl()->easy_setopt(handle, option, value);
 }
 
 static inline CURLcode sspa_curl_setopt_pointer(CURL *handle, CURLoption option, void *value) {
-    return curl_easy_setopt(handle, option, value);
+    return sspa_curl()->easy_setopt(handle, option, value);
 }
 
 static inline CURLcode sspa_curl_setopt_slist(CURL *handle, CURLoption option, struct curl_slist *value) {
-    return curl_easy_setopt(handle, option, value);
+    return sspa_curl()->easy_setopt(handle, option, value);
 }
 
 typedef size_t (*sspa_curl_write_callback)(char *data, size_t size, size_t count, void *context);
 
 static inline CURLcode sspa_curl_setopt_write(CURL *handle, CURLoption option, sspa_curl_write_callback callback) {
-    return curl_easy_setopt(handle, option, callback);
+    return sspa_curl()->easy_setopt(handle, option, callback);
 }
 
 static inline CURLcode sspa_curl_getinfo_long(CURL *handle, CURLINFO info, long *value) {
-    return curl_easy_getinfo(handle, info, value);
+    return sspa_curl()->easy_getinfo(handle, info, value);
 }
 
 static inline CURLcode sspa_curl_getinfo_pointer(CURL *handle, CURLINFO info, void **value) {
-    return curl_easy_getinfo(handle, info, value);
+    return sspa_curl()->easy_getinfo(handle, info, value);
 }
 
 static inline CURLMcode sspa_curl_multi_setopt_long(CURLM *multi, CURLMoption option, long value) {
-    return curl_multi_setopt(multi, option, value);
+    return sspa_curl()->multi_setopt(multi, option, value);
 }
 
 // The multi_socket interface: libcurl says which sockets to watch (socket callback) and when to call it back
@@ -53,15 +88,15 @@ typedef int (*sspa_curl_timer_callback)(void *multi, long timeout_ms, void *user
 
 static inline CURLMcode sspa_curl_multi_set_callbacks(CURLM *multi, sspa_curl_socket_callback socket_callback,
                                                       sspa_curl_timer_callback timer_callback, void *userp) {
-    CURLMcode code = curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, (curl_socket_callback)socket_callback);
-    if (code == CURLM_OK) code = curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, userp);
-    if (code == CURLM_OK) code = curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, (curl_multi_timer_callback)timer_callback);
-    if (code == CURLM_OK) code = curl_multi_setopt(multi, CURLMOPT_TIMERDATA, userp);
+    CURLMcode code = sspa_curl()->multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, (curl_socket_callback)socket_callback);
+    if (code == CURLM_OK) code = sspa_curl()->multi_setopt(multi, CURLMOPT_SOCKETDATA, userp);
+    if (code == CURLM_OK) code = sspa_curl()->multi_setopt(multi, CURLMOPT_TIMERFUNCTION, (curl_multi_timer_callback)timer_callback);
+    if (code == CURLM_OK) code = sspa_curl()->multi_setopt(multi, CURLMOPT_TIMERDATA, userp);
     return code;
 }
 
 static inline CURLMcode sspa_curl_multi_socket_action(CURLM *multi, int socket, int mask, int *running) {
-    return curl_multi_socket_action(multi, (curl_socket_t)socket, mask, running);
+    return sspa_curl()->multi_socket_action(multi, (curl_socket_t)socket, mask, running);
 }
 
 static inline int sspa_curl_socket_timeout(void) { return (int)CURL_SOCKET_TIMEOUT; }
