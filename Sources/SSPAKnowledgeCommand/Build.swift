@@ -80,6 +80,9 @@ struct Build: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
+            // A build that talks to an endpoint opens libcurl on a thread of its own while it reads its files. (Opened
+            // beside argument parsing instead, it made that slower: both want the dynamic loader's lock.)
+            if endpoint.resolvedProvider != .wordnet { HTTPClient.preload() }
             // A store that does not exist yet is created (locked, its schema written) on another thread while the
             // label files, templates and endpoint are read: a fifth of a build's start. Its errors are reported
             // only after theirs, as before, and a build that does not run removes it again. An existing store is

@@ -38,12 +38,6 @@ struct SSPAKnowledge: AsyncParsableCommand {
         if arguments.first == "encode" || arguments.first == "--version" || ProcessInfo.processInfo.environment["SSPA_BLAS_SELFCHECK"] != nil {
             BLASRuntime.bootstrap()
         }
-        // A build or batch that talks to an endpoint opens libcurl beside argument parsing.
-        if arguments.first == "build" || arguments.first == "batch",
-           arguments.contains(where: { $0 == "--endpoint" || $0.hasPrefix("--endpoint=") })
-            || !(ProcessInfo.processInfo.environment["SSPA_LLM_URL"] ?? "").isEmpty {
-            HTTPClient.preload()
-        }
         if arguments == ["--version"] {
             print("\(version)\n\(BLASRuntime.summary)")
             Glibc.exit(0)
