@@ -235,7 +235,7 @@ for (n, jobs, client), values in sorted(rows.items(), key=lambda kv: (kv[0][0], 
     server = statistics.median(100 * v[4] / v[0] for v in values)
     bad = sum(1 for v in values if v[3] != 0 or v[2] != n)
     note = f" ({bad} runs failed or short)" if bad else ""
-    print(f"| {names.get(client, client)} | {n} | {jobs} | {ideal:.2f} | {wall:.2f} | {wall / ideal:.2f} | {per:.2f} | {server:.0f}{note} |")
+    print(f"| {names.get(client, client)} | {n} | {jobs} | {ideal:.2f} | {wall:.3f} | {wall / ideal:.3f} | {per:.2f} | {server:.0f}{note} |")
 if loaded:
     print()
     print(f"Under load (CPU {sys.argv[5]}, 2 cores): one background busy loop keeps one core busy in the loaded runs; "
