@@ -1,4 +1,9 @@
 import Foundation
+#if canImport(FoundationNetworking)
+// `Data(contentsOf:)` on an http URL (the test servers' /_stats) needs FoundationNetworking loaded; the binaries under
+// test no longer link it (their HTTP is libcurl, opened on first use).
+import FoundationNetworking
+#endif
 import Testing
 import TestSupport
 
