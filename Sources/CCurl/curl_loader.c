@@ -27,19 +27,22 @@ static void load(void) {
         const char *why = dlerror();
         fail(why ? why : "not found");
     }
-    api.easy_setopt = (__typeof__(api.easy_setopt))need(library, "curl_easy_setopt");
-    api.easy_getinfo = (__typeof__(api.easy_getinfo))need(library, "curl_easy_getinfo");
-    api.easy_init = (__typeof__(api.easy_init))need(library, "curl_easy_init");
-    api.easy_cleanup = (__typeof__(api.easy_cleanup))need(library, "curl_easy_cleanup");
-    api.easy_strerror = (__typeof__(api.easy_strerror))need(library, "curl_easy_strerror");
-    api.multi_init = (__typeof__(api.multi_init))need(library, "curl_multi_init");
-    api.multi_setopt = (__typeof__(api.multi_setopt))need(library, "curl_multi_setopt");
-    api.multi_add_handle = (__typeof__(api.multi_add_handle))need(library, "curl_multi_add_handle");
-    api.multi_remove_handle = (__typeof__(api.multi_remove_handle))need(library, "curl_multi_remove_handle");
-    api.multi_info_read = (__typeof__(api.multi_info_read))need(library, "curl_multi_info_read");
-    api.multi_socket_action = (__typeof__(api.multi_socket_action))need(library, "curl_multi_socket_action");
-    api.slist_append = (__typeof__(api.slist_append))need(library, "curl_slist_append");
-    api.slist_free_all = (__typeof__(api.slist_free_all))need(library, "curl_slist_free_all");
+    // Each field of the table is named after its function, without the "curl_" prefix.
+#define SSPA_BIND(field) api.field = (__typeof__(api.field))need(library, "curl_" #field)
+    SSPA_BIND(easy_setopt);
+    SSPA_BIND(easy_getinfo);
+    SSPA_BIND(easy_init);
+    SSPA_BIND(easy_cleanup);
+    SSPA_BIND(easy_strerror);
+    SSPA_BIND(multi_init);
+    SSPA_BIND(multi_setopt);
+    SSPA_BIND(multi_add_handle);
+    SSPA_BIND(multi_remove_handle);
+    SSPA_BIND(multi_info_read);
+    SSPA_BIND(multi_socket_action);
+    SSPA_BIND(slist_append);
+    SSPA_BIND(slist_free_all);
+#undef SSPA_BIND
     // Once, before any other call, as libcurl asks (it is not thread-safe against other calls).
     CURLcode (*global_init)(long) = (CURLcode (*)(long))need(library, "curl_global_init");
     if (global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) fail("curl_global_init failed");
