@@ -154,3 +154,77 @@ extension FastPathTests {
         }
     }
 }
+
+/// The judging's byte paths (issue 12 §1, client CPU at 200 labels): each gives what the Unicode path gives.
+extension FastPathTests {
+    static func wordsOfEveryKind() throws -> [String] {
+        let texts = try Self.committedDescriptions() + Self.samples
+        let labels = try Self.shippedLabels().flatMap(\.allNames)
+        let edges = ["", "s", "ss", "ies", "pies", "ponies", "boxes", "xes", "dishes", "glasses", "bus", "gas", "glass", "is",
+                     "café", "cafés", "naïves", "a\r\nies", "ab\r\ns", "DOGS", "dogs"]
+        return texts.flatMap(ResponseParser.wordsOf) + labels + labels.flatMap(ResponseParser.wordsOf) + edges
+    }
+
+    @Test func stemmingOnBytesEqualsStemmingOnCharacters() throws {
+        let words = try Self.wordsOfEveryKind()
+        #expect(words.count > 10_000)
+        var changed = 0
+        for word in words {
+            let stem = ResponseParser.stem(word)
+            #expect(stem == ResponseParser.stemUnicode(word), "\(word.debugDescription)")
+            if stem != word { changed += 1 }
+        }
+        #expect(changed > 1000, "plurals were among the words, so the comparison covers each rule")
+        #expect(ResponseParser.stem("ponies") == "pony" && ResponseParser.stem("benches") == "bench" && ResponseParser.stem("glass") == "glass")
+    }
+
+    @Test func mentionsStemsTheTextOnceAndFindsWhatComparingEveryPairFinds() throws {
+        // The comparison it replaced: every word of the text stemmed again for each content word of each name.
+        func reference(_ text: String, _ label: Label) -> Bool {
+            let haystack = ResponseParser.wordsOf(text)
+            let joined = " " + haystack.joined(separator: " ") + " "
+            func found(_ word: String) -> Bool { haystack.contains { ResponseParser.stem($0) == ResponseParser.stem(word) } }
+            for name in label.allNames {
+                let words = ResponseParser.wordsOf(name)
+                if !words.isEmpty, FastText.contains(joined, " " + words.joined(separator: " ") + " ") { return true }
+                if words.contains(where: { $0.count >= 3 && !ResponseParser.stopWords.contains($0) && found($0) }) { return true }
+            }
+            return ResponseParser.splitCamelCase(label.rawName).contains { $0.count >= 3 && !ResponseParser.stopWords.contains($0) && found($0) }
+        }
+        let labels = try Self.shippedLabels()
+        let texts = Array(try Self.committedDescriptions().prefix(400)) + Self.samples
+        var mentioned = 0
+        for (index, text) in texts.enumerated() {
+            for label in [labels[index % labels.count], labels[(index * 31 + 7) % labels.count]] {
+                let mentions = ResponseParser.mentions(text, label)
+                #expect(mentions == reference(text, label), "\(text) / \(label.rawName)")
+                if mentions { mentioned += 1 }
+            }
+        }
+        #expect(mentioned > 0)
+    }
+
+    @Test func judgingGivesTheWordSetTheDuplicateCheckUses() throws {
+        let labels = try Self.shippedLabels()
+        let names = DescriptionQuality.NameIndex(labels)
+        let shown = DescriptionQuality.Shown([("giraffe", "A giraffe is a tall animal with a long neck.")])
+        for (index, text) in (try Self.committedDescriptions().prefix(300) + Self.samples).enumerated() {
+            let context = DescriptionQuality.Context(label: labels[index % labels.count], names: names)
+            let judged = DescriptionQuality.judge(text, context: context, shown: shown, earlierWords: [], answerOnTopic: true, cutOff: false)
+            #expect(judged.words == DescriptionQuality.wordSet(text), "\(text)")
+            #expect(judged.verdict == DescriptionQuality.assess(text, context: context, shown: shown, earlierWords: [], answerOnTopic: true, cutOff: false))
+        }
+    }
+
+    @Test func openParenthesesCountOnBytesAsOnCharacters() throws {
+        let texts = try Self.committedDescriptions() + Self.samples + ["a (b", "(a) b)", "((", "é (", "(\u{301} x", "a\r\n(b"]
+        var open = 0
+        for text in texts {
+            var depth = 0
+            for c in text { if c == "(" { depth += 1 } else if c == ")" { depth -= 1 } }
+            #expect(DescriptionQuality.parenthesesLeftOpen(text) == (depth > 0), "\(text.debugDescription)")
+            if depth > 0 { open += 1 }
+        }
+        #expect(open >= 3)
+    }
+}

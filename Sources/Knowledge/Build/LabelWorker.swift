@@ -58,7 +58,7 @@ public struct LabelWorker: Sendable {
         /// Judges one answer's sentences and keeps them: flagged ones always, usable ones until enough.
         func keep(_ answer: [String], onTopic: Bool, cutOff: Bool) {
             for (index, text) in answer.enumerated() where seen.insert(text.lowercased()).inserted {
-                let verdict = DescriptionQuality.assess(
+                let (verdict, words) = DescriptionQuality.judge(
                     text, context: context, shown: shown, earlierWords: earlierWords,
                     answerOnTopic: onTopic, cutOff: cutOff && index == answer.count - 1)
                 if verdict.usable {
@@ -66,7 +66,7 @@ public struct LabelWorker: Sendable {
                     usable += 1
                 }
                 outcome.descriptions.append((outcome.requests.count, text, verdict))
-                earlierWords.append(DescriptionQuality.wordSet(text))
+                earlierWords.append(words)
             }
         }
 

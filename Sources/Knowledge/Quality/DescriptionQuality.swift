@@ -131,7 +131,12 @@ public enum DescriptionQuality {
     /// names, or a word WordNet relates to it. Judged per answer: "It has four legs" after a sentence naming the
     /// label is on topic.
     public static func onTopic(_ answer: [String], _ context: Context) -> Bool {
-        answer.contains { ResponseParser.mentions($0, context.label) || mentionsRelated($0, context.related) }
+        onTopic(answer, label: context.label, related: context.related)
+    }
+
+    /// `onTopic` from the label and its related words alone (what the parser knows, without a `Context`).
+    static func onTopic(_ answer: [String], label: Label, related: Set<String>) -> Bool {
+        answer.contains { ResponseParser.mentions($0, label) || mentionsRelated($0, related) }
     }
 
     static func mentionsRelated(_ text: String, _ related: Set<String>) -> Bool {
@@ -170,6 +175,14 @@ public enum DescriptionQuality {
     public static func assess(
         _ text: String, context: Context, shown: Shown, earlierWords: [Set<String>], answerOnTopic: Bool, cutOff: Bool, tokens: Int? = nil
     ) -> QualityVerdict {
+        judge(text, context: context, shown: shown, earlierWords: earlierWords, answerOnTopic: answerOnTopic, cutOff: cutOff, tokens: tokens).verdict
+    }
+
+    /// `assess`, and the text's `wordSet`, which it builds anyway: a caller that keeps the word sets of the
+    /// descriptions it judged (for the duplicate check of later ones) splits each text once.
+    static func judge(
+        _ text: String, context: Context, shown: Shown, earlierWords: [Set<String>], answerOnTopic: Bool, cutOff: Bool, tokens: Int? = nil
+    ) -> (verdict: QualityVerdict, words: Set<String>) {
         var verdict = QualityVerdict()
         var flags: [DescriptionFlag] = []
 
@@ -206,19 +219,19 @@ public enum DescriptionQuality {
         if verdict.tokens > tokenLimit { flags.append(.tooLong) }
 
         verdict.flags = Set(flags).sorted()
-        return verdict
+        return (verdict, words)
     }
 
     // MARK: - copied
 
     /// The demonstration answers a request showed, as masked word trigrams: built once per label, not per sentence.
     public struct Shown: Sendable {
-        let grams: Set<[String]>
+        let grams: Set<Trigram>
         let short: Set<[String]>
         let isEmpty: Bool
 
         public init(_ demonstrations: [(label: String, text: String)]) {
-            var grams = Set<[String]>()
+            var grams = Set<Trigram>()
             var short = Set<[String]>()
             for demo in demonstrations {
                 let words = DescriptionQuality.masked(demo.text, names: [demo.label])
@@ -238,7 +251,9 @@ public enum DescriptionQuality {
         guard !shown.isEmpty else { return 0 }
         let grams = trigrams(mine)
         if grams.isEmpty { return shown.short.contains(mine) ? 1 : 0 }
-        return Double(grams.filter { shown.grams.contains($0) }.count) / Double(grams.count)
+        var copied = 0
+        for gram in grams where shown.grams.contains(gram) { copied += 1 }
+        return Double(copied) / Double(grams.count)
     }
 
     /// Lower-case stemmed words, with every occurrence of a name (as a word sequence) replaced by one mark.
@@ -269,9 +284,14 @@ public enum DescriptionQuality {
         return out
     }
 
-    static func trigrams(_ words: [String]) -> [[String]] {
+    /// Three words in a row: a value of its own rather than an array of three (no allocation per trigram).
+    struct Trigram: Hashable, Sendable {
+        var first, second, third: String
+    }
+
+    static func trigrams(_ words: [String]) -> [Trigram] {
         guard words.count >= 3 else { return [] }
-        return (0...(words.count - 3)).map { Array(words[$0..<($0 + 3)]) }
+        return (0...(words.count - 3)).map { Trigram(first: words[$0], second: words[$0 + 1], third: words[$0 + 2]) }
     }
 
     // MARK: - names-other-label
@@ -318,14 +338,29 @@ public enum DescriptionQuality {
         guard let last = trimmed.last else { return true }
         if ",;:-–(".contains(last) { return true }
         if last.isLetter || last.isNumber, let word = words.last, danglingWords.contains(word) { return true }
-        var depth = 0
-        for c in trimmed {
-            if c == "(" { depth += 1 } else if c == ")" { depth -= 1 }
-        }
-        if depth > 0 { return true }
+        if parenthesesLeftOpen(trimmed) { return true }
         // The last sentence of an answer cut at the token limit is whole only when it ends like a sentence.
         if cutOff, !".!?\"')”’".contains(last) { return true }
         return false
+    }
+
+    /// Whether more parentheses open than close: on bytes for ASCII text, where each byte is a character (CR LF
+    /// aside, which holds no parenthesis); on characters otherwise, where "(" with a combining mark is no "(".
+    static func parenthesesLeftOpen(_ text: String) -> Bool {
+        let ascii = text.utf8.withContiguousStorageIfAvailable { bytes -> Int? in
+            var depth = 0
+            for byte in bytes {
+                if byte >= 0x80 { return nil }
+                if byte == UInt8(ascii: "(") { depth += 1 } else if byte == UInt8(ascii: ")") { depth -= 1 }
+            }
+            return depth
+        } ?? nil
+        if let ascii { return ascii > 0 }
+        var depth = 0
+        for c in text {
+            if c == "(" { depth += 1 } else if c == ")" { depth -= 1 }
+        }
+        return depth > 0
     }
 
     // MARK: - too-long

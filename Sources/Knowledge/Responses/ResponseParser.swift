@@ -45,8 +45,7 @@ public enum ResponseParser {
         }
         let answer = candidates.filter { !isRefusal($0) }
         if answer.isEmpty { return ParsedResponse(descriptions: [], offTopic: [], format: format, flag: .empty) }
-        let context = DescriptionQuality.Context(label: label, names: DescriptionQuality.NameIndex([]), related: related)
-        if DescriptionQuality.onTopic(answer, context) {
+        if DescriptionQuality.onTopic(answer, label: label, related: related) {
             return ParsedResponse(descriptions: answer, offTopic: [], format: format, flag: nil)
         }
         return ParsedResponse(descriptions: [], offTopic: answer, format: format, flag: .offTopic)
@@ -169,15 +168,21 @@ public enum ResponseParser {
     public static func mentions(_ text: String, _ label: Label) -> Bool {
         let haystack = wordsOf(text)
         let joined = " " + haystack.joined(separator: " ") + " "
+        // The text's words stemmed once, when a name's content words are first compared (not once per such word).
+        var stems: Set<String>?
+        func mentionsStem(of word: String) -> Bool {
+            if stems == nil { stems = Set(haystack.map(stem)) }
+            return stems!.contains(stem(word))
+        }
         for name in label.allNames {
             let words = wordsOf(name)
             if !words.isEmpty, FastText.contains(joined, " " + words.joined(separator: " ") + " ") { return true }
             let content = words.filter { $0.count >= 3 && !stopWords.contains($0) }
-            if content.contains(where: { word in haystack.contains { stem($0) == stem(word) } }) { return true }
+            if content.contains(where: mentionsStem(of:)) { return true }
         }
         // Raw names written in camel case (upperBodyLogo) are split into words too.
         let camel = splitCamelCase(label.rawName).filter { $0.count >= 3 && !stopWords.contains($0) }
-        return camel.contains { word in haystack.contains { stem($0) == stem(word) } }
+        return camel.contains(where: mentionsStem(of:))
     }
 
     /// Lower-case words (runs of letters and digits). ASCII text, nearly every answer, is split byte by byte:
@@ -222,6 +227,35 @@ public enum ResponseParser {
 
     /// A light plural stemmer: enough that "dogs" mentions "dog" and "benches" mentions "bench".
     static func stem(_ word: String) -> String {
+        // ASCII words (every word `wordsOf` splits from ASCII text) on their bytes: `hasSuffix` and `count` on
+        // `String` go through Unicode's rules, and stemming was a tenth of the judging of each description.
+        if let stemmed = word.utf8.withContiguousStorageIfAvailable({ asciiStem($0, of: word) }), let stemmed { return stemmed }
+        return stemUnicode(word)
+    }
+
+    /// `stemUnicode(word)` for an ASCII word, from its bytes; nil for any other word.
+    static func asciiStem(_ bytes: UnsafeBufferPointer<UInt8>, of word: String) -> String? {
+        let n = bytes.count
+        // A CR LF pair is one Character: with one, byte and character counts differ.
+        for byte in bytes where byte >= 0x80 || byte == 0x0D { return nil }
+        func ends(_ suffix: StaticString) -> Bool {
+            let m = suffix.utf8CodeUnitCount
+            guard n >= m else { return false }
+            for i in 0..<m where bytes[n - m + i] != suffix.utf8Start[i] { return false }
+            return true
+        }
+        func dropping(_ k: Int, adding tail: String = "") -> String {
+            String(decoding: UnsafeBufferPointer(rebasing: bytes[0..<(n - k)]), as: UTF8.self) + tail
+        }
+        if ends("ies"), n > 4 { return dropping(3, adding: "y") }
+        if ends("ches") || ends("shes") || ends("sses") || ends("xes") { return dropping(2) }
+        if ends("s"), !ends("ss"), n > 3 { return dropping(1) }
+        return word
+    }
+
+    /// The stemmer on `String`'s Unicode rules: for words that are not ASCII, and the reference the byte path is
+    /// tested against.
+    static func stemUnicode(_ word: String) -> String {
         if word.hasSuffix("ies"), word.count > 4 { return String(word.dropLast(3)) + "y" }
         if word.hasSuffix("ches") || word.hasSuffix("shes") || word.hasSuffix("sses") || word.hasSuffix("xes") { return String(word.dropLast(2)) }
         if word.hasSuffix("s"), !word.hasSuffix("ss"), word.count > 3 { return String(word.dropLast()) }
