@@ -146,6 +146,51 @@ struct StoreTests {
         #expect(try store.labelSet(named: "pets")?.labels.count == 3, "a refused update changes nothing")
     }
 
+    /// A new store gets its schema from one script (`StoreSchema.current`) instead of replaying every migration; the
+    /// script must be exactly what the migrations build. After adding a migration, rewrite it with
+    /// `SSPA_WRITE_SCHEMA=1 swift test --filter aNewStoreGetsTheSchemaTheMigrationsBuild`.
+    @Test func aNewStoreGetsTheSchemaTheMigrationsBuild() throws {
+        let migrated = try DatabaseQueue()
+        try StoreSchema.migrator.migrate(migrated)
+        let schema = try migrated.read(StoreSchema.currentSchema)
+        if ProcessInfo.processInfo.environment["SSPA_WRITE_SCHEMA"] == "1" {
+            let file = """
+                // Written by `SSPA_WRITE_SCHEMA=1 swift test --filter aNewStoreGetsTheSchemaTheMigrationsBuild` from the
+                // migrations in StoreSchema.swift, which the test checks it equals. Do not edit by hand.
+                extension StoreSchema {
+                    /// The schema every migration together builds, for a new store (`StoreSchema.migrate`).
+                    static let current = #\"\"\"
+                \(schema)
+                \"\"\"#
+                }
+
+                """
+            try file.write(toFile: Repo.path("Sources/Knowledge/Store/StoreSchema+Current.swift"), atomically: true, encoding: .utf8)
+        }
+        #expect(StoreSchema.current == schema, "StoreSchema+Current.swift is not what the migrations build: rewrite it (see this test's comment)")
+
+        // Statements a new store runs to get its schema, and the schema and migrations it ends with.
+        func created(_ migrate: (DatabaseQueue) throws -> Void) throws -> (statements: Int, schema: [Row], applied: [String]) {
+            var configuration = Configuration()
+            let counter = LockedCounter()
+            configuration.prepareDatabase { db in db.trace(options: .statement) { _ in counter.increment() } }
+            let queue = try DatabaseQueue(configuration: configuration)
+            let before = counter.value
+            try migrate(queue)
+            let statements = counter.value - before
+            return try queue.read { db in
+                (statements, try Row.fetchAll(db, sql: "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"),
+                 try StoreSchema.migrator.appliedMigrations(db))
+            }
+        }
+        let oneByOne = try created { try StoreSchema.migrator.migrate($0) }
+        let script = try created { try StoreSchema.migrate($0) }
+        #expect(script.schema == oneByOne.schema)
+        #expect(script.applied == oneByOne.applied && script.applied == StoreSchema.migrator.migrations)
+        #expect(oneByOne.schema.count > 20)
+        #expect(script.statements * 2 < oneByOne.statements, "the new store took the one-script path (\(script.statements) statements against \(oneByOne.statements))")
+    }
+
     @Test func readingAnOlderStoreMigratesItOnce() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -55,7 +55,7 @@ public final class KnowledgeStore: Sendable {
                 throw StoreError("\(path) was written by a newer version of sspa-knowledge (its schema has \(unknown.joined(separator: ", ")), which this version does not know). Upgrade sspa-knowledge to build or encode into it; list, show, validate and export can still read it.", kind: .newerSchema)
             }
         } else if !readOnly {
-            if migrate { try StoreSchema.migrator.migrate(queue) }
+            if migrate { try StoreSchema.migrate(queue) }
         } else if try queue.read({ try !StoreSchema.migrator.hasCompletedMigrations($0) }) {
             // An older file: migrations only add, so bring it up to date once if we may write it.
             guard !access.immutable else {
@@ -63,7 +63,7 @@ public final class KnowledgeStore: Sendable {
             }
             var writable = Configuration()
             writable.busyMode = .timeout(10)
-            try StoreSchema.migrator.migrate(DatabaseQueue(path: path, configuration: writable))
+            try StoreSchema.migrate(DatabaseQueue(path: path, configuration: writable))
         }
         return (queue, unknown)
     }
@@ -73,12 +73,12 @@ public final class KnowledgeStore: Sendable {
         path = ":memory:"
         unknownMigrations = []
         queue = try DatabaseQueue()
-        try StoreSchema.migrator.migrate(queue)
+        try StoreSchema.migrate(queue)
     }
 
     /// Applies the migrations this file does not have yet (all of them, for a store opened with `migrateNow: false`).
     public func migrate() throws {
-        do { try StoreSchema.migrator.migrate(queue) } catch let error as DatabaseError { throw Self.explainDatabase(error, path: path) }
+        do { try StoreSchema.migrate(queue) } catch let error as DatabaseError { throw Self.explainDatabase(error, path: path) }
     }
 
     /// Migration names applied to this file, in order.
