@@ -14,9 +14,14 @@ struct FastPathTests {
         "quotes \" and back\\slashes \\\" and ’curly’ ones", "emoji 🐕 and CJK 犬 in a sentence.",
     ]
 
-    static func committedDescriptions() throws -> [String] {
-        try DatabaseQueue(path: Repo.path("knowledge.db"), configuration: { var c = Configuration(); c.readonly = true; return c }())
-            .read { try String.fetchAll($0, sql: "SELECT text FROM descriptions") }
+    static func committedDescriptions() throws -> [String] { try committed.get() }
+
+    /// Read once for every test of the suite: parallel tests opening the file read-only at the same moment could
+    /// find it locked while one of them set up its shared memory.
+    private static let committed = Result {
+        try DatabaseQueue(path: Repo.path("knowledge.db"), configuration: {
+            var c = Configuration(); c.readonly = true; c.busyMode = .timeout(10); return c
+        }()).read { try String.fetchAll($0, sql: "SELECT text FROM descriptions") }
     }
 
     /// The key redaction that every raw answer passes through, scanned on bytes, redacts exactly what the regular

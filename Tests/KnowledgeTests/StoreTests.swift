@@ -37,6 +37,39 @@ struct StoreTests {
         return LabelOutcome(label: label, requests: [request], descriptions: texts.map { (0, $0, QualityVerdict()) }, state: state, wanted: 2)
     }
 
+    /// In a run the build opened empty, labels are written without looking for rows to replace; a label handed over
+    /// twice still ends with its last outcome only, and a run that was not empty has its labels' rows replaced.
+    @Test func aRunOpenedEmptyStoresEachLabelOnceAndALabelWrittenAgainReplacesItself() async throws {
+        let (store, dir) = try makeStore(.file)
+        defer { dir.map { try? FileManager.default.removeItem(at: $0) } }
+        let (setID, ids) = try store.saveLabelSet(Self.set)
+        let opened = try store.openRun(Self.spec, labelSetID: setID, force: false, toolVersion: "test")
+        #expect(opened.empty)
+        func texts() throws -> [String] {
+            try store.queue.read { try String.fetchAll($0, sql: "SELECT text FROM descriptions WHERE run_id = ? ORDER BY label_id, position", arguments: [opened.id]) }
+        }
+        func requests() throws -> Int {
+            try store.queue.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM requests WHERE run_id = ?", arguments: [opened.id])! }
+        }
+        let writer = OutcomeWriter(store: store, linger: .zero, fullGroup: 1) { _ in }
+        writer.register { .init(runID: opened.id, labelIDs: ids, startedEmpty: opened.empty) }
+        writer.submit(outcome(Self.set.labels[0], ["A dog barks.", "A dog runs."]), position: 0)
+        #expect(await writer.drain() == nil)
+        writer.submit(outcome(Self.set.labels[0], ["A dog sits.", "A dog naps."]), position: 0)
+        writer.submit(outcome(Self.set.labels[1], ["A cat naps."]), position: 1)
+        #expect(await writer.drain() == nil)
+        #expect(try texts() == ["A dog sits.", "A dog naps.", "A cat naps."])
+        #expect(try requests() == 2)
+
+        // The same run opened again is not empty (its labels' rows are replaced); with `force` it is emptied first.
+        let again = try store.openRun(Self.spec, labelSetID: setID, force: false, toolVersion: "test")
+        #expect(again.id == opened.id && !again.empty)
+        #expect(try texts().count == 3, "opening the run again keeps its rows")
+        let forced = try store.openRun(Self.spec, labelSetID: setID, force: true, toolVersion: "test")
+        #expect(forced.id == opened.id && forced.empty)
+        #expect(try texts().isEmpty && requests() == 0)
+    }
+
     @Test(arguments: Kind.allCases)
     func migrationsAreNamedAndApplyOnce(kind: Kind) throws {
         let (store, dir) = try makeStore(kind)

@@ -127,9 +127,9 @@ public struct KnowledgeBuilder: Sendable {
             register = {
                 try store.migrate()
                 let (setID, labelIDs) = try store.saveLabelSet(set)
-                let runID = try store.beginRun(spec, labelSetID: setID, force: options.force, toolVersion: toolVersion)
-                events(.started(total: set.labels.count, todo: set.labels.count, skipped: 0, runID: runID))
-                return OutcomeWriter.RunRows(runID: runID, labelIDs: labelIDs)
+                let run = try store.openRun(spec, labelSetID: setID, force: options.force, toolVersion: toolVersion)
+                events(.started(total: set.labels.count, todo: set.labels.count, skipped: 0, runID: run.id))
+                return OutcomeWriter.RunRows(runID: run.id, labelIDs: labelIDs, startedEmpty: run.empty)
             }
         } else {
             // A build with nothing to do reads, says so, and writes nothing (not even a timestamp).
@@ -139,7 +139,8 @@ public struct KnowledgeBuilder: Sendable {
             }
             let replaces = try store.hasRun(spec) ? [] : store.otherModels(labelSet: set.name, spec: spec)
             let (setID, labelIDs) = try store.saveLabelSet(set)
-            let runID = try store.beginRun(spec, labelSetID: setID, force: options.force, toolVersion: toolVersion)
+            let run = try store.openRun(spec, labelSetID: setID, force: options.force, toolVersion: toolVersion)
+            let runID = run.id
             let states = try store.labelStates(runID: runID)
             todo = set.labels.indices.filter { index in
                 let state = states[set.labels[index].rawName]
@@ -150,7 +151,7 @@ public struct KnowledgeBuilder: Sendable {
             summary = BuildSummary(runID: runID)
             summary.replaces = replaces
             events(.started(total: set.labels.count, todo: todo.count, skipped: set.labels.count - todo.count, runID: runID))
-            register = { OutcomeWriter.RunRows(runID: runID, labelIDs: labelIDs) }
+            register = { OutcomeWriter.RunRows(runID: runID, labelIDs: labelIDs, startedEmpty: run.empty) }
         }
         summary.total = set.labels.count
         summary.skipped = set.labels.count - todo.count

@@ -18,6 +18,9 @@ final class OutcomeWriter: @unchecked Sendable {
     struct RunRows: Sendable {
         var runID: Int64
         var labelIDs: [Int64]
+        /// The run held no label's rows when the build opened it: each label is submitted once, so no write of
+        /// this build replaces anything.
+        var startedEmpty = false
     }
 
     private let store: KnowledgeStore
@@ -29,6 +32,9 @@ final class OutcomeWriter: @unchecked Sendable {
     private var writing = false
     private var flushing = false
     private var firstError: Error?
+    /// Positions written so far (on the writer's queue only): a label submitted again replaces its first write even in
+    /// a run that started empty.
+    private var written = Set<Int>()
     /// How long a write waits for more labels after the first one it will store.
     let linger: Duration
     /// Labels that start a write at once, without waiting out the linger.
@@ -109,7 +115,10 @@ final class OutcomeWriter: @unchecked Sendable {
             // No run (its registration failed, and said why): nothing can be stored.
             guard let rows else { continue }
             do {
-                try store.saveOutcomes(group.map { ($0.outcome, rows.labelIDs[$0.position]) }, runID: rows.runID)
+                var again = false
+                for item in group where !written.insert(item.position).inserted { again = true }
+                try store.saveOutcomes(group.map { ($0.outcome, rows.labelIDs[$0.position]) }, runID: rows.runID,
+                                       replacing: !rows.startedEmpty || again)
                 for item in group { saved(item.outcome) }
             } catch {
                 // One label per transaction: keep every label that can be stored.

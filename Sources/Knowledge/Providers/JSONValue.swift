@@ -45,6 +45,15 @@ public indirect enum JSONValue: Encodable, Sendable, Hashable {
         return Data(out)
     }
 
+    /// The bytes of `data()` as a `String` (what the store binds), written into a buffer sized for small values and
+    /// without the copy through `Data`.
+    func text(reserving capacity: Int = 128) throws -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(capacity)
+        try write(into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
     func write(into out: inout [UInt8]) throws {
         switch self {
         case .string(let v): Self.writeString(v, into: &out)

@@ -58,7 +58,7 @@ public struct QualityVerdict: Sendable, Hashable, Codable {
         ]
         if let duplicateOf { object["duplicate_of"] = .int(duplicateOf) }
         if !otherLabels.isEmpty { object["other_labels"] = .array(otherLabels.map(JSONValue.string)) }
-        return String(decoding: (try? JSONValue.object(object).data()) ?? Data(), as: UTF8.self)
+        return (try? JSONValue.object(object).text()) ?? "{}"
     }
 }
 

@@ -85,6 +85,12 @@ extension KnowledgeStore {
     /// Creates the run for `spec`, or finds the existing one; marks it running. With `force`, the run's previous
     /// descriptions and states are deleted first.
     public func beginRun(_ spec: RunSpec, labelSetID: Int64, force: Bool, toolVersion: String) throws -> Int64 {
+        try openRun(spec, labelSetID: labelSetID, force: force, toolVersion: toolVersion).id
+    }
+
+    /// `beginRun`, and whether the run holds no label's rows yet (made now, or emptied by `force`): its labels'
+    /// first writes then have nothing to replace (`saveOutcomes(replacing: false)`).
+    func openRun(_ spec: RunSpec, labelSetID: Int64, force: Bool, toolVersion: String) throws -> (id: Int64, empty: Bool) {
         try queue.write { db in
             let now = Self.now()
             if let id = try Int64.fetchOne(db, sql: "SELECT id FROM runs WHERE run_key = ?", arguments: [spec.key]) {
@@ -94,7 +100,7 @@ extension KnowledgeStore {
                     try db.execute(sql: "DELETE FROM label_status WHERE run_id = ?", arguments: [id])
                 }
                 try db.execute(sql: "UPDATE runs SET status = 'running', message = NULL, tool_version = ?, updated_at = ? WHERE id = ?", arguments: [toolVersion, now, id])
-                return id
+                return (id, force)
             }
             try db.execute(sql: """
                 INSERT INTO runs (run_key, label_set_id, provider, endpoint, model, template_name, template_sha256, temperature, seed, n,
@@ -105,7 +111,7 @@ extension KnowledgeStore {
                     spec.sampling.temperature, spec.sampling.seed, spec.sampling.n, spec.sampling.maxTokens, spec.descriptionsWanted,
                     spec.demos, spec.demoSelection.rawValue, spec.structured.rawValue, toolVersion, now, now,
                 ])
-            return db.lastInsertedRowID
+            return (db.lastInsertedRowID, true)
         }
     }
 
@@ -128,18 +134,24 @@ extension KnowledgeStore {
 
     /// Writes several labels in one transaction (each as `saveOutcome` writes it): one commit for a group of labels
     /// that finished together. All or none of them are stored, so no label is ever half-written.
-    public func saveOutcomes(_ outcomes: [(outcome: LabelOutcome, labelID: Int64)], runID: Int64) throws {
+    /// - Parameter replacing: false when none of these labels has rows in the run yet (its first write to a run that
+    ///   `openRun` found empty), which skips looking for rows to replace.
+    public func saveOutcomes(_ outcomes: [(outcome: LabelOutcome, labelID: Int64)], runID: Int64, replacing: Bool = true) throws {
         guard !outcomes.isEmpty else { return }
         try queue.write { db in
             let now = Self.now()
-            for (outcome, labelID) in outcomes { try Self.write(outcome, runID: runID, labelID: labelID, now: now, db) }
+            for (outcome, labelID) in outcomes {
+                try Self.write(outcome, runID: runID, labelID: labelID, now: now, replacing: replacing, db)
+            }
             try db.cachedStatement(sql: "UPDATE runs SET updated_at = ? WHERE id = ?").execute(arguments: [now, runID])
         }
     }
 
-    private static func write(_ outcome: LabelOutcome, runID: Int64, labelID: Int64, now: String, _ db: Database) throws {
-        try db.cachedStatement(sql: "DELETE FROM descriptions WHERE run_id = ? AND label_id = ?").execute(arguments: [runID, labelID])
-        try db.cachedStatement(sql: "DELETE FROM requests WHERE run_id = ? AND label_id = ?").execute(arguments: [runID, labelID])
+    private static func write(_ outcome: LabelOutcome, runID: Int64, labelID: Int64, now: String, replacing: Bool, _ db: Database) throws {
+        if replacing {
+            try db.cachedStatement(sql: "DELETE FROM descriptions WHERE run_id = ? AND label_id = ?").execute(arguments: [runID, labelID])
+            try db.cachedStatement(sql: "DELETE FROM requests WHERE run_id = ? AND label_id = ?").execute(arguments: [runID, labelID])
+        }
         var requestIDs: [Int64] = []
         for request in outcome.requests {
             let response = request.response
@@ -156,11 +168,11 @@ extension KnowledgeStore {
                 VALUES (?, ?, ?, ?, ?, json(?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """).execute(arguments: [
                     runID, labelID, request.attempt, request.sourceInput ?? request.prompt.json,
-                    String(decoding: try JSONValue.array((request.sourceInput == nil ? request.prompt.demonstrations : []).map(JSONValue.string)).data(), as: UTF8.self),
-                    String(decoding: try params.data(), as: UTF8.self),
+                    try JSONValue.array((request.sourceInput == nil ? request.prompt.demonstrations : []).map(JSONValue.string)).text(),
+                    try params.text(),
                     response?.raw ?? request.errorBody, response?.httpStatus ?? request.errorStatus,
                     finish?.isEmpty == false ? finish : nil, response?.promptTokens, response?.completionTokens,
-                    response.map { $0.latency * 1000 }, response?.systemFingerprint, String(decoding: try JSONValue.object((response?.metadata ?? [:]).mapValues(JSONValue.string)).data(), as: UTF8.self),
+                    response.map { $0.latency * 1000 }, response?.systemFingerprint, try JSONValue.object((response?.metadata ?? [:]).mapValues(JSONValue.string)).text(),
                     request.parseFormat, request.flag, request.error, now,
                 ])
             requestIDs.append(db.lastInsertedRowID)
