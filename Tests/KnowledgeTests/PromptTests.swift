@@ -76,6 +76,33 @@ struct PromptTests {
         }
     }
 
+    /// A prompt's JSON is joined from pieces written once per demonstration; it must be the bytes of its messages
+    /// written whole, for every template, selection, count and label (names that need escaping, a demonstration's
+    /// own label, no system prompt, no demonstrations).
+    @Test func aPromptsJSONJoinedFromPiecesIsItsMessagesWrittenWhole() throws {
+        var cases = 0
+        for name in ["natural", "pedestrian", "remote-sensing"] {
+            var t = try template(name)
+            let labels = [Label(rawName: "dog"), Label(rawName: "a \"quoted\"\\label\twith\ncontrols é 🐕", displayName: "odd"),
+                          Label(rawName: t.demonstrations[0].label), Label(rawName: "x", displayName: "y", synonyms: ["z", "w"])]
+            for system in [t.system, ""] {
+                t.system = system
+                for selection in DemoSelection.allCases {
+                    for demos in [0, 1, t.demonstrations.count] {
+                        let builder = PromptBuilder(template: t, demos: demos, selection: selection, seed: 3, count: 2)
+                        for label in labels {
+                            let prompt = builder.render(for: label)
+                            #expect(prompt.encoded == Array(try JSONValue.messages(prompt.messages).data()), "\(name) \(selection) \(demos) \(label.rawName)")
+                            #expect(prompt.encoded == RenderedPrompt(messages: prompt.messages, demonstrations: prompt.demonstrations).encoded)
+                            cases += 1
+                        }
+                    }
+                }
+            }
+        }
+        #expect(cases == 3 * 2 * DemoSelection.allCases.count * 3 * 4)
+    }
+
     @Test func renderingIsDeterministicAndSeeded() throws {
         let t = try template("natural")
         let dog = try label("voc", "dog")
@@ -112,6 +139,44 @@ struct PromptTests {
         } catch let error as TemplateError {
             #expect(error.description.contains("missing key"))
         }
+    }
+
+    /// Templates are read without a YAML decoder: each shipped one reads as before, and each kind of mistake gets a
+    /// message naming the key, the line and what was expected.
+    @Test func templateMistakesNameTheKeyTheLineAndWhatWasExpected() throws {
+        let base = try String(contentsOfFile: Repo.path("templates/natural.yaml"), encoding: .utf8)
+        let natural = try PromptTemplate.parse(base, source: "natural.yaml", defaultName: "x")
+        #expect(natural.descriptionCount > 0 && natural.demonstrations.count > 2 && natural.demonstrations.allSatisfy { !$0.descriptions.isEmpty })
+        #expect(!natural.system.isEmpty && !natural.question.isEmpty && natural.name != "x")
+        func message(_ text: String) -> String {
+            do {
+                _ = try PromptTemplate.parse(text, source: "t.yaml", defaultName: "fallback")
+                return "loaded"
+            } catch let error as TemplateError {
+                return error.description
+            } catch {
+                return "unexpected \(error)"
+            }
+        }
+        func replacing(_ line: String, with new: String) -> String {
+            let lines = base.components(separatedBy: "\n")
+            let index = lines.firstIndex { $0.hasPrefix(line) }!
+            return (lines[..<index] + [new] + lines[(index + 1)...]).joined(separator: "\n")
+        }
+        let countLine = base.components(separatedBy: "\n").firstIndex { $0.hasPrefix("description_count:") }! + 1
+        #expect(message(replacing("description_count:", with: "description_count: five"))
+                == "t.yaml: wrong type at 'description_count' (line \(countLine)): expected a whole number, found 'five'.")
+        #expect(message(replacing("domain:", with: "domain: [a, b]")).hasPrefix("t.yaml: wrong type at 'domain' (line "))
+        #expect(message(replacing("domain:", with: "domain: [a, b]")).hasSuffix("expected text, found a list."))
+        #expect(message("- just\n- a list\n") == "t.yaml: wrong type at '' (line 1): expected a mapping of keys to values, found a list.")
+        #expect(message("") == "t.yaml: wrong type at '': expected a mapping of keys to values, found nothing.")
+        #expect(message("key: [unclosed\n").hasPrefix("t.yaml: not valid YAML: "))
+        #expect(message(base.replacingOccurrences(of: "descriptions:", with: "sentences:")).contains("missing key 'descriptions'"))
+        // A null or missing name falls back to the file's; a quoted "null" is a name.
+        for name in ["name: null", "name: ~", "name:"] {
+            #expect(try PromptTemplate.parse(replacing("name:", with: name), source: "t.yaml", defaultName: "fallback").name == "fallback", "\(name)")
+        }
+        #expect(try PromptTemplate.parse(replacing("name:", with: "name: 'null'"), source: "t.yaml", defaultName: "fallback").name == "null")
     }
 
     @Test func aNameThatIsNoTemplateListsTheAvailableOnes() {

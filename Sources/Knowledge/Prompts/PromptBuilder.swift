@@ -30,9 +30,14 @@ public struct RenderedPrompt: Sendable, Hashable {
     public private(set) var encoded: [UInt8]
 
     public init(messages: [ChatMessage], demonstrations: [String]) {
+        self.init(messages: messages, demonstrations: demonstrations, encoded: Self.encode(messages))
+    }
+
+    /// With `encoded` already written (it must be `encode(messages)`): `PromptBuilder` joins pieces it wrote once.
+    init(messages: [ChatMessage], demonstrations: [String], encoded: [UInt8]) {
         self.messages = messages
         self.demonstrations = demonstrations
-        encoded = Self.encode(messages)
+        self.encoded = encoded
     }
 
     /// The messages as canonical JSON, the form stored in knowledge.db.
@@ -41,8 +46,18 @@ public struct RenderedPrompt: Sendable, Hashable {
     static func encode(_ messages: [ChatMessage]) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(messages.reduce(64) { $0 + $1.content.utf8.count + 40 })
-        try? JSONValue.messages(messages).write(into: &out)  // strings only: cannot fail
+        out.append(UInt8(ascii: "["))
+        for (index, message) in messages.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            append(message, to: &out)
+        }
+        out.append(UInt8(ascii: "]"))
         return out
+    }
+
+    /// One message as canonical JSON (keys sorted): `{"content":…,"role":…}`.
+    static func append(_ message: ChatMessage, to out: inout [UInt8]) {
+        try? JSONValue.object(["role": .string(message.role.rawValue), "content": .string(message.content)]).write(into: &out)  // strings only: cannot fail
     }
 }
 
@@ -56,7 +71,7 @@ public struct PromptBuilder: Sendable {
 
     /// Each demonstration of the pool as the turns a prompt shows and its name as compared with a label's names:
     /// the same for every label, so rendered once rather than for each of tens of thousands of requests.
-    private var turns: [(name: String, user: ChatMessage, assistant: ChatMessage)] = []
+    private var turns: [(name: String, user: ChatMessage, assistant: ChatMessage, encoded: [UInt8])] = []
 
     public init(template: PromptTemplate, demos: Int? = nil, selection: DemoSelection = .fixed, seed: UInt64 = 0, count: Int? = nil) {
         self.template = template
@@ -70,8 +85,14 @@ public struct PromptBuilder: Sendable {
     private mutating func prepareTurns() {
         turns = template.demonstrations.map { demo in
             let answer = ["descriptions": Array(demo.descriptions.prefix(count))]
-            return (Self.normalized(demo.label), ChatMessage(role: .user, content: question(for: Label(rawName: demo.label))),
-                    ChatMessage(role: .assistant, content: Self.canonicalJSON(answer)))
+            let user = ChatMessage(role: .user, content: question(for: Label(rawName: demo.label)))
+            let assistant = ChatMessage(role: .assistant, content: Self.canonicalJSON(answer))
+            // The pair as its prompts' JSON holds it, written once rather than for every request that shows it.
+            var encoded: [UInt8] = []
+            RenderedPrompt.append(user, to: &encoded)
+            encoded.append(UInt8(ascii: ","))
+            RenderedPrompt.append(assistant, to: &encoded)
+            return (Self.normalized(demo.label), user, assistant, encoded)
         }
     }
 
@@ -79,14 +100,25 @@ public struct PromptBuilder: Sendable {
         let chosen = chosenDemonstrations(for: label)
         var messages: [ChatMessage] = []
         messages.reserveCapacity(2 * chosen.count + 2)
+        var encoded: [UInt8] = [UInt8(ascii: "[")]
+        encoded.reserveCapacity(chosen.reduce(template.system.utf8.count + 512) { $0 + turns[$1].encoded.count + 1 })
         let system = TemplateText.render(template.system, values(for: label))
-        if !system.isEmpty { messages.append(ChatMessage(role: .system, content: system)) }
+        if !system.isEmpty {
+            messages.append(ChatMessage(role: .system, content: system))
+            RenderedPrompt.append(messages[0], to: &encoded)
+        }
         for index in chosen {
             messages.append(turns[index].user)
             messages.append(turns[index].assistant)
+            if encoded.count > 1 { encoded.append(UInt8(ascii: ",")) }
+            encoded.append(contentsOf: turns[index].encoded)
         }
-        messages.append(ChatMessage(role: .user, content: question(for: label)))
-        return RenderedPrompt(messages: messages, demonstrations: chosen.map { template.demonstrations[$0].label })
+        let query = ChatMessage(role: .user, content: question(for: label))
+        messages.append(query)
+        if encoded.count > 1 { encoded.append(UInt8(ascii: ",")) }
+        RenderedPrompt.append(query, to: &encoded)
+        encoded.append(UInt8(ascii: "]"))
+        return RenderedPrompt(messages: messages, demonstrations: chosen.map { template.demonstrations[$0].label }, encoded: encoded)
     }
 
     func question(for label: Label) -> String {

@@ -37,7 +37,7 @@ public struct TemplateError: Error, CustomStringConvertible {
 }
 
 extension PromptTemplate {
-    private struct FileFormat: Decodable {
+    private struct FileFormat {
         var name: String?
         var domain: String
         var description_count: Int
@@ -46,22 +46,100 @@ extension PromptTemplate {
         var question: String
         var output_instruction: String
         var demonstrations: [Demonstration]
+
+        static let keys = "A template needs name, domain, description_count, demonstration_count, system, question, output_instruction and demonstrations."
+
+        /// Reads the YAML tree by hand. `YAMLDecoder` resolves every plain scalar's type with regular expressions and
+        /// goes through `Codable`, which took 5 ms of every build's start; a template is strings, two counts and a
+        /// list. Scalars stay text (YAML's core schema is not applied), so `null`, `~` or nothing leaves `name` unset
+        /// and a count must be a whole number.
+        init(_ text: String) throws(TemplateFailure) {
+            let root: Node?
+            do { root = try Yams.compose(yaml: text, .basic) } catch { throw .notYAML(error) }
+            let top = try Self.mapping(root, at: "")
+            func required(_ key: String) throws(TemplateFailure) -> Node {
+                guard let node = top[key] else { throw .missing(key) }
+                return node
+            }
+            name = try top["name"].flatMap { node throws(TemplateFailure) in Self.isNull(node) ? nil : try Self.string(node, at: "name") }
+            domain = try Self.string(required("domain"), at: "domain")
+            description_count = try Self.integer(required("description_count"), at: "description_count")
+            demonstration_count = try Self.integer(required("demonstration_count"), at: "demonstration_count")
+            system = try Self.string(required("system"), at: "system")
+            question = try Self.string(required("question"), at: "question")
+            output_instruction = try Self.string(required("output_instruction"), at: "output_instruction")
+            var demonstrations: [Demonstration] = []
+            for (index, node) in try Self.sequence(required("demonstrations"), at: "demonstrations").enumerated() {
+                let path = "demonstrations.[\(index)]"
+                let demo = try Self.mapping(node, at: path)
+                guard let label = demo["label"] else { throw .missing("label") }
+                guard let descriptions = demo["descriptions"] else { throw .missing("descriptions") }
+                demonstrations.append(Demonstration(
+                    label: try Self.string(label, at: path + ".label"),
+                    descriptions: try Self.sequence(descriptions, at: path + ".descriptions").enumerated().map { (i, node) throws(TemplateFailure) in
+                        try Self.string(node, at: path + ".descriptions.[\(i)]")
+                    }))
+            }
+            self.demonstrations = demonstrations
+        }
+
+        /// A mapping's values by key (a key given twice keeps its last value, as YAML readers do).
+        static func mapping(_ node: Node?, at path: String) throws(TemplateFailure) -> [String: Node] {
+            guard let mapping = node?.mapping else { throw .wrongType(path, "expected a mapping of keys to values", node) }
+            var fields: [String: Node] = [:]
+            for (key, value) in mapping { if let key = key.scalar?.string { fields[key] = value } }
+            return fields
+        }
+
+        static func sequence(_ node: Node, at path: String) throws(TemplateFailure) -> [Node] {
+            guard let sequence = node.sequence else { throw .wrongType(path, "expected a list", node) }
+            return Array(sequence)
+        }
+
+        static func string(_ node: Node, at path: String) throws(TemplateFailure) -> String {
+            guard let scalar = node.scalar else { throw .wrongType(path, "expected text", node) }
+            return scalar.string
+        }
+
+        static func integer(_ node: Node, at path: String) throws(TemplateFailure) -> Int {
+            guard let scalar = node.scalar, let value = Int(scalar.string) else { throw .wrongType(path, "expected a whole number", node) }
+            return value
+        }
+
+        /// YAML's null: `~`, `null` in any common case, or nothing, unquoted.
+        static func isNull(_ node: Node) -> Bool {
+            guard let scalar = node.scalar, scalar.style == .plain || scalar.style == .any else { return false }
+            return ["", "~", "null", "Null", "NULL"].contains(scalar.string)
+        }
+    }
+
+    /// What is wrong with a template file, before it is put in words with the file's name.
+    private enum TemplateFailure: Error {
+        case notYAML(Error)
+        case missing(String)
+        case wrongType(String, String, Node?)
+
+        func message() -> String {
+            switch self {
+            case .notYAML(let error): return "not valid YAML: \(error)"
+            case .missing(let key): return "missing key '\(key)'. \(FileFormat.keys)"
+            case .wrongType(let path, let expected, let node):
+                let found = node.map { node in
+                    node.scalar.map { "'\($0.string)'" } ?? (node.sequence != nil ? "a list" : node.mapping != nil ? "a mapping" : "something else")
+                } ?? "nothing"
+                let line = node?.mark.map { " (line \($0.line))" } ?? ""
+                return "wrong type at '\(path)'\(line): \(expected), found \(found)."
+            }
+        }
     }
 
     /// Parses a template from YAML text. `source` names the file in errors.
     public static func parse(_ text: String, source: String, defaultName: String) throws -> PromptTemplate {
         let file: FileFormat
         do {
-            file = try YAMLDecoder().decode(FileFormat.self, from: text)
-        } catch let DecodingError.keyNotFound(key, _) {
-            throw TemplateError(file: source, message: "missing key '\(key.stringValue)'. A template needs name, domain, description_count, demonstration_count, system, question, output_instruction and demonstrations.")
-        } catch let DecodingError.typeMismatch(_, context) {
-            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
-            throw TemplateError(file: source, message: "wrong type at '\(path)': \(context.debugDescription)")
-        } catch let error as YamlError {
-            throw TemplateError(file: source, message: "not valid YAML: \(error)")
+            file = try FileFormat(text)
         } catch {
-            throw TemplateError(file: source, message: "cannot read the template: \(error)")
+            throw TemplateError(file: source, message: error.message())
         }
         guard file.description_count >= 1 else {
             throw TemplateError(file: source, message: "description_count must be at least 1.")
