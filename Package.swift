@@ -65,6 +65,7 @@ let package = Package(
                 "CCurl",
                 "Tensor",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Yams", package: "Yams"),
             ]
         ),

@@ -37,6 +37,43 @@ struct StoreTests {
         return LabelOutcome(label: label, requests: [request], descriptions: texts.map { (0, $0, QualityVerdict()) }, state: state, wanted: 2)
     }
 
+    /// The label inserts bind through SQLite's C interface: every kind of value lands with its type (an empty string
+    /// is text, not NULL; a missing value is NULL), and a broken constraint is a `DatabaseError` that rolls the group back.
+    @Test func labelRowsStoreEachValueWithItsTypeAndAConstraintStopsTheGroup() throws {
+        let (store, dir) = try makeStore(.file)
+        defer { dir.map { try? FileManager.default.removeItem(at: $0) } }
+        let (setID, ids) = try store.saveLabelSet(Self.set)
+        let run = try store.beginRun(Self.spec, labelSetID: setID, force: false, toolVersion: "test")
+        var dog = outcome(Self.set.labels[0], ["A dog barks.", "Ünïcödé 🐕 \"quoted\"\n\ttext."])
+        dog.requests[0].flag = ""
+        dog.requests[0].response?.httpStatus = nil
+        try store.saveOutcomes([(dog, ids[0])], runID: run)
+        let row = try store.queue.read { db in
+            try Row.fetchOne(db, sql: """
+                SELECT typeof(attempt) a, typeof(flag) f, flag, typeof(http_status) h, typeof(latency_ms) l, latency_ms, typeof(error) e,
+                       json_valid(params) p, prompt_tokens FROM requests WHERE run_id = ?
+                """, arguments: [run])!
+        }
+        #expect(row["a"] as String == "integer" && row["f"] as String == "text" && row["flag"] as String == "")
+        #expect(row["h"] as String == "null" && row["e"] as String == "null" && row["l"] as String == "real")
+        #expect(row["latency_ms"] as Double == 250 && row["p"] as Int == 1 && row["prompt_tokens"] as Int == 10)
+        let texts = try store.queue.read { try String.fetchAll($0, sql: "SELECT text FROM descriptions WHERE run_id = ? ORDER BY position", arguments: [run]) }
+        #expect(texts == dog.descriptions.map(\.text))
+
+        // A description the schema refuses (blank) fails the whole group, the good label with it, and says why.
+        let cat = outcome(Self.set.labels[1], ["A cat naps.", "   "])
+        let good = outcome(Self.set.labels[0], ["A dog runs."])
+        do {
+            try store.saveOutcomes([(good, ids[0]), (cat, ids[1])], runID: run)
+            Issue.record("a blank description was stored")
+        } catch let error as DatabaseError {
+            #expect(error.resultCode == .SQLITE_CONSTRAINT, "\(error)")
+            #expect(error.sql?.contains("INSERT INTO descriptions") == true)
+        }
+        #expect(try store.labelStates(runID: run) == ["dog": .complete], "the failed group changed nothing")
+        #expect(try store.queue.read { try String.fetchAll($0, sql: "SELECT text FROM descriptions WHERE run_id = ? ORDER BY position", arguments: [run]) } == texts)
+    }
+
     /// In a run the build opened empty, labels are written without looking for rows to replace; a label handed over
     /// twice still ends with its last outcome only, and a run that was not empty has its labels' rows replaced.
     @Test func aRunOpenedEmptyStoresEachLabelOnceAndALabelWrittenAgainReplacesItself() async throws {

@@ -140,18 +140,46 @@ extension KnowledgeStore {
         guard !outcomes.isEmpty else { return }
         try queue.write { db in
             let now = Self.now()
+            let inserts = try OutcomeInserts(db)
             for (outcome, labelID) in outcomes {
-                try Self.write(outcome, runID: runID, labelID: labelID, now: now, replacing: replacing, db)
+                try Self.write(outcome, runID: runID, labelID: labelID, now: now, replacing: replacing, inserts, db)
             }
             try db.cachedStatement(sql: "UPDATE runs SET updated_at = ? WHERE id = ?").execute(arguments: [now, runID])
         }
     }
 
-    private static func write(_ outcome: LabelOutcome, runID: Int64, labelID: Int64, now: String, replacing: Bool, _ db: Database) throws {
+    /// The three inserts that store a label, prepared once per group of labels.
+    private struct OutcomeInserts {
+        let request: BoundStatement
+        let description: BoundStatement
+        let status: BoundStatement
+
+        init(_ db: Database) throws {
+            request = try BoundStatement(db, sql: """
+                INSERT INTO requests (run_id, label_id, attempt, prompt, demonstrations, params, raw_response, http_status,
+                    finish_reason, prompt_tokens, completion_tokens, latency_ms, system_fingerprint, metadata, parse_format,
+                    flag, error, created_at)
+                VALUES (?, ?, ?, ?, ?, json(?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+            description = try BoundStatement(
+                db, sql: "INSERT INTO descriptions (run_id, label_id, request_id, position, text, flags, quality, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+            status = try BoundStatement(db, sql: """
+                INSERT INTO label_status (run_id, label_id, state, descriptions, wanted, attempts, message, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (run_id, label_id) DO UPDATE SET state = excluded.state, descriptions = excluded.descriptions,
+                    wanted = excluded.wanted, attempts = excluded.attempts, message = excluded.message, updated_at = excluded.updated_at
+                """)
+        }
+    }
+
+    private static func write(_ outcome: LabelOutcome, runID: Int64, labelID: Int64, now: String, replacing: Bool,
+                              _ inserts: OutcomeInserts, _ db: Database) throws {
         if replacing {
             try db.cachedStatement(sql: "DELETE FROM descriptions WHERE run_id = ? AND label_id = ?").execute(arguments: [runID, labelID])
             try db.cachedStatement(sql: "DELETE FROM requests WHERE run_id = ? AND label_id = ?").execute(arguments: [runID, labelID])
         }
+        func int(_ value: Int?) -> BoundStatement.Value? { value.map { .int(Int64($0)) } }
+        func text(_ value: String?) -> BoundStatement.Value? { value.map(BoundStatement.Value.text) }
         var requestIDs: [Int64] = []
         for request in outcome.requests {
             let response = request.response
@@ -160,36 +188,28 @@ extension KnowledgeStore {
                 "n": .int(request.sampling.n), "max_tokens": .int(request.sampling.maxTokens),
             ])
             let finish = response?.choices.compactMap(\.finishReason).joined(separator: ",")
-            // Cached statements: preparing (and authorizing) each statement anew was a tenth of the CPU per label.
-            try db.cachedStatement(sql: """
-                INSERT INTO requests (run_id, label_id, attempt, prompt, demonstrations, params, raw_response, http_status,
-                    finish_reason, prompt_tokens, completion_tokens, latency_ms, system_fingerprint, metadata, parse_format,
-                    flag, error, created_at)
-                VALUES (?, ?, ?, ?, ?, json(?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """).execute(arguments: [
-                    runID, labelID, request.attempt, request.sourceInput ?? request.prompt.json,
-                    try JSONValue.array((request.sourceInput == nil ? request.prompt.demonstrations : []).map(JSONValue.string)).text(),
-                    try params.text(),
-                    response?.raw ?? request.errorBody, response?.httpStatus ?? request.errorStatus,
-                    finish?.isEmpty == false ? finish : nil, response?.promptTokens, response?.completionTokens,
-                    response.map { $0.latency * 1000 }, response?.systemFingerprint, try JSONValue.object((response?.metadata ?? [:]).mapValues(JSONValue.string)).text(),
-                    request.parseFormat, request.flag, request.error, now,
-                ])
+            try inserts.request.run([
+                .int(runID), .int(labelID), int(request.attempt), .text(request.sourceInput ?? request.prompt.json),
+                .text(try JSONValue.array((request.sourceInput == nil ? request.prompt.demonstrations : []).map(JSONValue.string)).text()),
+                .text(try params.text()),
+                text(response?.raw ?? request.errorBody), int(response?.httpStatus ?? request.errorStatus),
+                text(finish?.isEmpty == false ? finish : nil), int(response?.promptTokens), int(response?.completionTokens),
+                response.map { .double($0.latency * 1000) }, text(response?.systemFingerprint),
+                .text(try JSONValue.object((response?.metadata ?? [:]).mapValues(JSONValue.string)).text()),
+                text(request.parseFormat), text(request.flag), text(request.error), .text(now),
+            ])
             requestIDs.append(db.lastInsertedRowID)
         }
         for (position, description) in outcome.descriptions.enumerated() {
-            try db.cachedStatement(
-                sql: "INSERT INTO descriptions (run_id, label_id, request_id, position, text, flags, quality, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            ).execute(arguments: [runID, labelID, requestIDs[description.request], position, description.text,
-                                  DescriptionFlag.column(description.verdict.flags), description.verdict.json, now])
+            try inserts.description.run([
+                .int(runID), .int(labelID), .int(requestIDs[description.request]), int(position), .text(description.text),
+                .text(DescriptionFlag.column(description.verdict.flags)), .text(description.verdict.json), .text(now),
+            ])
         }
-        try db.cachedStatement(sql: """
-            INSERT INTO label_status (run_id, label_id, state, descriptions, wanted, attempts, message, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT (run_id, label_id) DO UPDATE SET state = excluded.state, descriptions = excluded.descriptions,
-                wanted = excluded.wanted, attempts = excluded.attempts, message = excluded.message, updated_at = excluded.updated_at
-            """).execute(arguments: [runID, labelID, outcome.state.rawValue, outcome.usable, outcome.wanted,
-                             outcome.requests.count, outcome.message, now])
+        try inserts.status.run([
+            .int(runID), .int(labelID), .text(outcome.state.rawValue), int(outcome.usable), int(outcome.wanted),
+            int(outcome.requests.count), text(outcome.message), .text(now),
+        ])
     }
 
     /// Copies what the write-ahead log holds into the file, without waiting for readers (SQLite's PASSIVE
