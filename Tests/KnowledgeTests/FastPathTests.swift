@@ -221,6 +221,27 @@ extension FastPathTests {
         }
     }
 
+    @Test func theRefusalPrefilterRulesOutOnlyTextsWithNoMarker() throws {
+        #expect(ResponseParser.refusalMarkers.allSatisfy { $0.hasPrefix("i ") || $0.hasPrefix("i'") || $0.hasPrefix("as a") },
+                "the prefilter looks only for where these markers can start")
+        let refusals = ResponseParser.refusalMarkers.flatMap { [$0, $0.uppercased(), "Well, \($0.capitalized), but", "x" + $0] }
+        let texts = try Self.committedDescriptions() + Self.samples + refusals + ["I", "i", "as", "as a", "AS A", "i'", "Hi there", "a"]
+        var ruledOut = 0, refusing = 0
+        for text in texts {
+            let full = ResponseParser.refusalMarkers.contains {
+                FastText.contains(FastText.asciiLowercased(text) ?? String(text.lowercased().map { $0 == "’" ? "'" : $0 }), $0)
+            }
+            #expect(ResponseParser.isRefusal(text) == full, "\(text)")
+            if ResponseParser.mayRefuse(text) == false {
+                #expect(!full, "\(text)")
+                ruledOut += 1
+            }
+            if full { refusing += 1 }
+        }
+        #expect(ruledOut > texts.count / 2, "most descriptions are ruled out without lower-casing")
+        #expect(refusing >= refusals.count)
+    }
+
     @Test func openParenthesesCountOnBytesAsOnCharacters() throws {
         let texts = try Self.committedDescriptions() + Self.samples + ["a (b", "(a) b)", "((", "é (", "(\u{301} x", "a\r\n(b"]
         var open = 0

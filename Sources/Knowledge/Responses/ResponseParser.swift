@@ -160,8 +160,29 @@ public enum ResponseParser {
     ]
 
     public static func isRefusal(_ text: String) -> Bool {
+        if mayRefuse(text) == false { return false }
         let lower = FastText.asciiLowercased(text) ?? String(text.lowercased().map { $0 == "’" ? "'" : $0 })
         return refusalMarkers.contains { FastText.contains(lower, $0) }
+    }
+
+    /// Whether ASCII `text` holds where a refusal marker could start, in any case: "i" before a space or an
+    /// apostrophe, or "as a". False rules every marker out without lower-casing the text (nearly every description);
+    /// nil for text that is not ASCII. Every marker starts with "i " or "i'" or "as a" (checked by a test).
+    static func mayRefuse(_ text: String) -> Bool? {
+        text.utf8.withContiguousStorageIfAvailable { bytes -> Bool? in
+            let n = bytes.count
+            for i in 0..<n {
+                let byte = bytes[i]
+                if byte >= 0x80 { return nil }
+                guard i + 1 < n else { break }
+                let next = bytes[i + 1]
+                if byte | 0x20 == UInt8(ascii: "i"), next == UInt8(ascii: " ") || next == UInt8(ascii: "'") { return true }
+                if byte | 0x20 == UInt8(ascii: "a"), i + 3 < n, next | 0x20 == UInt8(ascii: "s"), bytes[i + 2] == UInt8(ascii: " "),
+                   bytes[i + 3] | 0x20 == UInt8(ascii: "a") { return true }
+            }
+            for byte in bytes where byte >= 0x80 { return nil }
+            return false
+        } ?? nil
     }
 
     /// Whether `text` names the label: its display name, raw name, a synonym, or one of their content words.
