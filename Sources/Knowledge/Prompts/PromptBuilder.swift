@@ -55,9 +55,9 @@ public struct RenderedPrompt: Sendable, Hashable {
         return out
     }
 
-    /// One message as canonical JSON (keys sorted): `{"content":…,"role":…}`.
+    /// One message as canonical JSON (keys sorted).
     static func append(_ message: ChatMessage, to out: inout [UInt8]) {
-        try? JSONValue.object(["role": .string(message.role.rawValue), "content": .string(message.content)]).write(into: &out)  // strings only: cannot fail
+        try? JSONValue.message(message).write(into: &out)  // strings only: cannot fail
     }
 }
 

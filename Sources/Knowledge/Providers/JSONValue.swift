@@ -116,7 +116,10 @@ public indirect enum JSONValue: Encodable, Sendable, Hashable {
 
     static func hexDigit(_ value: UInt8) -> UInt8 { value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10 }
 
-    static func messages(_ messages: [ChatMessage]) -> JSONValue {
-        .array(messages.map { .object(["role": .string($0.role.rawValue), "content": .string($0.content)]) })
+    static func messages(_ messages: [ChatMessage]) -> JSONValue { .array(messages.map(message)) }
+
+    /// A chat message as request bodies and knowledge.db hold it: `{"content":…,"role":…}` once written.
+    static func message(_ message: ChatMessage) -> JSONValue {
+        .object(["role": .string(message.role.rawValue), "content": .string(message.content)])
     }
 }

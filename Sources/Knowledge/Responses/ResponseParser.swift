@@ -180,8 +180,7 @@ public enum ResponseParser {
                 if byte | 0x20 == UInt8(ascii: "a"), i + 3 < n, next | 0x20 == UInt8(ascii: "s"), bytes[i + 2] == UInt8(ascii: " "),
                    bytes[i + 3] | 0x20 == UInt8(ascii: "a") { return true }
             }
-            for byte in bytes where byte >= 0x80 { return nil }
-            return false
+            return false  // every byte, the last included, was checked to be ASCII
         } ?? nil
     }
 

@@ -35,11 +35,9 @@ struct BoundStatement {
             case .double(let v)?: code = sqlite3_bind_double(handle, index, v)
             case .text(var v)?:
                 code = v.withUTF8 { bytes in
-                    // A null pointer would bind NULL: an empty string gets a pointer to nothing instead.
-                    withUnsafePointer(to: 0 as CChar) { empty in
-                        sqlite3_bind_text(handle, index, bytes.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) } ?? empty,
-                                          Int32(bytes.count), Self.transient)
-                    }
+                    // A null pointer would bind NULL: an empty string points at an empty C string instead.
+                    let start = UnsafeRawPointer(bytes.baseAddress ?? Self.empty.utf8Start).assumingMemoryBound(to: CChar.self)
+                    return sqlite3_bind_text(handle, index, start, Int32(bytes.count), Self.transient)
                 }
             }
             guard code == SQLITE_OK else { throw error(code) }
@@ -54,6 +52,8 @@ struct BoundStatement {
         return DatabaseError(resultCode: ResultCode(rawValue: connection.map { sqlite3_extended_errcode($0) } ?? code),
                              message: connection.map { String(cString: sqlite3_errmsg($0)) }, sql: statement.sql)
     }
+
+    private static let empty: StaticString = ""
 
     /// SQLITE_TRANSIENT: SQLite copies the bytes before the bind returns.
     private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
