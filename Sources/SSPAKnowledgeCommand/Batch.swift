@@ -5,6 +5,7 @@ import Knowledge
 
 struct Batch: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "batch",
         abstract: "Compile knowledge through batch jobs: vLLM's run-batch, OpenAI's Batch API, or anything that reads the same file.",
         discussion: """
             `batch export` writes the requests `build` would send, one OpenAI Batch API line each (custom_id, method, \

@@ -5,6 +5,7 @@ import Knowledge
 
 struct Build: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "build",
         abstract: "Ask an LLM (or WordNet, offline) for visual knowledge of every label, and store it.",
         discussion: """
             Without --endpoint (or SSPA_LLM_URL) the offline WordNet source is used. With one, every label is asked \

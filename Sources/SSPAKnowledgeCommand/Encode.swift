@@ -8,6 +8,7 @@ import Tensor
 
 struct Encode: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "encode",
         abstract: "Encode stored descriptions with CLIP's text tower into the knowledge vectors SSPA reads.",
         discussion: """
             For every label it encodes each description and "a photo of a {display name}.", and stores \

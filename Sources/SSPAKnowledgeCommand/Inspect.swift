@@ -6,6 +6,7 @@ import Knowledge
 
 struct Prompt: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "prompt",
         abstract: "Print exactly what `build` would send for one label, without any network.",
         discussion: """
             Example:
@@ -53,7 +54,7 @@ struct Prompt: AsyncParsableCommand {
 }
 
 struct List: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List label sets, their runs, and counts.")
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List label sets, their runs, and counts.")
 
     @OptionGroup var store: StoreOptions
 
@@ -91,6 +92,7 @@ struct List: AsyncParsableCommand {
 
 struct Show: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "show",
         abstract: "Show the descriptions of one label.",
         discussion: """
             By default the latest run of the label set is shown; --all-runs shows every run. A flagged description \
@@ -147,6 +149,7 @@ struct Show: AsyncParsableCommand {
 
 struct Validate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "validate",
         abstract: "Check stored knowledge: quality flags, empty, short, duplicate and refused entries, labels with no knowledge.",
         discussion: """
             Every description carries quality flags, from any source: copied (half or more of its word trigrams, \
@@ -279,6 +282,7 @@ extension Validate {
 
 struct Export: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "export",
         abstract: "Export descriptions: CuPL JSON, JSON lines or CSV.",
         discussion: """
             CuPL JSON maps each display name to its descriptions, in label order, as CuPL and other \

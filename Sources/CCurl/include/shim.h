@@ -105,11 +105,16 @@ static inline int sspa_curl_socket_timeout(void) { return (int)CURL_SOCKET_TIMEO
 
 static inline int sspa_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 
-/// Watches `fd` for `readable` / `writable` (adding it, or changing what is watched); 0 or -1 with errno.
-static inline int sspa_epoll_watch(int epfd, int fd, int readable, int writable) {
+/// Watches `fd` for `readable` / `writable`: adds it when `watched` is 0, else changes what is watched (and adds it
+/// after all if epoll does not have it); 0 or -1 with errno.
+static inline int sspa_epoll_watch(int epfd, int fd, int readable, int writable, int watched) {
     struct epoll_event event = {0};
     event.events = (readable ? EPOLLIN : 0) | (writable ? EPOLLOUT : 0);
     event.data.fd = fd;
+    if (!watched) {
+        if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) == 0) return 0;
+        if (errno != EEXIST) return -1;
+    }
     if (epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &event) == 0) return 0;
     if (errno != ENOENT) return -1;
     return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event);

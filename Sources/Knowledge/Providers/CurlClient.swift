@@ -71,7 +71,7 @@ final class CurlEngine: @unchecked Sendable {
         epollFD = sspa_epoll_create()
         wakeFD = sspa_eventfd_create()
         precondition(epollFD >= 0 && wakeFD >= 0, "cannot create the HTTP client's event loop: \(String(cString: strerror(errno)))")
-        _ = sspa_epoll_watch(epollFD, wakeFD, 1, 0)
+        _ = sspa_epoll_watch(epollFD, wakeFD, 1, 0, 0)
         _ = sspa_curl_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, max(options.connectionsPerHost, 1))
         _ = sspa_curl_multi_setopt_long(multi, CURLMOPT_PIPELINING, Int(CURLPIPE_MULTIPLEX))
         // The engine lives as long as its loop thread, which never ends: the unretained pointer stays valid.
@@ -226,12 +226,23 @@ final class CurlEngine: @unchecked Sendable {
 
     /// libcurl's socket callback: watch `socket` for what libcurl waits for, or stop watching it.
     fileprivate func watch(_ socket: Int32, what: Int32) {
+        guard socket >= 0 else { return }
+        let index = Int(socket)
+        if index >= watched.count { watched += repeatElement(false, count: max(index + 1 - watched.count, 64)) }
         if what == CURL_POLL_REMOVE {
             sspa_epoll_forget(epollFD, socket)
+            watched[index] = false
         } else {
-            _ = sspa_epoll_watch(epollFD, socket, what & CURL_POLL_IN != 0 ? 1 : 0, what & CURL_POLL_OUT != 0 ? 1 : 0)
+            // A connection goes back to the pool (removed) after each answer and is watched again for the next
+            // request: knowing it is not in epoll adds it with one call instead of a failed change and an add.
+            _ = sspa_epoll_watch(epollFD, socket, what & CURL_POLL_IN != 0 ? 1 : 0, what & CURL_POLL_OUT != 0 ? 1 : 0,
+                                 watched[index] ? 1 : 0)
+            watched[index] = true
         }
     }
+
+    /// Which descriptors epoll watches for libcurl, by number; loop thread only.
+    private var watched: [Bool] = []
 
     /// libcurl's timer callback: -1 deletes the time-out; 0 means as soon as possible.
     fileprivate func setTimeout(milliseconds: Int) {

@@ -65,10 +65,14 @@ public struct HTTPClient: Sendable {
     /// shared (`connections` per host at once), `timeout` seconds for a whole request and at most 10 s to connect.
     /// With a `requestLimit`, at most that many requests are in flight; the others wait their turn in order, and
     /// their time-out starts when they go out.
+    ///
+    /// The engine is made by the first request, not here: making it waits for libcurl to finish loading (`preload`),
+    /// and a build readies its store and its first prompts meanwhile.
     public static func live(timeout: Double, connections: Int, requestLimit: Int? = nil) -> HTTPClient {
-        let engine = CurlEngine(options: .init(timeout: timeout, connectTimeout: min(timeout, 10), connectionsPerHost: connections,
-                                               requestLimit: max(requestLimit ?? 0, 0)))
-        return HTTPClient(requestLimit: requestLimit) { request in try await engine.send(request) }
+        let options = CurlEngine.Options(timeout: timeout, connectTimeout: min(timeout, 10), connectionsPerHost: connections,
+                                         requestLimit: max(requestLimit ?? 0, 0))
+        let engine = MadeOnFirstUse { CurlEngine(options: options) }
+        return HTTPClient(requestLimit: requestLimit) { request in try await engine.value.send(request) }
     }
 
     /// Starts opening libcurl on a thread of its own, for a command that will make requests: it is opened on first
@@ -280,5 +284,23 @@ struct JSONPoster: Sendable {
 
     static func format(_ value: Double) -> String {
         value == value.rounded() ? String(Int(value)) : String(value)
+    }
+}
+
+/// A value made by its first reader, once; later readers get the same one.
+private final class MadeOnFirstUse<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var made: Value?
+    private let make: @Sendable () -> Value
+
+    init(_ make: @escaping @Sendable () -> Value) { self.make = make }
+
+    var value: Value {
+        lock.withLock {
+            if let made { return made }
+            let value = make()
+            made = value
+            return value
+        }
     }
 }

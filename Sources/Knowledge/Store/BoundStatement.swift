@@ -5,8 +5,9 @@ import GRDBSQLite
 /// work around each execution (arguments converted to `DatabaseValue`s and checked, observers told). A build runs
 /// its three inserts about seven times per label, and that work was a third of the time spent storing a label.
 ///
-/// GRDB prepares the statement (and finalizes it when this value goes) but never runs it, so nothing it caches about
-/// the statement is out of date. Values are still bound parameters, never SQL text.
+/// GRDB prepares the statement once per connection and keeps it in its statement cache, but never runs it, so nothing
+/// it knows about the statement is out of date. (Prepared anew for every group of labels, the three inserts cost a
+/// quarter as much as running them.) Values are still bound parameters, never SQL text.
 struct BoundStatement {
     enum Value {
         case int(Int64)
@@ -19,7 +20,7 @@ struct BoundStatement {
 
     init(_ db: Database, sql: String) throws {
         self.db = db
-        statement = try db.makeStatement(sql: sql)
+        statement = try db.cachedStatement(sql: sql)
     }
 
     /// Binds `values` in order (nil binds NULL) and runs the statement to its end.

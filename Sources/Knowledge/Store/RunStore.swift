@@ -148,7 +148,7 @@ extension KnowledgeStore {
         }
     }
 
-    /// The three inserts that store a label, prepared once per group of labels.
+    /// The three inserts that store a label (prepared once per connection).
     private struct OutcomeInserts {
         let request: BoundStatement
         let description: BoundStatement
