@@ -170,6 +170,32 @@ extension FastPathTests {
         return texts.flatMap(ResponseParser.wordsOf) + labels + labels.flatMap(ResponseParser.wordsOf) + edges
     }
 
+    /// A sentence the byte check passes is exactly what cleaning gives back; the check passes most real sentences.
+    @Test func sentencesTheByteCheckPassesAreWhatCleaningGives() throws {
+        let descriptions = try Self.committedDescriptions()
+        var texts = descriptions + Self.samples + [
+            "- a bullet", "* star", "+ plus", "12. numbered", "1) x", "\"quoted\"", "'single'", "“curly”", "trailing,",
+            " leading space", "trailing space ", "double  space", "tab\there", "line\nbreak", "`code`", "**bold** text",
+            "__under__ text", "snake_case word", "a * b", "2x zoom", "x", "-", "\"", ",", "ok.", "a\r\nb", "non-breaking\u{A0}space",
+            "é", "dog —", "5 legs", "A \"quote\" inside", "it's", "end'", "under_ score_", "star*", "a  ", "__", "**",
+        ]
+        // Each real sentence with something cleaning removes added at either end, or inside.
+        for text in descriptions.prefix(300) {
+            texts += ["- " + text, text + ",", "\"" + text + "\"", text + "  ", text.replacingOccurrences(of: " ", with: "  "),
+                      "3. " + text, text.replacingOccurrences(of: " ", with: "\t")]
+        }
+        var passed = 0
+        for text in texts {
+            if ResponseParser.isCleanASCII(text) {
+                passed += 1
+                #expect(ResponseParser.cleanUnicode(text) == text, "\(text.debugDescription) passed the byte check but cleaning changes it")
+            }
+            #expect(ResponseParser.clean(text) == ResponseParser.cleanUnicode(text), "\(text.debugDescription)")
+        }
+        #expect(passed > descriptions.count / 2, "most stored sentences need no cleaning and take the byte path")
+        #expect(!ResponseParser.isCleanASCII("") && !ResponseParser.isCleanASCII("naïve") && !ResponseParser.isCleanASCII("- x"))
+    }
+
     @Test func stemmingOnBytesEqualsStemmingOnCharacters() throws {
         let words = try Self.wordsOfEveryKind()
         #expect(words.count > 10_000)

@@ -126,6 +126,36 @@ public enum ResponseParser {
     // MARK: - Cleaning
 
     static func clean(_ candidate: String) -> String {
+        if isCleanASCII(candidate) { return candidate }
+        return cleanUnicode(candidate)
+    }
+
+    /// Whether `clean` would give `text` back unchanged, decided on its bytes: ASCII with nothing at either end that
+    /// cleaning removes (white space, a bullet or number, a quote, a trailing comma), no back quote, no `**` or
+    /// `__`, and no white space but single spaces. Most sentences an answer holds are so, and skip the general path.
+    static func isCleanASCII(_ text: String) -> Bool {
+        var text = text
+        return text.withUTF8 { bytes in
+            guard let first = bytes.first, let last = bytes.last else { return false }
+            func space(_ byte: UInt8) -> Bool { byte == 0x20 || (byte >= 0x09 && byte <= 0x0D) }
+            if space(first) || space(last) || last == UInt8(ascii: ",") { return false }
+            switch first {
+            case UInt8(ascii: "-"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "\""), UInt8(ascii: "'"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"): return false
+            default: break
+            }
+            var previous: UInt8 = 0
+            for byte in bytes {
+                if byte >= 0x80 || byte == UInt8(ascii: "`") || (byte != 0x20 && space(byte)) { return false }
+                if byte == previous, byte == 0x20 || byte == UInt8(ascii: "*") || byte == UInt8(ascii: "_") { return false }
+                previous = byte
+            }
+            return true
+        }
+    }
+
+    /// `clean` for any text: the path `isCleanASCII` lets most sentences skip.
+    static func cleanUnicode(_ candidate: String) -> String {
         var s = FastText.trimmed(candidate)
         // Bullets and numbering.
         while let first = s.first, "-*•+".contains(first) { s = FastText.trimmed(s.dropFirst()) }
@@ -139,13 +169,14 @@ public enum ResponseParser {
         if FastText.contains(s, "**") || FastText.contains(s, "__") { s = FastText.removing(["*"], from: s).replacingOccurrences(of: "__", with: "") }
         // Surrounding quotes, possibly followed by a trailing comma from half-JSON lines.
         if s.hasSuffix(",") { s.removeLast() }
-        let quotes: Set<Character> = ["\"", "'", "“", "”", "‘", "’"]
         while let f = s.first, let l = s.last, quotes.contains(f), quotes.contains(l), s.count >= 2 {
             s = String(s.dropFirst().dropLast())
         }
         // Collapse runs of white space by hand: a regular expression per description cost more than the request.
         return FastText.collapsingWhitespace(s)
     }
+
+    private static let quotes: Set<Character> = ["\"", "'", "“", "”", "‘", "’"]
 
     static func dedupe(_ items: [String]) -> [String] {
         var seen = Set<String>()
