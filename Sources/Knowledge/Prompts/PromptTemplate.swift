@@ -117,18 +117,23 @@ extension PromptTemplate {
     private enum TemplateFailure: Error {
         case notYAML(Error)
         case missing(String)
-        case wrongType(String, String, Node?)
+        /// At `path`, `expected` ("expected a list"), but `found` (the text, or what kind of node), on `line`.
+        case wrong(path: String, expected: String, found: String, line: Int?)
+
+        /// What is wrong with `node` at `path`, put in words while the node is at hand.
+        static func wrongType(_ path: String, _ expected: String, _ node: Node?) -> TemplateFailure {
+            let found = node.map { node in
+                node.scalar.map { "'\($0.string)'" } ?? (node.sequence != nil ? "a list" : node.mapping != nil ? "a mapping" : "something else")
+            } ?? "nothing"
+            return .wrong(path: path, expected: expected, found: found, line: node?.mark?.line)
+        }
 
         func message() -> String {
             switch self {
             case .notYAML(let error): return "not valid YAML: \(error)"
             case .missing(let key): return "missing key '\(key)'. \(FileFormat.keys)"
-            case .wrongType(let path, let expected, let node):
-                let found = node.map { node in
-                    node.scalar.map { "'\($0.string)'" } ?? (node.sequence != nil ? "a list" : node.mapping != nil ? "a mapping" : "something else")
-                } ?? "nothing"
-                let line = node?.mark.map { " (line \($0.line))" } ?? ""
-                return "wrong type at '\(path)'\(line): \(expected), found \(found)."
+            case .wrong(let path, let expected, let found, let line):
+                return "wrong type at '\(path)'\(line.map { " (line \($0))" } ?? ""): \(expected), found \(found)."
             }
         }
     }
