@@ -137,7 +137,7 @@ public enum ResponseParser {
         var text = text
         return text.withUTF8 { bytes in
             guard let first = bytes.first, let last = bytes.last else { return false }
-            func space(_ byte: UInt8) -> Bool { byte == 0x20 || (byte >= 0x09 && byte <= 0x0D) }
+            let space = FastText.isASCIISpace
             if space(first) || space(last) || last == UInt8(ascii: ",") { return false }
             switch first {
             case UInt8(ascii: "-"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "\""), UInt8(ascii: "'"),

@@ -6,8 +6,8 @@ import GRDBSQLite
 /// its three inserts about seven times per label, and that work was a third of the time spent storing a label.
 ///
 /// GRDB prepares the statement once per connection and keeps it in its statement cache, but never runs it, so nothing
-/// it knows about the statement is out of date. (Prepared anew for every group of labels, the three inserts cost a
-/// quarter as much as running them.) Values are still bound parameters, never SQL text.
+/// it knows about the statement is out of date. (Prepared anew for every group of labels, the three inserts cost
+/// about half as much as running them.) Values are still bound parameters, never SQL text.
 struct BoundStatement {
     enum Value {
         case int(Int64)

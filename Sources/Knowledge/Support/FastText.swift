@@ -41,6 +41,10 @@ enum FastText {
         }
     }
 
+    /// Whether an ASCII byte is white space as `Character.isWhitespace` has it (tab, line feed, vertical tab, form
+    /// feed, carriage return, space).
+    static func isASCIISpace(_ byte: UInt8) -> Bool { byte == 0x20 || (byte >= 0x09 && byte <= 0x0D) }
+
     /// `text` with every run of white space made one space, and none at either end: byte by byte for ASCII text.
     static func collapsingWhitespace(_ text: String) -> String {
         var text = text
@@ -50,7 +54,7 @@ enum FastText {
             var pendingSpace = false
             for byte in bytes {
                 guard byte < 0x80 else { return nil }
-                if byte == 0x20 || (byte >= 0x09 && byte <= 0x0D) {
+                if isASCIISpace(byte) {
                     pendingSpace = !out.isEmpty
                 } else {
                     if pendingSpace { out.append(0x20); pendingSpace = false }
