@@ -22,8 +22,9 @@
 #                 throughput loaded / quiet = quiet wall / loaded wall (1 = no fall). Goal: this project's fall is
 #                 no larger than openai-python's.
 #   SERVER        "loop" (default): scripts/bench_server.py, the fault server's canned answers on one asyncio event
-#                 loop; "fault": Tests/Support/fault_server.py --canned, a thread per connection (at 128 jobs its
-#                 threads contend for the GIL and it took about a third of the wall time)
+#                 loop, each due its latency after the request arrived, and reporting how late it sent them (the
+#                 table's "server late" column); "fault": Tests/Support/fault_server.py --canned, a thread per
+#                 connection (at 128 jobs its threads contend for the GIL and it took about a third of the wall time)
 #   BENCH_LOCK    a lock file (e.g. /tmp/sspa-swift.lock) held during each round and released between rounds, so
 #                 that no Swift build runs beside a measurement
 set -euo pipefail
@@ -203,9 +204,13 @@ for size in $SIZES; do
                 FAILED=1
             fi
             kill -0 "$FS_PID" 2>/dev/null || { echo "the benchmark server is gone (interrupted?); stopping" >&2; exit 1; }
-            requests=$(control GET /_stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["counts"].get("ok", 0))')
+            # The requests the server answered, and how late its answers went out (median, ms; "nan" from a server
+            # that does not say: SERVER=fault).
+            read -r requests late < <(control GET /_stats | python3 -c 'import json, sys
+s = json.load(sys.stdin); late = (s.get("late_ms") or {}).get("median")
+print(s["counts"].get("ok", 0), "nan" if late is None else late)')
             read -r wall user sys <"$TMP/time"
-            echo "$cond $client $n $jobs $wall $user $sys $requests $rc $(( after - before ))" >>"$RESULTS"
+            echo "$cond $client $n $jobs $wall $user $sys $requests $rc $(( after - before )) $late" >>"$RESULTS"
             echo "  $client $n labels jobs $jobs run $run $cond: ${wall} s" >&2
         done
         if [[ $cond == loaded ]]; then load_stop; fi
@@ -221,13 +226,14 @@ path, latency, ticks, runs = sys.argv[1], float(sys.argv[2]) / 1000, int(sys.arg
 server_name = {"fault": "fault server --canned, a thread per connection"}.get(sys.argv[6], "scripts/bench_server.py, one event loop")
 rows, loaded = {}, {}
 for line in open(path):
-    cond, client, n, jobs, wall, user, sys_, requests, rc, server = line.split()
+    cond, client, n, jobs, wall, user, sys_, requests, rc, server, late = line.split()
     (rows if cond == "quiet" else loaded).setdefault((int(n), int(jobs), client), []).append(
-        (float(wall), float(user) + float(sys_), int(requests), int(rc), int(server) / ticks))
+        (float(wall), float(user) + float(sys_), int(requests), int(rc), int(server) / ticks, float(late)))
 names = {"sspa": "sspa-knowledge build", "openai": "openai-python AsyncOpenAI"}
 print(f"{latency * 1000:.0f} ms per answer ({server_name}); median of {runs} runs; ideal = ceil(labels / jobs) x latency")
-print(f"| client | labels | jobs | ideal s | wall s | ratio | client CPU ms/request | server CPU % of wall |")
-print(f"|---|---|---|---|---|---|---|---|")
+print("server late = how long after its due time (arrival + latency) the server's median answer went out, in ms")
+print(f"| client | labels | jobs | ideal s | wall s | ratio | client CPU ms/request | server CPU % of wall | server late ms |")
+print(f"|---|---|---|---|---|---|---|---|---|")
 for (n, jobs, client), values in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][2] != "sspa")):
     ideal = -(-n // jobs) * latency
     wall = statistics.median(v[0] for v in values)
@@ -235,7 +241,9 @@ for (n, jobs, client), values in sorted(rows.items(), key=lambda kv: (kv[0][0], 
     server = statistics.median(100 * v[4] / v[0] for v in values)
     bad = sum(1 for v in values if v[3] != 0 or v[2] != n)
     note = f" ({bad} runs failed or short)" if bad else ""
-    print(f"| {names.get(client, client)} | {n} | {jobs} | {ideal:.2f} | {wall:.3f} | {wall / ideal:.3f} | {per:.2f} | {server:.0f}{note} |")
+    late = statistics.median(v[5] for v in values)
+    print(f"| {names.get(client, client)} | {n} | {jobs} | {ideal:.2f} | {wall:.3f} | {wall / ideal:.3f} | {per:.2f} | {server:.0f} | "
+          f"{late:.2f}{note} |")
 if loaded:
     print()
     print(f"Under load (CPU {sys.argv[5]}, 2 cores): one background busy loop keeps one core busy in the loaded runs; "

@@ -6,15 +6,22 @@ The fault server (Tests/Support/fault_server.py) serves each connection on its o
 requests on two cores its threads contend for the GIL, every answer waits for it after its sleep, and the server
 took about a third of the wall time. This server answers the same completions (the same builder, imported from the
 fault server: `{"descriptions": [5 sentences naming the label]}`, usage, finish_reason "stop", n choices) from a
-single event loop: a request is parsed when it arrives, its answer is scheduled `--latency-ms` later with a timer,
-and no thread waits anywhere. It is for measuring throughput only; tests use the fault server.
+single event loop: a request is parsed when it arrives, its answer is scheduled `--latency-ms` after its arrival
+with a timer, and no thread waits anywhere. It is for measuring throughput only; tests use the fault server.
+
+The latency is counted from the moment the request's last bytes were read, not from when the server has finished
+preparing the answer: a real engine's latency does not grow because the benchmark server is written in Python. The
+answer's choices are rendered once per label and number of choices and reused (checked against the fault server's
+own rendering at start). The server reports how late its answers went out (`late_ms` in /_stats: sent minus due,
+in milliseconds); bench_build.sh prints it, so that a reader can see how much of a row's distance from the ideal is
+the server's.
 
 It speaks HTTP/1.1 with keep-alive and Content-Length bodies (what libcurl and httpx send), to 127.0.0.1 only:
 
     POST /s/<scenario>/v1/chat/completions   a canned completion (the scenario only names the counter)
     POST /v1/chat/completions, /chat/completions, /s/<scenario>/chat/completions   the same
-    GET  /_stats    {"counts": {scenario: n}}
-    POST /_reset    clears the counters
+    GET  /_stats    {"counts": {scenario: n}, "late_ms": {"median": m, "p90": p, "max": x, "answers": n}}
+    POST /_reset    clears the counters and the lateness record
 
 Usage: bench_server.py [--port 0] [--latency-ms 200]; prints "PORT <n>" on stdout once listening.
 """
@@ -28,7 +35,9 @@ import os
 import selectors
 import signal
 import socket
+import statistics
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "Support"))
 import fault_server  # noqa: E402  (the answer's shape is the fault server's)
@@ -37,6 +46,49 @@ FORBIDDEN_PORT = fault_server.FORBIDDEN_PORT
 MAX_HEAD = 64 * 1024
 MAX_BODY = fault_server.MAX_BODY
 COUNTS: dict[str, int] = {}
+LATE: list[float] = []  # seconds each answer went out after it was due, since the last /_reset
+CHOICES: dict[tuple[str, int], tuple[str, int]] = {}  # (label, n) -> (choices as JSON, completion tokens)
+
+
+def completion_body(req: dict, label: str) -> bytes:
+    """The fault server's `openai_completion(req, canned contents)` as JSON bytes, with the choices rendered once per
+    label and number of choices: the id and the prompt's usage are the request's own, as before."""
+    n = fault_server.wants_n(req)
+    cached = CHOICES.get((label, n))
+    if cached is None:
+        contents = [fault_server.canned_descriptions(label, i) for i in range(n)]
+        whole = fault_server.openai_completion(req, contents)
+        cached = (json.dumps(whole["choices"], ensure_ascii=False), whole["usage"]["completion_tokens"])
+        CHOICES[(label, n)] = cached
+    choices, completion_tokens = cached
+    model = req.get("model") if isinstance(req.get("model"), str) else "fault-server"
+    p = fault_server.prompt_tokens(req)
+    return (f'{{"id": "{fault_server.completion_id()}", "object": "chat.completion", "created": {int(time.time())}, '
+            f'"model": {json.dumps(model, ensure_ascii=False)}, "system_fingerprint": "fp_fault_server", '
+            f'"choices": {choices}, "usage": {{"prompt_tokens": {p}, "completion_tokens": {completion_tokens}, '
+            f'"total_tokens": {p + completion_tokens}}}}}').encode()
+
+
+def check_completion_body() -> None:
+    """The reused rendering must say what the fault server's builder says (all but the id and the time)."""
+    for label, n in (("dog", 1), ("traffic light", 3), ('a "quoted" café', 2)):
+        req = {"model": "bench \"m\"", "n": n, "messages": [{"role": "user", "content": f'Describe "{label}".'}]}
+        for _ in range(2):  # the first renders, the second reuses
+            fast = json.loads(completion_body(req, label))
+            slow = fault_server.openai_completion(req, [fault_server.canned_descriptions(label, i) for i in range(n)])
+            for key in ("id", "created"):
+                fast.pop(key), slow.pop(key)
+            if fast != slow:
+                sys.exit(f"bench_server: the reused completion differs from the fault server's for {label!r}, n={n}")
+    CHOICES.clear()
+
+
+def late_stats() -> dict:
+    if not LATE:
+        return {"median": None, "p90": None, "max": None, "answers": 0}
+    ordered = sorted(LATE)
+    return {"median": round(statistics.median(ordered) * 1000, 3), "p90": round(ordered[int(0.9 * (len(ordered) - 1))] * 1000, 3),
+            "max": round(ordered[-1] * 1000, 3), "answers": len(ordered)}
 
 
 def reply(status: int, body: dict, keep_alive: bool) -> bytes:
@@ -65,6 +117,7 @@ class Connection(asyncio.Protocol):
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
+        arrived = asyncio.get_running_loop().time()  # a request completed by these bytes arrived now
         self.buffer += data
         while not self.closing:
             end = self.buffer.find(b"\r\n\r\n")
@@ -96,18 +149,20 @@ class Connection(asyncio.Protocol):
             body = bytes(self.buffer[end + 4:end + 4 + length])
             del self.buffer[:end + 4 + length]
             keep_alive = (headers.get("Connection") or "").lower() != "close" and version == "HTTP/1.1"
-            self.handle(method, target, headers, body, keep_alive)
+            self.handle(method, target, headers, body, keep_alive, arrived)
 
-    def handle(self, method: str, target: str, headers: fault_server.Headers, body: bytes, keep_alive: bool) -> None:
+    def handle(self, method: str, target: str, headers: fault_server.Headers, body: bytes, keep_alive: bool,
+               arrived: float) -> None:
         path = target.split("?", 1)[0]
         if path == "/_stats":
-            self.send(reply(200, {"counts": dict(COUNTS)}, keep_alive), close=not keep_alive)
+            self.send(reply(200, {"counts": dict(COUNTS), "late_ms": late_stats()}, keep_alive), close=not keep_alive)
             return
         if path == "/_reset":
             if method != "POST":
                 self.send(reply(405, {"error": {"message": "use POST /_reset"}}, keep_alive), close=not keep_alive)
                 return
             COUNTS.clear()
+            LATE.clear()
             self.send(reply(200, {"ok": True}, keep_alive), close=not keep_alive)
             return
         scenario, rest = fault_server.parse_path(path)
@@ -125,9 +180,15 @@ class Connection(asyncio.Protocol):
             return
         COUNTS[scenario] = COUNTS.get(scenario, 0) + 1
         label = fault_server.request_label(headers, req)
-        contents = [fault_server.canned_descriptions(label, i) for i in range(fault_server.wants_n(req))]
-        answer = reply(200, fault_server.openai_completion(req, contents), keep_alive)
-        asyncio.get_running_loop().call_later(self.latency, self.send, answer, not keep_alive)
+        data = completion_body(req, label)
+        head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+                + ("" if keep_alive else "Connection: close\r\n") + "\r\n")
+        due = arrived + self.latency
+        asyncio.get_running_loop().call_at(due, self.answer, head.encode() + data, not keep_alive, due)
+
+    def answer(self, data: bytes, close: bool, due: float) -> None:
+        self.send(data, close)
+        LATE.append(asyncio.get_running_loop().time() - due)
 
     def send(self, data: bytes, close: bool = False) -> None:
         if self.transport is None:
@@ -136,6 +197,26 @@ class Connection(asyncio.Protocol):
         if close:
             self.closing = True
             self.transport.close()
+
+
+class PunctualSelector(selectors.SelectSelector):
+    """select(2) that wakes up a millisecond before a long time-out ends, so that asyncio's next, short wait ends
+    on time. The kernel lets a sleep of t end up to t/1000 late (its timer slack: 0.2 ms for a 200 ms wait), and
+    every round of answers went out that much late; the short wait's slack is this process's own, set to 1 µs."""
+
+    def select(self, timeout=None):
+        if timeout is not None and timeout > 0.002:
+            timeout -= 0.001
+        return super().select(timeout)
+
+
+def fine_timer_slack() -> None:
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(29, 1000, 0, 0, 0)  # PR_SET_TIMERSLACK: 1 µs instead of the default 50 µs
+    except (OSError, AttributeError):
+        pass  # not Linux: the answers may go out a little later; late_ms in /_stats shows how much
 
 
 async def serve(host: str, port: int, latency: float) -> None:
@@ -164,6 +245,7 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=0, help="0 picks a free port (never 8765)")
     ap.add_argument("--latency-ms", type=float, default=200.0, help="fixed delay before every answer")
     args = ap.parse_args()
+    check_completion_body()
     if args.port == FORBIDDEN_PORT:
         sys.exit("port 8765 is taken on this machine; use another")
     if args.latency_ms < 0:
@@ -171,7 +253,8 @@ def main() -> int:
     # select(2) rather than epoll: epoll's time-out has whole milliseconds, so asyncio's timers fired up to 1 ms late
     # (0.5 ms on average), and every round of answers went out late by that; select's is in microseconds. The
     # benchmark keeps far fewer sockets open than select's limit (1,024).
-    loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
+    fine_timer_slack()
+    loop = asyncio.SelectorEventLoop(PunctualSelector())
     try:
         loop.run_until_complete(serve(args.host, args.port, args.latency_ms / 1000.0))
     finally:

@@ -132,9 +132,16 @@ final class ProgressDisplay: @unchecked Sendable {
         names.count <= 12 ? names.joined(separator: ", ") : names.prefix(12).joined(separator: ", ") + ", … (\(names.count) in all)"
     }
 
+    /// "2.7 s", "4:05", "1:02:05". Written by hand: `String(format:)` loads the locale's formatting on first use,
+    /// a third of a millisecond at the end of every build.
     static func duration(_ seconds: Double) -> String {
-        if seconds < 60 { return String(format: "%.1f s", seconds) }
+        func two(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        if !seconds.isFinite || abs(seconds) >= 1e15 { return "--:--" }  // an ETA with no rate yet
+        if seconds < 60 {
+            let tenths = Int((seconds * 10).rounded())
+            return (tenths < 0 ? "-" : "") + "\(abs(tenths) / 10).\(abs(tenths) % 10) s"
+        }
         let s = Int(seconds)
-        return s < 3600 ? String(format: "%d:%02d", s / 60, s % 60) : String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60)
+        return s < 3600 ? "\(s / 60):\(two(s % 60))" : "\(s / 3600):\(two(s / 60 % 60)):\(two(s % 60))"
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import Testing
 @testable import Knowledge
+import Tensor
 import TestSupport
 
 /// The byte-wise fast paths of the per-request work (issue: the LLM stage at scale, client CPU) give exactly what
@@ -278,5 +279,54 @@ extension FastPathTests {
             if depth > 0 { open += 1 }
         }
         #expect(open >= 3)
+    }
+
+    @Test func headerNamesCompareWithoutASCIICaseAndNothingElse() {
+        let names = ["Content-Type", "content-type", "CONTENT-TYPE", "Accept", "X-SSPA-Label", "x-sspa-label", "Authorization",
+                     "Retry-After", "retry-after", "a", "A", "", "@", "`", "[", "{", "Ä", "ä", "content-typ", "content-types"]
+        for a in names {
+            for b in names {
+                let ascii = a.allSatisfy(\.isASCII) && b.allSatisfy(\.isASCII)
+                // For ASCII names this is Foundation's case-insensitive equality; beyond ASCII, only the same bytes.
+                let expected = ascii ? a.caseInsensitiveCompare(b) == .orderedSame : a == b
+                #expect(FastText.equalsIgnoringASCIICase(a, b) == expected, "\(a) vs \(b)")
+            }
+        }
+        // "@" (0x40) and "`" (0x60) differ only in the case bit, and are not letters.
+        #expect(!FastText.equalsIgnoringASCIICase("@", "`"))
+        var request = HTTPRequest(url: URL(string: "http://127.0.0.1/")!)
+        request.setValue("text/plain", forHTTPHeaderField: "content-type")
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        #expect(request.headers.count == 1)
+        #expect(request.value(forHTTPHeaderField: "CONTENT-TYPE") == "application/json")
+        #expect(HTTPResponse(statusCode: 429, headers: ["retry-after": "3"]).value(forHTTPHeaderField: "Retry-After") == "3")
+    }
+
+    @Test func theLabelHeaderIsPlainASCIIAndDecodesBackToTheLabel() {
+        for label in Self.samples + ["dog", "traffic light", "T-shirt/top", "café crème", "100%", "a+b=c", "犬"] {
+            let header = FastText.percentEncodingAllButASCIIAlphanumerics(label)
+            #expect(header.utf8.allSatisfy { $0 >= 0x21 && $0 < 0x7F } || header.isEmpty, "\(header)")
+            #expect(header.removingPercentEncoding == label)
+            // Letters and digits stay readable; everything else is escaped.
+            let alphanumerics = label.unicodeScalars.filter { $0.isASCII && CharacterSet.alphanumerics.contains($0) }
+            #expect(header.unicodeScalars.filter { $0 != "%" && CharacterSet.alphanumerics.contains($0) }.count >= alphanumerics.count)
+        }
+        #expect(FastText.percentEncodingAllButASCIIAlphanumerics("café crème") == "caf%C3%A9%20cr%C3%A8me")
+    }
+
+    @Test func timestampsAndHexDigitsAreWhatStringFormatWrites() {
+        var random = SystemRandomNumberGenerator()
+        for _ in 0..<500 {
+            let parts = [Int.random(in: 1...12_000, using: &random), Int.random(in: 1...12, using: &random), Int.random(in: 1...31, using: &random),
+                         Int.random(in: 0...23, using: &random), Int.random(in: 0...59, using: &random), Int.random(in: 0...60, using: &random),
+                         Int.random(in: 0...999, using: &random)]
+            let expected = String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], parts[6])
+            #expect(KnowledgeStore.timestamp(year: parts[0], month: parts[1], day: parts[2], hour: parts[3], minute: parts[4],
+                                             second: parts[5], millisecond: parts[6]) == expected)
+        }
+        #expect(KnowledgeStore.now().count == 24)
+        let bytes = (0...255).map { UInt8($0) }
+        #expect(SHA256.lowercaseHex(bytes) == bytes.map { String(format: "%02x", $0) }.joined())
+        #expect(SHA256.hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
     }
 }

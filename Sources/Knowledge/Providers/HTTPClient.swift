@@ -10,7 +10,7 @@ public struct HTTPRequest: Sendable {
     public var httpBody: Data?
     /// Seconds for the whole request, when less than the client's own time-out.
     public var timeoutInterval: Double?
-    /// In the order set; names compare case-insensitively, as HTTP's do.
+    /// In the order set; names compare without regard to ASCII case, as HTTP's do.
     public private(set) var headers: [(name: String, value: String)] = []
 
     public init(url: URL, timeoutInterval: Double? = nil) {
@@ -20,12 +20,12 @@ public struct HTTPRequest: Sendable {
 
     /// Sets (or, with nil, removes) a header, replacing one of the same name in any case.
     public mutating func setValue(_ value: String?, forHTTPHeaderField name: String) {
-        headers.removeAll { $0.name.caseInsensitiveCompare(name) == .orderedSame }
+        headers.removeAll { FastText.equalsIgnoringASCIICase($0.name, name) }
         if let value { headers.append((name, value)) }
     }
 
     public func value(forHTTPHeaderField name: String) -> String? {
-        headers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
+        headers.first { FastText.equalsIgnoringASCIICase($0.name, name) }?.value
     }
 }
 
@@ -45,7 +45,7 @@ public struct HTTPResponse: Sendable {
     /// A header's value; names compare case-insensitively.
     public func value(forHTTPHeaderField name: String) -> String? {
         if let exact = headers[name] { return exact }
-        return headers.first { $0.key.caseInsensitiveCompare(name) == .orderedSame }?.value
+        return headers.first { FastText.equalsIgnoringASCIICase($0.key, name) }?.value
     }
 }
 
@@ -107,7 +107,7 @@ struct JSONPoster: Sendable {
         request.httpBody = payload
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         request.setValue("application/json", forHTTPHeaderField: "Accept")
-        request.setValue(label.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "", forHTTPHeaderField: "X-SSPA-Label")
+        request.setValue(FastText.percentEncodingAllButASCIIAlphanumerics(label), forHTTPHeaderField: "X-SSPA-Label")
         for (name, value) in extraHeaders { request.setValue(value, forHTTPHeaderField: name) }
         return try await send(request, label: label)
     }

@@ -41,6 +41,40 @@ enum FastText {
         }
     }
 
+    /// Whether two HTTP field names are the same: ASCII letters compare without case (RFC 9110 §5.1; names are ASCII
+    /// tokens), every other byte exactly. Foundation's `caseInsensitiveCompare` goes through `NSString` and the
+    /// locale's case tables, a few microseconds a call, and a request compares names a dozen times.
+    static func equalsIgnoringASCIICase(_ a: String, _ b: String) -> Bool {
+        var a = a, b = b
+        return a.withUTF8 { x in
+            b.withUTF8 { y in
+                guard x.count == y.count else { return false }
+                for index in 0..<x.count where x[index] != y[index] {
+                    let folded = x[index] | 0x20
+                    guard folded == y[index] | 0x20, folded >= 0x61, folded <= 0x7A else { return false }
+                }
+                return true
+            }
+        }
+    }
+
+    /// `text`'s UTF-8 with every byte but an ASCII letter or digit written as `%XX`: a header value in plain ASCII,
+    /// which a server reads back as percent-encoded UTF-8 (`urllib.parse.unquote`, `decodeURIComponent`).
+    static func percentEncodingAllButASCIIAlphanumerics(_ text: String) -> String {
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count)
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"):
+                out.append(byte)
+            default:
+                out += [UInt8(ascii: "%"), hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
     /// Whether an ASCII byte is white space as `Character.isWhitespace` has it (tab, line feed, vertical tab, form
     /// feed, carriage return, space).
     static func isASCIISpace(_ byte: UInt8) -> Bool { byte == 0x20 || (byte >= 0x09 && byte <= 0x0D) }
