@@ -50,6 +50,35 @@ LATE: list[float] = []  # seconds each answer went out after it was due, since t
 CHOICES: dict[tuple[str, int], tuple[str, int]] = {}  # (label, n) -> (choices as JSON, completion tokens)
 
 
+class Headers(dict):
+    """Request headers by lower-case name (the first of a repeated name); get() takes a name in any case, as the
+    fault server's Headers does, without scanning the list on every look-up."""
+
+    def get(self, name: str, default=None):  # type: ignore[override]
+        return dict.get(self, name.lower(), default)
+
+
+MESSAGE_TOKENS: dict[str, int] = {}
+
+
+def prompt_tokens(req: dict) -> int:
+    """fault_server.prompt_tokens(req), with each message's count kept: the system prompt and the demonstrations are
+    the same in every request, and only the last question differs."""
+    messages = req.get("messages")
+    if not isinstance(messages, list):
+        return 1
+    total = 0
+    for message in messages:
+        text = fault_server.message_text(message)
+        count = MESSAGE_TOKENS.get(text)
+        if count is None:
+            count = fault_server.rough_tokens(text)
+            if len(MESSAGE_TOKENS) < 100_000:
+                MESSAGE_TOKENS[text] = count
+        total += count
+    return total or 1
+
+
 def completion_body(req: dict, label: str) -> bytes:
     """The fault server's `openai_completion(req, canned contents)` as JSON bytes, with the choices rendered once per
     label and number of choices: the id and the prompt's usage are the request's own, as before."""
@@ -62,7 +91,7 @@ def completion_body(req: dict, label: str) -> bytes:
         CHOICES[(label, n)] = cached
     choices, completion_tokens = cached
     model = req.get("model") if isinstance(req.get("model"), str) else "fault-server"
-    p = fault_server.prompt_tokens(req)
+    p = prompt_tokens(req)
     return (f'{{"id": "{fault_server.completion_id()}", "object": "chat.completion", "created": {int(time.time())}, '
             f'"model": {json.dumps(model, ensure_ascii=False)}, "system_fingerprint": "fp_fault_server", '
             f'"choices": {choices}, "usage": {{"prompt_tokens": {p}, "completion_tokens": {completion_tokens}, '
@@ -72,7 +101,9 @@ def completion_body(req: dict, label: str) -> bytes:
 def check_completion_body() -> None:
     """The reused rendering must say what the fault server's builder says (all but the id and the time)."""
     for label, n in (("dog", 1), ("traffic light", 3), ('a "quoted" café', 2)):
-        req = {"model": "bench \"m\"", "n": n, "messages": [{"role": "user", "content": f'Describe "{label}".'}]}
+        req = {"model": "bench \"m\"", "n": n, "messages": [
+            {"role": "system", "content": "You describe things."}, {"role": "user", "content": [{"type": "text", "text": "Parts"}]},
+            {"role": "assistant", "content": ""}, {"role": "user", "content": f'Describe "{label}".'}]}
         for _ in range(2):  # the first renders, the second reuses
             fast = json.loads(completion_body(req, label))
             slow = fault_server.openai_completion(req, [fault_server.canned_descriptions(label, i) for i in range(n)])
@@ -81,6 +112,7 @@ def check_completion_body() -> None:
             if fast != slow:
                 sys.exit(f"bench_server: the reused completion differs from the fault server's for {label!r}, n={n}")
     CHOICES.clear()
+    MESSAGE_TOKENS.clear()
 
 
 def late_stats() -> dict:
@@ -131,8 +163,10 @@ class Connection(asyncio.Protocol):
             except ValueError:
                 self.send(reply(400, {"error": {"message": "bad request line"}}, False), close=True)
                 return
-            headers = fault_server.Headers([(name.strip(), value.strip()) for name, _, value in
-                                            (line.partition(":") for line in lines[1:])])
+            headers = Headers()
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                headers.setdefault(name.strip().lower(), value.strip())  # the first of a repeated name, as before
             if "chunked" in (headers.get("Transfer-Encoding") or "").lower():
                 self.send(reply(400, {"error": {"message": "chunked bodies are not supported here"}}, False), close=True)
                 return
@@ -151,7 +185,7 @@ class Connection(asyncio.Protocol):
             keep_alive = (headers.get("Connection") or "").lower() != "close" and version == "HTTP/1.1"
             self.handle(method, target, headers, body, keep_alive, arrived)
 
-    def handle(self, method: str, target: str, headers: fault_server.Headers, body: bytes, keep_alive: bool,
+    def handle(self, method: str, target: str, headers: Headers, body: bytes, keep_alive: bool,
                arrived: float) -> None:
         path = target.split("?", 1)[0]
         if path == "/_stats":

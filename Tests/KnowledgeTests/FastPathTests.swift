@@ -329,4 +329,45 @@ extension FastPathTests {
         #expect(SHA256.lowercaseHex(bytes) == bytes.map { String(format: "%02x", $0) }.joined())
         #expect(SHA256.hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
     }
+
+    /// The copied share on word numbers is the share of the sentence's word trigrams (as strings) that occur in a
+    /// demonstration answer: on real stored sentences as demonstrations, on them copied whole, in part and with
+    /// another label's name, and on texts of fewer than three words.
+    @Test func theCopiedShareOnWordNumbersIsTheShareOfStringTrigrams() throws {
+        let descriptions = try Self.committedDescriptions()
+        func reference(_ mine: [String], _ demos: [(label: String, text: String)]) -> Double {
+            guard !demos.isEmpty else { return 0 }
+            let shown = demos.map { DescriptionQuality.masked($0.text, names: [$0.label]) }
+            if mine.count < 3 { return shown.contains(mine) ? 1 : 0 }
+            func grams(_ words: [String]) -> [String] {
+                words.count < 3 ? [] : (0...(words.count - 3)).map { words[$0..<($0 + 3)].joined(separator: " ") }
+            }
+            let known = Set(shown.flatMap(grams))
+            let mine = grams(mine)
+            return Double(mine.filter(known.contains).count) / Double(mine.count)
+        }
+        var checked = 0
+        for start in stride(from: 0, to: min(descriptions.count, 600), by: 6) {
+            let demos = descriptions[start..<min(start + 3, descriptions.count)].map { (label: "dog", text: $0) }
+            let shown = DescriptionQuality.Shown(demos)
+            let others = descriptions[min(start + 3, descriptions.count - 1)...].prefix(3)
+            var texts = Array(others) + demos.map(\.text) + ["dog", "a dog", "", "dog dog dog dog"]
+            if let first = demos.first?.text {
+                let words = first.split(separator: " ")
+                texts += [words.prefix(words.count / 2).joined(separator: " ") + " " + (others.first ?? ""),
+                          first.replacingOccurrences(of: "dog", with: "giraffe"), String(words.prefix(2).joined(separator: " "))]
+            }
+            for text in texts {
+                let mine = DescriptionQuality.masked(text, names: ["cat"])
+                let share = DescriptionQuality.copiedShare(mine, shown: shown)
+                #expect(share == reference(mine, demos), "\(text.debugDescription)")
+                checked += 1
+            }
+            // A demonstration copied whole (with its own label's name masked, as a request shows it) is all copied.
+            let copy = DescriptionQuality.masked(demos[0].text, names: ["dog"])
+            if copy.count >= 3 { #expect(DescriptionQuality.copiedShare(copy, shown: shown) == 1) }
+        }
+        #expect(checked > 500)
+        #expect(DescriptionQuality.copiedShare(["a", "b", "c"], shown: DescriptionQuality.Shown([])) == 0)
+    }
 }

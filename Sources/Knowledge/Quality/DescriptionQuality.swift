@@ -225,23 +225,41 @@ public enum DescriptionQuality {
     // MARK: - copied
 
     /// The demonstration answers a request showed, as masked word trigrams: built once per label, not per sentence.
+    /// Each word the demonstrations use gets a number, and a trigram is three numbers: judging a sentence then looks
+    /// each of its words up once, instead of hashing three strings for each of its trigrams.
     public struct Shown: Sendable {
-        let grams: Set<Trigram>
+        /// The demonstrations' words, numbered from 1 (0 stands for a word none of them uses).
+        let numbers: [String: UInt32]
+        let grams: Set<WordTrigram>
         let short: Set<[String]>
         let isEmpty: Bool
 
         public init(_ demonstrations: [(label: String, text: String)]) {
-            var grams = Set<Trigram>()
+            var numbers: [String: UInt32] = [:]
+            var grams = Set<WordTrigram>()
             var short = Set<[String]>()
             for demo in demonstrations {
                 let words = DescriptionQuality.masked(demo.text, names: [demo.label])
                 short.insert(words)
-                for gram in DescriptionQuality.trigrams(words) { grams.insert(gram) }
+                let ids = words.map { word -> UInt32 in
+                    if let id = numbers[word] { return id }
+                    let id = UInt32(numbers.count + 1)
+                    numbers[word] = id
+                    return id
+                }
+                for start in ids.indices.dropLast(2) { grams.insert(WordTrigram(ids[start], ids[start + 1], ids[start + 2])) }
             }
+            self.numbers = numbers
             self.grams = grams
             self.short = short
             isEmpty = demonstrations.isEmpty
         }
+    }
+
+    /// Three words in a row, by their numbers in `Shown`.
+    struct WordTrigram: Hashable, Sendable {
+        let first, second, third: UInt32
+        init(_ first: UInt32, _ second: UInt32, _ third: UInt32) { (self.first, self.second, self.third) = (first, second, third) }
     }
 
     /// The share of `text`'s word trigrams that occur in any demonstration answer. The label's names and each
@@ -249,11 +267,13 @@ public enum DescriptionQuality {
     /// animal…" counts as copied. Texts under three words compare as one unit.
     static func copiedShare(_ mine: [String], shown: Shown) -> Double {
         guard !shown.isEmpty else { return 0 }
-        let grams = trigrams(mine)
-        if grams.isEmpty { return shown.short.contains(mine) ? 1 : 0 }
+        guard mine.count >= 3 else { return shown.short.contains(mine) ? 1 : 0 }
+        let ids = mine.map { shown.numbers[$0] ?? 0 }
         var copied = 0
-        for gram in grams where shown.grams.contains(gram) { copied += 1 }
-        return Double(copied) / Double(grams.count)
+        for start in 0..<(ids.count - 2) where ids[start] != 0 && ids[start + 1] != 0 && ids[start + 2] != 0 {
+            if shown.grams.contains(WordTrigram(ids[start], ids[start + 1], ids[start + 2])) { copied += 1 }
+        }
+        return Double(copied) / Double(ids.count - 2)
     }
 
     /// Lower-case stemmed words, with every occurrence of a name (as a word sequence) replaced by one mark.
@@ -282,16 +302,6 @@ public enum DescriptionQuality {
             }
         }
         return out
-    }
-
-    /// Three words in a row: a value of its own rather than an array of three (no allocation per trigram).
-    struct Trigram: Hashable, Sendable {
-        var first, second, third: String
-    }
-
-    static func trigrams(_ words: [String]) -> [Trigram] {
-        guard words.count >= 3 else { return [] }
-        return (0...(words.count - 3)).map { Trigram(first: words[$0], second: words[$0 + 1], third: words[$0 + 2]) }
     }
 
     // MARK: - names-other-label
