@@ -152,6 +152,32 @@ struct StoreTests {
         #expect(await full.drain() == nil)
     }
 
+    /// Groups linger long while labels are still starting (fewer, larger commits), but once the last label has
+    /// started, what waits longer than the final linger is written without waiting for the rest of the build.
+    @Test func onceTheLastLabelHasStartedTheWriterStopsLingering() async throws {
+        let (store, dir) = try makeStore(.file)
+        defer { dir.map { try? FileManager.default.removeItem(at: $0) } }
+        let (setID, ids) = try store.saveLabelSet(Self.set)
+        let run = try store.beginRun(Self.spec, labelSetID: setID, force: false, toolVersion: "test")
+        let saved = LockedCounter()
+        let writer = OutcomeWriter(store: store, linger: .seconds(600), finalLinger: .milliseconds(40), fullGroup: 64) { _ in
+            saved.increment()
+        }
+        #expect(writer.finalLinger == .milliseconds(40))
+        writer.register { .init(runID: run, labelIDs: ids) }
+        writer.submit(outcome(Self.set.labels[0], ["A dog barks.", "A dog runs."]), position: 0)
+        writer.submit(outcome(Self.set.labels[1], ["A cat naps.", "A cat purrs."]), position: 1)
+        try await Task.sleep(nanoseconds: 200_000_000)
+        #expect(saved.value == 0, "a group was written before its linger ended")
+        writer.lastLabelStarted()
+        for _ in 0..<600 where saved.value < 2 { try await Task.sleep(nanoseconds: 50_000_000) }
+        #expect(saved.value == 2, "the waiting group was not written when the last label started")
+        #expect(try store.labelStates(runID: run) == ["dog": .complete, "cat": .complete])
+        #expect(await writer.drain() == nil)
+        // The final linger is never longer than the linger.
+        #expect(OutcomeWriter(store: store, linger: .zero, finalLinger: .seconds(1)) { _ in }.finalLinger == .zero)
+    }
+
     @Test(arguments: Kind.allCases)
     func outcomesAreSavedWithProvenanceAndReplacedNotDuplicated(kind: Kind) throws {
         let (store, dir) = try makeStore(kind)

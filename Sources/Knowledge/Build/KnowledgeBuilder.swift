@@ -185,10 +185,11 @@ public struct KnowledgeBuilder: Sendable {
             var lastLaunched = false
             func launch() {
                 guard stop == nil, next < todo.count else {
-                    // Every label has started: fold the log into the file while the last answers are on their way.
+                    // Every label has started: store what is waiting and fold the log into the file while the last
+                    // answers are on their way.
                     if stop == nil, !lastLaunched, todo.count > jobs {
                         lastLaunched = true
-                        writer.checkpointSoon()
+                        writer.lastLabelStarted()
                     }
                     return
                 }
