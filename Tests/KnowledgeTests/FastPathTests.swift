@@ -151,6 +151,34 @@ extension FastPathTests {
         }
     }
 
+    /// The byte path of the incomplete check gives what the check on characters gives, on every ASCII text, and
+    /// steps aside for any other.
+    @Test func incompleteOnBytesEqualsOnCharacters() throws {
+        let endings = ["", ".", "!", "?", "\"", "'", ")", ",", ";", ":", "-", "(", " the", " with", " dog", " 42", " (brown",
+                       " (brown)", "\r\n", " \t", "...", "”", "–", "é", "\u{85}", "\u{1C}"]
+        var texts = try Self.committedDescriptions() + Self.samples + ["", " ", "\r\n", "a b", "A dog (brown"]
+        texts += try Self.committedDescriptions().prefix(200).flatMap { text in
+            endings.map { String(FastText.trimmed(text).dropLast()) + $0 }
+        }
+        var byBytes = 0, incomplete = 0
+        for text in texts {
+            let words = ResponseParser.wordsOf(text)
+            for cutOff in [false, true] {
+                let characters = DescriptionQuality.isIncompleteCharacters(text, cutOff: cutOff, words: words)
+                if let bytes = DescriptionQuality.isIncompleteASCII(text, cutOff: cutOff, words: words) {
+                    #expect(bytes == characters, "\(text.debugDescription) cut off: \(cutOff)")
+                    byBytes += 1
+                } else {
+                    #expect(text.utf8.contains { $0 >= 0x80 }, "\(text.debugDescription) is ASCII but took the slow path")
+                }
+                #expect(DescriptionQuality.isIncomplete(text, cutOff: cutOff, words: words) == characters)
+                if characters { incomplete += 1 }
+            }
+        }
+        #expect(byBytes > texts.count, "most texts are ASCII")
+        #expect(incomplete > texts.count / 4 && incomplete < texts.count * 2, "both verdicts occur: \(incomplete)")
+    }
+
     @Test func removingCharactersEqualsFiltering() throws {
         let texts = try Self.committedDescriptions() + Self.samples + ["`code` and **bold**", "varia \u{1FEF} is `", "e\u{301}`", "*"]
         for text in texts {

@@ -342,6 +342,49 @@ public enum DescriptionQuality {
 
     /// - Parameter words: `ResponseParser.wordsOf(text)` when the caller has it (trimming white space changes no word).
     static func isIncomplete(_ text: String, cutOff: Bool, words: [String]? = nil) -> Bool {
+        if let words, let ascii = isIncompleteASCII(text, cutOff: cutOff, words: words) { return ascii }
+        return isIncompleteCharacters(text, cutOff: cutOff, words: words)
+    }
+
+    /// `isIncomplete` on the bytes of ASCII text; nil for any other text. In ASCII text each character is one byte
+    /// (CR LF aside, which is white space and trimmed at the ends), and its white space is tab to carriage return and
+    /// the space.
+    static func isIncompleteASCII(_ text: String, cutOff: Bool, words: [String]) -> Bool? {
+        var text = text
+        return text.withUTF8 { bytes -> Bool? in
+            var depth = 0
+            var first = -1, last = -1
+            for (index, byte) in bytes.enumerated() {
+                if byte >= 0x80 { return nil }
+                if byte == 0x20 || (byte >= 0x09 && byte <= 0x0D) { continue }
+                if first < 0 { first = index }
+                last = index
+            }
+            if words.count < 3 || last < 0 { return true }
+            let end = bytes[last]
+            switch end {
+            case UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: ":"), UInt8(ascii: "-"), UInt8(ascii: "("): return true
+            default: break
+            }
+            let isLetter = (end | 0x20) >= UInt8(ascii: "a") && (end | 0x20) <= UInt8(ascii: "z")
+            let isDigit = end >= UInt8(ascii: "0") && end <= UInt8(ascii: "9")
+            if isLetter || isDigit, let word = words.last, danglingWords.contains(word) { return true }
+            for byte in bytes[first...last] {
+                if byte == UInt8(ascii: "(") { depth += 1 } else if byte == UInt8(ascii: ")") { depth -= 1 }
+            }
+            if depth > 0 { return true }
+            if cutOff {
+                switch end {
+                case UInt8(ascii: "."), UInt8(ascii: "!"), UInt8(ascii: "?"), UInt8(ascii: "\""), UInt8(ascii: "'"), UInt8(ascii: ")"): break
+                default: return true
+                }
+            }
+            return false
+        }
+    }
+
+    /// `isIncomplete` on characters, for any text.
+    static func isIncompleteCharacters(_ text: String, cutOff: Bool, words: [String]? = nil) -> Bool {
         let trimmed = FastText.trimmed(text)
         let words = words ?? ResponseParser.wordsOf(trimmed)
         if words.count < 3 { return true }
