@@ -94,6 +94,8 @@ struct PromptTests {
                             let prompt = builder.render(for: label)
                             #expect(prompt.encoded == Array(try JSONValue.messages(prompt.messages).data()), "\(name) \(selection) \(demos) \(label.rawName)")
                             #expect(prompt.encoded == RenderedPrompt(messages: prompt.messages, demonstrations: prompt.demonstrations).encoded)
+                            // A build indexes the demonstrations' answers by the labels the prompt names.
+                            #expect(prompt.demonstrations == builder.chooseDemonstrations(for: label).map(\.label))
                             cases += 1
                         }
                     }

@@ -42,10 +42,10 @@ public struct LabelWorker: Sendable {
             return false
         }
         // What the request shows as answers to copy from: the demonstrations' descriptions, as rendered (indexed once
-        // per choice of demonstrations; with fixed selection that is once per run).
-        let demos = provider.readsPrompt ? prompts.chooseDemonstrations(for: label) : []
-        let shown = shownCache.shown(for: demos.map(\.label)) {
-            DescriptionQuality.Shown(demos.flatMap { demo in demo.descriptions.prefix(wanted).map { (demo.label, $0) } })
+        // per choice of demonstrations, which the rendered prompt names; with fixed selection that is once per run).
+        let shown = shownCache.shown(for: provider.readsPrompt ? prompt.demonstrations : []) {
+            let demos = provider.readsPrompt ? prompts.chooseDemonstrations(for: label) : []
+            return DescriptionQuality.Shown(demos.flatMap { demo in demo.descriptions.prefix(wanted).map { (demo.label, $0) } })
         }
         var outcome = LabelOutcome(label: label, requests: [], descriptions: [], state: .failed, wanted: wanted)
         var seen = Set<String>()
