@@ -35,6 +35,7 @@ static void load(void) {
     SSPA_BIND(easy_getinfo);
     SSPA_BIND(easy_init);
     SSPA_BIND(easy_cleanup);
+    SSPA_BIND(easy_reset);
     SSPA_BIND(easy_strerror);
     SSPA_BIND(multi_init);
     SSPA_BIND(multi_setopt);

@@ -17,6 +17,7 @@ struct sspa_curl_api {
     CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
     CURL *(*easy_init)(void);
     void (*easy_cleanup)(CURL *);
+    void (*easy_reset)(CURL *);
     const char *(*easy_strerror)(CURLcode);
     CURLM *(*multi_init)(void);
     CURLMcode (*multi_setopt)(CURLM *, CURLMoption, ...);
@@ -35,6 +36,7 @@ void sspa_curl_preload(void);
 
 static inline CURL *sspa_curl_easy_init(void) { return sspa_curl()->easy_init(); }
 static inline void sspa_curl_easy_cleanup(CURL *handle) { sspa_curl()->easy_cleanup(handle); }
+static inline void sspa_curl_easy_reset(CURL *handle) { sspa_curl()->easy_reset(handle); }
 static inline const char *sspa_curl_easy_strerror(CURLcode code) { return sspa_curl()->easy_strerror(code); }
 static inline CURLM *sspa_curl_multi_init(void) { return sspa_curl()->multi_init(); }
 static inline CURLMcode sspa_curl_multi_add_handle(CURLM *multi, CURL *handle) { return sspa_curl()->multi_add_handle(multi, handle); }

@@ -57,6 +57,12 @@ final class CurlEngine: @unchecked Sendable {
     /// none. Touched only by the loop thread (libcurl calls its callbacks from within the loop's calls).
     private var deadline: UInt64?
     private let lock = NSLock()
+    /// Easy handles of finished transfers, kept for the next requests (under `lock`). libcurl reuses a handle's
+    /// allocations (its state and its receive buffer) where a new handle allocates and zeroes them again; each is
+    /// reset before its next request, so nothing of the last request's options carries over.
+    private var idle: [UnsafeMutableRawPointer] = []
+    /// Idle handles kept at most: as many as requests in flight at once, or a few dozen.
+    private var idleLimit: Int { options.requestLimit > 0 ? options.requestLimit : 64 }
     private var incoming: [Transfer] = []
     private var cancelling: [Transfer] = []
     /// Transfers added to the multi handle, by easy handle; touched only by the loop thread.
@@ -95,7 +101,7 @@ final class CurlEngine: @unchecked Sendable {
                     return false
                 }
                 if cancelledAlready {
-                    Self.release(transfer)
+                    release(transfer)
                     continuation.resume(throwing: CancellationError())
                 } else {
                     sspa_eventfd_signal(wakeFD)
@@ -111,7 +117,9 @@ final class CurlEngine: @unchecked Sendable {
     }
 
     private func makeTransfer(_ request: HTTPRequest, url: URL) throws -> Transfer {
-        guard let easy = sspa_curl_easy_init() else { throw URLError(.cannotLoadFromNetwork) }
+        let reused = lock.withLock { idle.popLast() }
+        if let reused { sspa_curl_easy_reset(reused) }
+        guard let easy = reused ?? sspa_curl_easy_init() else { throw URLError(.cannotLoadFromNetwork) }
         let transfer = Transfer(easy: easy, url: url)
         let context = Unmanaged.passUnretained(transfer).toOpaque()
         _ = sspa_curl_setopt_string(easy, CURLOPT_URL, url.absoluteString)
@@ -154,8 +162,14 @@ final class CurlEngine: @unchecked Sendable {
 
     static let caFile: String? = ProcessInfo.processInfo.environment["SSL_CERT_FILE"].flatMap { $0.isEmpty ? nil : $0 }
 
-    private static func release(_ transfer: Transfer) {
-        sspa_curl_easy_cleanup(transfer.easy)
+    /// Frees what a finished transfer held; its easy handle (no longer in the multi handle) is kept for the next one.
+    private func release(_ transfer: Transfer) {
+        let kept = lock.withLock { () -> Bool in
+            guard idle.count < idleLimit else { return false }
+            idle.append(transfer.easy)
+            return true
+        }
+        if !kept { sspa_curl_easy_cleanup(transfer.easy) }
         sspa_curl_slist_free_all(transfer.headerList)
         transfer.errorBuffer.deallocate()
     }
@@ -280,7 +294,7 @@ final class CurlEngine: @unchecked Sendable {
             defer { transfer.continuation = nil }
             return transfer.continuation
         }
-        Self.release(transfer)
+        release(transfer)
         continuation?.resume(with: result)
     }
 
