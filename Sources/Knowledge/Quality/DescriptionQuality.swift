@@ -347,8 +347,7 @@ public enum DescriptionQuality {
     }
 
     /// `isIncomplete` on the bytes of ASCII text; nil for any other text. In ASCII text each character is one byte
-    /// (CR LF aside, which is white space and trimmed at the ends), and its white space is tab to carriage return and
-    /// the space.
+    /// (CR LF aside, which is white space and trimmed at the ends).
     static func isIncompleteASCII(_ text: String, cutOff: Bool, words: [String]) -> Bool? {
         var text = text
         return text.withUTF8 { bytes -> Bool? in
@@ -356,7 +355,7 @@ public enum DescriptionQuality {
             var first = -1, last = -1
             for (index, byte) in bytes.enumerated() {
                 if byte >= 0x80 { return nil }
-                if byte == 0x20 || (byte >= 0x09 && byte <= 0x0D) { continue }
+                if FastText.isASCIISpace(byte) { continue }
                 if first < 0 { first = index }
                 last = index
             }

@@ -105,11 +105,9 @@ public final class KnowledgeStore: Sendable {
         var out: [UInt8] = []
         out.reserveCapacity(24)
         func digits(_ value: Int, _ width: Int) {
-            var divisor = 1
-            for _ in 1..<width { divisor *= 10 }
-            var value = value
-            if value >= divisor * 10 { out += Array(String(value / (divisor * 10)).utf8); value %= divisor * 10 }
-            while divisor > 0 { out.append(UInt8(ascii: "0") + UInt8(value / divisor % 10)); divisor /= 10 }
+            let text = String(value).utf8
+            out += repeatElement(UInt8(ascii: "0"), count: max(width - text.count, 0))
+            out += text
         }
         digits(year, 4); out.append(UInt8(ascii: "-")); digits(month, 2); out.append(UInt8(ascii: "-")); digits(day, 2)
         out.append(UInt8(ascii: "T")); digits(hour, 2); out.append(UInt8(ascii: ":")); digits(minute, 2)
